@@ -1,0 +1,40 @@
+# Dealcast. `make help` lists the targets.
+# The Temporal server module needs Go >= 1.26.10; the go command fetches this toolchain.
+export GOTOOLCHAIN := go1.27.3
+export GOFLAGS := -buildvcs=false
+
+GO ?= go
+BIN := bin/dealcast
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: run
+run: build ## Run everything locally (dealcast dev): database, migrations, API
+	./$(BIN) dev
+
+.PHONY: build
+build: ## Build bin/dealcast
+	$(GO) build -o $(BIN) ./cmd/dealcast
+
+.PHONY: test
+test: ## Run every test against the local PostgreSQL, with the race detector
+	$(GO) test -race -count=1 ./...
+
+.PHONY: lint
+lint: ## gofmt, go vet and staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+.PHONY: openapi
+openapi: ## Print the OpenAPI 3.1 document
+	@$(GO) run ./cmd/dealcast openapi
+
+.PHONY: clean
+clean: ## Remove build output and local dev state
+	rm -rf bin .data

@@ -1,0 +1,149 @@
+// Package api is Dealcast's HTTP surface: huma v2 operations, one file per
+// resource. Handlers parse, authorise, call the store and map its errors to
+// RFC 9457 problems; the rules themselves live in internal/.
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/adapters/humago"
+
+	"github.com/dealcast/dealcast/internal/auth"
+	"github.com/dealcast/dealcast/internal/deal"
+	"github.com/dealcast/dealcast/internal/store"
+)
+
+// Version is the API version in the OpenAPI document.
+const Version = "1.0.0"
+
+// Deps are what the operations need.
+type Deps struct {
+	Store    *store.Store
+	Verifier *auth.Verifier
+	Logger   *slog.Logger
+	// Ready reports whether the service's dependencies answer (GET /readyz).
+	Ready func(context.Context) error
+}
+
+// Config returns the huma configuration: OpenAPI 3.1 at /openapi.json (and
+// 3.0 at /openapi-3.0.json), docs at /docs, bearer JWT security.
+func Config() huma.Config {
+	cfg := huma.DefaultConfig("Dealcast API", Version)
+	// The default hooks add a "$schema" link to every response body; the
+	// contract's objects carry no such field.
+	cfg.CreateHooks = nil
+	cfg.Info.Description = "Sellers post deals; the buyers they authorise read them and receive a webhook for every change."
+	cfg.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
+		bearerScheme: {Type: "http", Scheme: "bearer", BearerFormat: "JWT",
+			Description: "A JWT whose `sub` is the account ID and `role` is seller, buyer or operator."},
+	}
+	return cfg
+}
+
+const bearerScheme = "bearer"
+
+// New returns the service's HTTP handler with every operation registered.
+func New(d Deps) (http.Handler, huma.API) {
+	mux := http.NewServeMux()
+	a := humago.New(mux, Config())
+	Register(a, d)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		if d.Ready != nil {
+			if err := d.Ready(r.Context()); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = w.Write([]byte("not ready: " + err.Error() + "\n"))
+				return
+			}
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	return mux, a
+}
+
+// Register adds every operation to a.
+func Register(a huma.API, d Deps) {
+	h := &handlers{store: d.Store, log: d.Logger}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	a.UseMiddleware(authenticate(a, d.Verifier, d.Store))
+	h.registerAccounts(a)
+	h.registerGrants(a)
+	h.registerDeals(a)
+	h.registerEvents(a)
+}
+
+type handlers struct {
+	store *store.Store
+	log   *slog.Logger
+}
+
+// fail maps an error from below to the problem the client sees. Anything
+// unexpected is logged and answered 500 without its text, so internals
+// never leak.
+func (h *handlers) fail(ctx context.Context, err error) error {
+	var verr *deal.ValidationError
+	switch {
+	case errors.As(err, &verr):
+		details := make([]error, len(verr.Fields))
+		for i, f := range verr.Fields {
+			details[i] = &huma.ErrorDetail{Location: "body." + f.Field, Message: f.Message, Value: f.Value}
+		}
+		return huma.Error422UnprocessableEntity("validation failed", details...)
+	case errors.Is(err, store.ErrNotFound):
+		return huma.Error404NotFound("not found")
+	case errors.Is(err, store.ErrVersionMismatch):
+		return huma.Error412PreconditionFailed("the deal has changed since the version in If-Match")
+	case errors.Is(err, store.ErrIdempotencyConflict):
+		return huma.Error409Conflict("this Idempotency-Key was used with a different request body")
+	case errors.Is(err, store.ErrBadCursor):
+		return huma.Error422UnprocessableEntity("validation failed",
+			&huma.ErrorDetail{Location: "query.cursor", Message: "cursor is not one this service issued"})
+	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		h.log.WarnContext(ctx, "dependency unavailable", "err", err)
+		return huma.Error503ServiceUnavailable("the database is unavailable; retry later")
+	case errors.Is(err, context.Canceled):
+		return huma.Error503ServiceUnavailable("request cancelled")
+	}
+	h.log.ErrorContext(ctx, "request failed", "err", err)
+	return huma.Error500InternalServerError("internal error")
+}
+
+// Pagination is the query of every list operation.
+type Pagination struct {
+	Limit  int    `query:"limit" minimum:"1" maximum:"100" default:"20" doc:"Page size."`
+	Cursor string `query:"cursor" maxLength:"512" doc:"next_cursor of the previous page; empty for the first page."`
+}
+
+// ListBody is the body of every list response.
+type ListBody[T any] struct {
+	Data       []T     `json:"data" nullable:"false"`
+	NextCursor *string `json:"next_cursor" doc:"Cursor of the next page; null on the last page."`
+}
+
+func listBody[T, U any](p store.Page[T], conv func(T) U) ListBody[U] {
+	b := ListBody[U]{Data: make([]U, len(p.Items))}
+	for i, it := range p.Items {
+		b.Data[i] = conv(it)
+	}
+	if p.Next != "" {
+		b.NextCursor = &p.Next
+	}
+	return b
+}
+
+// errorsOf documents the problems an operation can answer with.
+func errorsOf(codes ...int) []int {
+	return append([]int{http.StatusUnauthorized, http.StatusServiceUnavailable}, codes...)
+}
+
+func secured() []map[string][]string { return []map[string][]string{{bearerScheme: {}}} }

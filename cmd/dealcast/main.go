@@ -1,0 +1,71 @@
+// Command dealcast is the Dealcast service: one binary with a subcommand
+// per role (dev, api, worker, migrate, token, openapi).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `dealcast: the Dealcast B2B deals platform
+
+Usage: dealcast <command> [flags]
+
+Commands:
+  dev       everything in one process for local work: creates the database if
+            missing, migrates, then serves the API (and runs the worker)
+  api       serve the REST API
+  worker    run background work (webhook delivery, housekeeping)
+  migrate   apply database migrations and exit
+  token     print a development JWT: dealcast token --role seller --sub <id> [--ttl 1h]
+  openapi   print the OpenAPI document: dealcast openapi [--version 3.1|3.0] [--yaml]
+
+Settings come from the environment: DATABASE_URL, TEMPORAL_ADDRESS,
+DEALCAST_HTTP_ADDR, DEALCAST_JWT_SECRET, DEALCAST_JWKS_URL,
+DEALCAST_WEBHOOK_ALLOW_PRIVATE, DEALCAST_DATA_DIR (see README.md).
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		if errors.Is(err, errUsage) {
+			fmt.Fprint(os.Stderr, usage)
+			os.Exit(2)
+		}
+		slog.Error("dealcast failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage")
+
+func run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return errUsage
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "dev":
+		return runDev(ctx, rest)
+	case "api":
+		return runAPI(ctx, rest)
+	case "worker":
+		return runWorker(ctx, rest)
+	case "migrate":
+		return runMigrate(ctx, rest)
+	case "token":
+		return runToken(rest, os.Stdout)
+	case "openapi":
+		return runOpenAPI(rest, os.Stdout)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return nil
+	}
+	return errUsage
+}

@@ -1,0 +1,87 @@
+// Package config reads Dealcast's settings from the environment, once, at start.
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+)
+
+// DefaultDatabaseURL is the local PostgreSQL every development machine has.
+const DefaultDatabaseURL = "postgres://root@127.0.0.1:5432/dealcast?sslmode=disable"
+
+// Config is every setting of the service.
+type Config struct {
+	DatabaseURL     string
+	TemporalAddress string
+	HTTPAddr        string
+	JWTSecret       string
+	JWKSURL         string
+	JWTIssuer       string
+	JWTAudience     string
+	// WebhookAllowPrivate lets webhook URLs use plain http and private,
+	// loopback or link-local addresses (local development and tests).
+	WebhookAllowPrivate bool
+	DataDir             string
+	ShutdownTimeout     time.Duration
+}
+
+// FromEnv reads the configuration. Defaults are those of the contract;
+// dev may fill in the JWT secret afterwards.
+func FromEnv() (Config, error) {
+	c := Config{
+		DatabaseURL:     getenv("DATABASE_URL", DefaultDatabaseURL),
+		TemporalAddress: os.Getenv("TEMPORAL_ADDRESS"),
+		HTTPAddr:        getenv("DEALCAST_HTTP_ADDR", ":8080"),
+		JWTSecret:       os.Getenv("DEALCAST_JWT_SECRET"),
+		JWKSURL:         os.Getenv("DEALCAST_JWKS_URL"),
+		JWTIssuer:       os.Getenv("DEALCAST_JWT_ISSUER"),
+		JWTAudience:     os.Getenv("DEALCAST_JWT_AUDIENCE"),
+		DataDir:         getenv("DEALCAST_DATA_DIR", "./.data"),
+		ShutdownTimeout: 20 * time.Second,
+	}
+	if v := os.Getenv("DEALCAST_WEBHOOK_ALLOW_PRIVATE"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return c, fmt.Errorf("DEALCAST_WEBHOOK_ALLOW_PRIVATE: %w", err)
+		}
+		c.WebhookAllowPrivate = b
+	}
+	return c, nil
+}
+
+// RequireKeys fails unless a way to verify tokens is configured.
+func (c Config) RequireKeys() error {
+	if c.JWTSecret == "" && c.JWKSURL == "" {
+		return fmt.Errorf("set DEALCAST_JWT_SECRET (development) or DEALCAST_JWKS_URL (production)")
+	}
+	return nil
+}
+
+// LogValue masks secrets when the configuration is logged.
+func (c Config) LogValue() slog.Value {
+	mask := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		return "***"
+	}
+	return slog.GroupValue(
+		slog.String("database_url", redactURL(c.DatabaseURL)),
+		slog.String("temporal_address", c.TemporalAddress),
+		slog.String("http_addr", c.HTTPAddr),
+		slog.String("jwt_secret", mask(c.JWTSecret)),
+		slog.String("jwks_url", c.JWKSURL),
+		slog.Bool("webhook_allow_private", c.WebhookAllowPrivate),
+		slog.String("data_dir", c.DataDir),
+	)
+}
+
+func getenv(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

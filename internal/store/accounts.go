@@ -1,0 +1,49 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Role is the kind of account a token speaks for.
+type Role string
+
+// The roles of the platform. Operators have no account row.
+const (
+	RoleSeller   Role = "seller"
+	RoleBuyer    Role = "buyer"
+	RoleOperator Role = "operator"
+)
+
+// Account is a seller or a buyer.
+type Account struct {
+	ID        string
+	Name      string
+	CreatedAt time.Time
+}
+
+// table returns the table of a role's accounts; only sellers and buyers have one.
+func table(role Role) string {
+	if role == RoleSeller {
+		return "sellers"
+	}
+	return "buyers"
+}
+
+// CreateAccount adds a seller or a buyer.
+func (s *Store) CreateAccount(ctx context.Context, role Role, name string) (Account, error) {
+	a := Account{ID: uuid.NewString(), Name: name, CreatedAt: s.timestamp()}
+	_, err := s.pool.Exec(ctx, `INSERT INTO `+table(role)+` (id, name, created_at) VALUES ($1, $2, $3)`, a.ID, a.Name, a.CreatedAt)
+	return a, translate(err)
+}
+
+// Account returns the seller or buyer with id.
+func (s *Store) Account(ctx context.Context, role Role, id string) (Account, error) {
+	var a Account
+	err := s.pool.QueryRow(ctx, `SELECT id::TEXT, name, created_at FROM `+table(role)+` WHERE id = $1`, id).
+		Scan(&a.ID, &a.Name, &a.CreatedAt)
+	a.CreatedAt = a.CreatedAt.UTC()
+	return a, translate(err)
+}

@@ -1,0 +1,275 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/dealcast/dealcast/internal/deal"
+)
+
+// IdempotencyTTL is how long an Idempotency-Key is remembered.
+const IdempotencyTTL = 24 * time.Hour
+
+// Idempotency identifies a create request that may be repeated.
+type Idempotency struct {
+	Key string
+	// Request is the canonical request body; a repeat with the same key must
+	// carry the same body.
+	Request []byte
+}
+
+const dealColumns = `id::TEXT, seller_id::TEXT, name, total_price, net_price, currency,
+	discount_type, discount_amount, status, items, version, created_at, updated_at`
+
+func scanDeal(row pgx.Row) (deal.Deal, error) {
+	var (
+		d        deal.Deal
+		discType *string
+		discAmt  *int64
+	)
+	err := row.Scan(&d.ID, &d.Seller, &d.Name, &d.TotalPrice, &d.NetPrice, &d.Currency,
+		&discType, &discAmt, &d.Status, &d.Items, &d.Version, &d.CreatedAt, &d.UpdatedAt)
+	if err != nil {
+		return deal.Deal{}, err
+	}
+	if discType != nil && discAmt != nil {
+		d.Discount = &deal.Discount{Type: deal.DiscountType(*discType)}
+		if d.Discount.Type == deal.DiscountPercentage {
+			d.Discount.Amount = deal.AmountFromHundredths(*discAmt)
+		} else {
+			d.Discount.Amount = deal.AmountOf(*discAmt)
+		}
+	}
+	d.CreatedAt, d.UpdatedAt = d.CreatedAt.UTC(), d.UpdatedAt.UTC()
+	return d, nil
+}
+
+// discountColumns maps a discount to its two columns: minor units for a
+// flat discount, hundredths of a percent for a percentage.
+func discountColumns(d *deal.Discount) (typ *string, amount *int64) {
+	if d == nil {
+		return nil, nil
+	}
+	t := string(d.Type)
+	var v int64
+	if d.Type == deal.DiscountPercentage {
+		v, _ = d.Amount.Hundredths()
+	} else {
+		v, _ = d.Amount.Units()
+	}
+	return &t, &v
+}
+
+// CreateDeal stores a new, validated deal with its deal.created event in
+// one transaction. With an Idempotency-Key it returns the first response
+// for a repeat of the same request (replayed true), and
+// ErrIdempotencyConflict for the same key with another body.
+func (s *Store) CreateDeal(ctx context.Context, d deal.Deal, idem *Idempotency) (created deal.Deal, replayed bool, err error) {
+	now := s.timestamp()
+	d.CreatedAt, d.UpdatedAt = now, now
+	ev := deal.Created(d)
+	response, err := json.Marshal(d)
+	if err != nil {
+		return deal.Deal{}, false, err
+	}
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		replayed = false
+		if idem != nil {
+			first, claimed, err := claimIdempotencyKey(ctx, tx, d.Seller, idem, response, now)
+			if err != nil {
+				return err
+			}
+			if !claimed {
+				created, replayed = first, true
+				return nil
+			}
+		}
+		created = d
+		return insertDeal(ctx, tx, d, ev)
+	})
+	return created, replayed, err
+}
+
+// claimIdempotencyKey records key for this request. When a live record of
+// the key already exists it returns that record's deal and claimed false.
+// The insert blocks on a concurrent transaction holding the same key, so
+// of many simultaneous requests exactly one claims it.
+func claimIdempotencyKey(ctx context.Context, tx pgx.Tx, seller string, idem *Idempotency, response []byte, now time.Time) (deal.Deal, bool, error) {
+	hash := sha256.Sum256(idem.Request)
+	tag, err := tx.Exec(ctx, `
+		INSERT INTO idempotency_keys (seller_id, key, request_hash, status_code, response, created_at)
+		VALUES ($1, $2, $3, 201, $4, $5)
+		ON CONFLICT (seller_id, key) DO UPDATE
+		SET request_hash = excluded.request_hash, status_code = excluded.status_code,
+		    response = excluded.response, created_at = excluded.created_at
+		WHERE idempotency_keys.created_at < $6`,
+		seller, idem.Key, hash[:], response, now, now.Add(-IdempotencyTTL))
+	if err != nil {
+		return deal.Deal{}, false, err
+	}
+	if tag.RowsAffected() == 1 {
+		return deal.Deal{}, true, nil
+	}
+	var (
+		storedHash []byte
+		first      deal.Deal
+	)
+	err = tx.QueryRow(ctx, `SELECT request_hash, response FROM idempotency_keys WHERE seller_id = $1 AND key = $2`,
+		seller, idem.Key).Scan(&storedHash, &first)
+	if err != nil {
+		return deal.Deal{}, false, err
+	}
+	if string(storedHash) != string(hash[:]) {
+		return deal.Deal{}, false, ErrIdempotencyConflict
+	}
+	return first, false, nil
+}
+
+func insertDeal(ctx context.Context, tx pgx.Tx, d deal.Deal, ev deal.Event) error {
+	discType, discAmt := discountColumns(d.Discount)
+	batch := &pgx.Batch{}
+	batch.Queue(`
+		INSERT INTO deals (id, seller_id, name, total_price, net_price, currency, discount_type,
+		                   discount_amount, status, items, version, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+		d.ID, d.Seller, d.Name, d.TotalPrice, d.NetPrice, d.Currency, discType, discAmt,
+		string(d.Status), d.Items, d.Version, d.CreatedAt, d.UpdatedAt)
+	queueEvent(batch, ev)
+	return tx.SendBatch(ctx, batch).Close()
+}
+
+// queueEvent adds the outbox row for ev to batch, so the event commits or
+// rolls back with the change it records.
+func queueEvent(batch *pgx.Batch, ev deal.Event) {
+	d := ev.Data.Deal
+	batch.Queue(`
+		INSERT INTO events (id, type, deal_id, seller_id, deal_version, payload, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		ev.ID, string(ev.Type), d.ID, d.Seller, d.Version, ev, ev.CreatedAt)
+}
+
+// DealForSeller returns a deal owned by seller.
+func (s *Store) DealForSeller(ctx context.Context, id, seller string) (deal.Deal, error) {
+	d, err := scanDeal(s.pool.QueryRow(ctx, `SELECT `+dealColumns+` FROM deals WHERE id = $1 AND seller_id = $2`, id, seller))
+	return d, translate(err)
+}
+
+// DealForBuyer returns a deal whose seller currently authorises buyer.
+func (s *Store) DealForBuyer(ctx context.Context, id, buyer string) (deal.Deal, error) {
+	d, err := scanDeal(s.pool.QueryRow(ctx, `
+		SELECT `+dealColumns+` FROM deals d
+		WHERE d.id = $1 AND EXISTS (SELECT 1 FROM grants g WHERE g.seller_id = d.seller_id AND g.buyer_id = $2)`,
+		id, buyer))
+	return d, translate(err)
+}
+
+// PatchDeal applies a merge patch to seller's deal. With ifMatch it fails
+// with ErrVersionMismatch unless the deal is at that version. A patch that
+// changes nothing returns the deal as it is and writes no event; any other
+// bumps the version and writes a deal.updated event in the same transaction.
+func (s *Store) PatchDeal(ctx context.Context, id, seller string, ifMatch *int64, p deal.Patch) (deal.Deal, error) {
+	var out deal.Deal
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		// FOR UPDATE queues concurrent patches of one deal behind each
+		// other, so each sees the version the previous one wrote.
+		cur, err := scanDeal(tx.QueryRow(ctx, `SELECT `+dealColumns+` FROM deals WHERE id = $1 AND seller_id = $2 FOR UPDATE`, id, seller))
+		if err != nil {
+			return err
+		}
+		if ifMatch != nil && *ifMatch != cur.Version {
+			return ErrVersionMismatch
+		}
+		change, err := deal.Apply(cur, p)
+		if err != nil {
+			return err
+		}
+		if !change.Changed() {
+			out = cur
+			return nil
+		}
+		next := change.Deal
+		next.Version = cur.Version + 1
+		next.UpdatedAt = s.timestamp()
+		change.Deal = next
+		discType, discAmt := discountColumns(next.Discount)
+		batch := &pgx.Batch{}
+		batch.Queue(`
+			UPDATE deals SET name = $2, total_price = $3, net_price = $4, currency = $5, discount_type = $6,
+			       discount_amount = $7, status = $8, items = $9, version = $10, updated_at = $11
+			WHERE id = $1`,
+			next.ID, next.Name, next.TotalPrice, next.NetPrice, next.Currency, discType, discAmt,
+			string(next.Status), next.Items, next.Version, next.UpdatedAt)
+		queueEvent(batch, deal.Updated(change))
+		out = next
+		return tx.SendBatch(ctx, batch).Close()
+	})
+	return out, err
+}
+
+// DealFilter narrows a deal list.
+type DealFilter struct {
+	Seller string      // only this seller's deals; empty for all visible
+	Status deal.Status // only deals in this status; empty for any
+}
+
+// SellerDeals lists seller's own deals, newest first.
+func (s *Store) SellerDeals(ctx context.Context, seller string, f DealFilter, cursor string, limit int) (Page[deal.Deal], error) {
+	if f.Seller != "" && f.Seller != seller {
+		return Page[deal.Deal]{}, nil // another seller's deals are never visible
+	}
+	return s.listDeals(ctx, []string{"seller_id = $1"}, []any{seller}, f.Status, cursor, limit)
+}
+
+// BuyerDeals lists the deals of every seller that authorises buyer, newest first.
+func (s *Store) BuyerDeals(ctx context.Context, buyer string, f DealFilter, cursor string, limit int) (Page[deal.Deal], error) {
+	where := []string{"seller_id IN (SELECT seller_id FROM grants WHERE buyer_id = $1)"}
+	args := []any{buyer}
+	if f.Seller != "" {
+		args = append(args, f.Seller)
+		where = append(where, fmt.Sprintf("seller_id = $%d", len(args)))
+	}
+	return s.listDeals(ctx, where, args, f.Status, cursor, limit)
+}
+
+// listDeals runs one keyset-paginated deal query: conditions in where
+// (placeholders numbered from $1 over args), newest first.
+func (s *Store) listDeals(ctx context.Context, where []string, args []any, status deal.Status, cursor string, limit int) (Page[deal.Deal], error) {
+	pos, err := decodeCursor(cursor)
+	if err != nil {
+		return Page[deal.Deal]{}, err
+	}
+	if status != "" {
+		args = append(args, string(status))
+		where = append(where, fmt.Sprintf("status = $%d", len(args)))
+	}
+	if pos != nil {
+		args = append(args, pos.At, pos.ID)
+		where = append(where, fmt.Sprintf("(created_at, id) < ($%d, $%d)", len(args)-1, len(args)))
+	}
+	args = append(args, limit+1)
+	query := fmt.Sprintf(`SELECT %s FROM deals WHERE %s ORDER BY created_at DESC, id DESC LIMIT $%d`,
+		dealColumns, strings.Join(where, " AND "), len(args))
+	rows, err := s.pool.Query(ctx, query, args...)
+	if err != nil {
+		return Page[deal.Deal]{}, translate(err)
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (deal.Deal, error) { return scanDeal(r) })
+	if err != nil {
+		return Page[deal.Deal]{}, translate(err)
+	}
+	return pageOf(list, limit, func(d deal.Deal) position { return position{At: d.CreatedAt, ID: d.ID} }), nil
+}
+
+// DeleteExpiredIdempotencyKeys removes keys older than IdempotencyTTL and
+// returns how many went. Expired keys are already ignored by CreateDeal;
+// this only keeps the table small.
+func (s *Store) DeleteExpiredIdempotencyKeys(ctx context.Context) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE created_at < $1`, s.timestamp().Add(-IdempotencyTTL))
+	return tag.RowsAffected(), translate(err)
+}

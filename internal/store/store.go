@@ -1,0 +1,93 @@
+// Package store keeps Dealcast's state in PostgreSQL or CockroachDB. It is
+// the only package that speaks SQL: every query is one both engines accept,
+// every multi-statement write runs in crdbpgxv5.ExecuteTx so CockroachDB's
+// serialization retries are handled, and driver errors are translated here
+// so no pgx type leaks upward.
+package store
+
+import (
+	"context"
+	"errors"
+	"net"
+	"time"
+
+	crdbpgx "github.com/cockroachdb/cockroach-go/v2/crdb/crdbpgxv5"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Errors the store returns; callers match them with errors.Is.
+var (
+	// ErrNotFound means the row is absent or not visible to the caller.
+	ErrNotFound = errors.New("not found")
+	// ErrVersionMismatch means If-Match named a version that is no longer current.
+	ErrVersionMismatch = errors.New("version mismatch")
+	// ErrIdempotencyConflict means an Idempotency-Key was reused with another body.
+	ErrIdempotencyConflict = errors.New("idempotency key reused with a different request")
+	// ErrUnavailable means the database could not be reached or timed out.
+	ErrUnavailable = errors.New("database unavailable")
+)
+
+// Store is the database behind the API and the workers.
+type Store struct {
+	pool *pgxpool.Pool
+	// now is the clock; timestamps are taken here, not in SQL, so that a
+	// deal and its event carry the same instant and can be written in one
+	// round trip.
+	now func() time.Time
+	// FeedSettle is how old an event must be before the pull feed shows it.
+	// A transaction that started earlier may commit later; waiting this long
+	// keeps the feed from skipping such an event once a buyer has read past it.
+	FeedSettle time.Duration
+}
+
+// New returns a store on pool.
+func New(pool *pgxpool.Pool) *Store {
+	return &Store{pool: pool, now: time.Now, FeedSettle: 5 * time.Second}
+}
+
+// Pool returns the connection pool, for health checks.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error { return translate(s.pool.Ping(ctx)) }
+
+// timestamp is the store's clock in the precision the database keeps.
+func (s *Store) timestamp() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
+
+// inTx runs fn in a transaction that is retried on serialization failures.
+// fn may run more than once: it must have no effects outside the transaction.
+func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	return translate(crdbpgx.ExecuteTx(ctx, s.pool, pgx.TxOptions{}, fn))
+}
+
+// translate maps driver errors to the store's own.
+func translate(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ErrNotFound
+	}
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrVersionMismatch) ||
+		errors.Is(err, ErrIdempotencyConflict) || errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "23503": // foreign_key_violation: a referenced account is missing
+			return ErrNotFound
+		case "57P01", "57P02", "57P03", "53300", "08000", "08003", "08006": // shutdown, too many connections, connection failures
+			return errors.Join(ErrUnavailable, err)
+		}
+		return err
+	}
+	var connErr *pgconn.ConnectError
+	var netErr net.Error
+	if errors.As(err, &connErr) || errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded) || pgconn.SafeToRetry(err) {
+		return errors.Join(ErrUnavailable, err)
+	}
+	return err
+}
