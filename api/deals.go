@@ -35,8 +35,8 @@ type DealPath struct {
 
 // PatchDealInput is a JSON merge patch of a deal.
 type PatchDealInput struct {
-	ID      string `path:"id" format:"uuid" doc:"Deal ID."`
-	IfMatch string `header:"If-Match" doc:"Apply only if the deal is at this version (its ETag); 412 otherwise."`
+	ID      string     `path:"id" format:"uuid" doc:"Deal ID."`
+	IfMatch string     `header:"If-Match" doc:"Apply only if the deal is at this version (its ETag); 412 otherwise."`
 	Body    deal.Patch `contentType:"application/merge-patch+json"`
 }
 
@@ -210,4 +210,3 @@ func acceptPlainJSON(a huma.API, path string) {
 		op.RequestBody.Content["application/json"] = mt
 	}
 }
-

@@ -302,4 +302,3 @@ func devSecret(dataDir string) (string, error) {
 	}
 	return secret, os.WriteFile(p, []byte(secret+"\n"), 0o600)
 }
-

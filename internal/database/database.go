@@ -37,14 +37,7 @@ func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
 // Ensure creates the database named in url if it does not exist, by
 // connecting to the server's maintenance database. Used by dev and tests.
 func Ensure(ctx context.Context, url string) error {
-	cfg, err := pgx.ParseConfig(url)
-	if err != nil {
-		return fmt.Errorf("parse DATABASE_URL: %w", err)
-	}
-	name := cfg.Database
-	admin := cfg.Copy()
-	admin.Database = "postgres"
-	conn, err := pgx.ConnectConfig(ctx, admin)
+	conn, name, err := connectAdmin(ctx, url)
 	if err != nil {
 		return fmt.Errorf("connect to server: %w", err)
 	}
@@ -59,20 +52,30 @@ func Ensure(ctx context.Context, url string) error {
 
 // Drop removes the database named in url; tests use it to clean up.
 func Drop(ctx context.Context, url string) error {
-	cfg, err := pgx.ParseConfig(url)
-	if err != nil {
-		return err
-	}
-	admin := cfg.Copy()
-	name := cfg.Database
-	admin.Database = "postgres"
-	conn, err := pgx.ConnectConfig(ctx, admin)
+	conn, name, err := connectAdmin(ctx, url)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(ctx)
 	_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
 	return err
+}
+
+// connectAdmin connects to the maintenance database of url's server and
+// returns the name of url's own database. The URL is read as a pool URL so
+// pool settings such as pool_max_conns are not sent to the server.
+func connectAdmin(ctx context.Context, url string) (*pgx.Conn, string, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, "", fmt.Errorf("parse DATABASE_URL: %w", err)
+	}
+	admin := cfg.ConnConfig.Copy()
+	admin.Database = "postgres"
+	conn, err := pgx.ConnectConfig(ctx, admin)
+	if err != nil {
+		return nil, "", err
+	}
+	return conn, cfg.ConnConfig.Database, nil
 }
 
 // Migrate applies every pending migration.

@@ -1,0 +1,26 @@
+package api_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/dealcast/dealcast/internal/dbtest"
+)
+
+// testDB is this package's own database, shared by its tests; each test
+// makes its own accounts, so tests never see each other's rows.
+var testDB *dbtest.Database
+
+func TestMain(m *testing.M) {
+	db, err := dbtest.Create(context.Background(), "api")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	testDB = db
+	code := m.Run()
+	db.Close()
+	os.Exit(code)
+}
