@@ -15,6 +15,7 @@ import (
 	"github.com/dealcast/dealcast/internal/auth"
 	"github.com/dealcast/dealcast/internal/deal"
 	"github.com/dealcast/dealcast/internal/store"
+	"github.com/dealcast/dealcast/internal/webhook"
 )
 
 // Version is the API version in the OpenAPI document.
@@ -27,6 +28,22 @@ type Deps struct {
 	Logger   *slog.Logger
 	// Ready reports whether the service's dependencies answer (GET /readyz).
 	Ready func(context.Context) error
+	// Delivery hands new events to webhook delivery; nil when there is none
+	// (the events stay in the outbox for a worker's sweeper).
+	Delivery Delivery
+	// Sealer encrypts webhook secrets at rest.
+	Sealer *webhook.Sealer
+	// AllowPrivateWebhooks lets endpoint URLs be plain http or private
+	// addresses (development and tests only).
+	AllowPrivateWebhooks bool
+}
+
+// Delivery is the part of webhook delivery the API drives.
+type Delivery interface {
+	// Dispatch starts delivering a committed event, without blocking.
+	Dispatch(store.EventRef)
+	// Redeliver runs a delivery round for the event's pending deliveries now.
+	Redeliver(context.Context, store.EventRef) error
 }
 
 // Config returns the huma configuration: OpenAPI 3.1 at /openapi.json (and
@@ -71,7 +88,7 @@ func New(d Deps) (http.Handler, huma.API) {
 
 // Register adds every operation to a.
 func Register(a huma.API, d Deps) {
-	h := &handlers{store: d.Store, log: d.Logger}
+	h := &handlers{store: d.Store, log: d.Logger, delivery: d.Delivery, sealer: d.Sealer, allowPrivate: d.AllowPrivateWebhooks}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -80,11 +97,24 @@ func Register(a huma.API, d Deps) {
 	h.registerGrants(a)
 	h.registerDeals(a)
 	h.registerEvents(a)
+	h.registerEndpoints(a)
+	h.registerDeliveries(a)
 }
 
 type handlers struct {
-	store *store.Store
-	log   *slog.Logger
+	store        *store.Store
+	log          *slog.Logger
+	delivery     Delivery
+	sealer       *webhook.Sealer
+	allowPrivate bool
+}
+
+// dispatch hands a just-committed event to delivery. The outbox row is
+// already durable, so this is only the fast path.
+func (h *handlers) dispatch(ev *store.EventRef) {
+	if ev != nil && h.delivery != nil {
+		h.delivery.Dispatch(*ev)
+	}
 }
 
 // fail maps an error from below to the problem the client sees. Anything
@@ -110,7 +140,7 @@ func (h *handlers) fail(ctx context.Context, err error) error {
 			&huma.ErrorDetail{Location: "query.cursor", Message: "cursor is not one this service issued"})
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		h.log.WarnContext(ctx, "dependency unavailable", "err", err)
-		return huma.Error503ServiceUnavailable("the database is unavailable; retry later")
+		return huma.Error503ServiceUnavailable("a dependency is unavailable; retry later")
 	case errors.Is(err, context.Canceled):
 		return huma.Error503ServiceUnavailable("request cancelled")
 	}

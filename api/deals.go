@@ -103,10 +103,11 @@ func (h *handlers) registerDeals(a huma.API) {
 			}
 			idem = &store.Idempotency{Key: in.IdempotencyKey, Request: req}
 		}
-		created, replayed, err := h.store.CreateDeal(ctx, d, idem)
+		created, replayed, event, err := h.store.CreateDeal(ctx, d, idem)
 		if err != nil {
 			return nil, h.fail(ctx, err)
 		}
+		h.dispatch(event)
 		out := &DealOutput{ETag: etag(created.Version), Location: "/v1/deals/" + created.ID, Body: created}
 		if replayed {
 			out.Replayed = "true"
@@ -162,10 +163,11 @@ func (h *handlers) registerDeals(a huma.API) {
 		if err != nil {
 			return nil, h.fail(ctx, err)
 		}
-		d, err := h.store.PatchDeal(ctx, in.ID, p.Subject, ifMatch, in.Body)
+		d, event, err := h.store.PatchDeal(ctx, in.ID, p.Subject, ifMatch, in.Body)
 		if err != nil {
 			return nil, h.fail(ctx, err)
 		}
+		h.dispatch(event)
 		return &DealOutput{ETag: etag(d.Version), Body: d}, nil
 	})
 	acceptPlainJSON(a, "/v1/deals/{id}")

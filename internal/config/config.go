@@ -26,21 +26,27 @@ type Config struct {
 	WebhookAllowPrivate bool
 	DataDir             string
 	ShutdownTimeout     time.Duration
+	// TemporalNamespace is where delivery workflows run.
+	TemporalNamespace string
+	// SecretKey (base64 of 32 bytes) encrypts webhook secrets at rest.
+	SecretKey string
 }
 
 // FromEnv reads the configuration. Defaults are those of the contract;
 // dev may fill in the JWT secret afterwards.
 func FromEnv() (Config, error) {
 	c := Config{
-		DatabaseURL:     getenv("DATABASE_URL", DefaultDatabaseURL),
-		TemporalAddress: os.Getenv("TEMPORAL_ADDRESS"),
-		HTTPAddr:        getenv("DEALCAST_HTTP_ADDR", ":8080"),
-		JWTSecret:       os.Getenv("DEALCAST_JWT_SECRET"),
-		JWKSURL:         os.Getenv("DEALCAST_JWKS_URL"),
-		JWTIssuer:       os.Getenv("DEALCAST_JWT_ISSUER"),
-		JWTAudience:     os.Getenv("DEALCAST_JWT_AUDIENCE"),
-		DataDir:         getenv("DEALCAST_DATA_DIR", "./.data"),
-		ShutdownTimeout: 20 * time.Second,
+		DatabaseURL:       getenv("DATABASE_URL", DefaultDatabaseURL),
+		TemporalAddress:   os.Getenv("TEMPORAL_ADDRESS"),
+		HTTPAddr:          getenv("DEALCAST_HTTP_ADDR", ":8080"),
+		JWTSecret:         os.Getenv("DEALCAST_JWT_SECRET"),
+		JWKSURL:           os.Getenv("DEALCAST_JWKS_URL"),
+		JWTIssuer:         os.Getenv("DEALCAST_JWT_ISSUER"),
+		JWTAudience:       os.Getenv("DEALCAST_JWT_AUDIENCE"),
+		DataDir:           getenv("DEALCAST_DATA_DIR", "./.data"),
+		TemporalNamespace: getenv("TEMPORAL_NAMESPACE", "default"),
+		SecretKey:         os.Getenv("DEALCAST_SECRET_KEY"),
+		ShutdownTimeout:   20 * time.Second,
 	}
 	if v := os.Getenv("DEALCAST_WEBHOOK_ALLOW_PRIVATE"); v != "" {
 		b, err := strconv.ParseBool(v)
@@ -71,6 +77,8 @@ func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("database_url", redactURL(c.DatabaseURL)),
 		slog.String("temporal_address", c.TemporalAddress),
+		slog.String("temporal_namespace", c.TemporalNamespace),
+		slog.String("secret_key", mask(c.SecretKey)),
 		slog.String("http_addr", c.HTTPAddr),
 		slog.String("jwt_secret", mask(c.JWTSecret)),
 		slog.String("jwks_url", c.JWKSURL),

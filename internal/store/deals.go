@@ -70,13 +70,14 @@ func discountColumns(d *deal.Discount) (typ *string, amount *int64) {
 // one transaction. With an Idempotency-Key it returns the first response
 // for a repeat of the same request (replayed true), and
 // ErrIdempotencyConflict for the same key with another body.
-func (s *Store) CreateDeal(ctx context.Context, d deal.Deal, idem *Idempotency) (created deal.Deal, replayed bool, err error) {
+// The returned event is nil on a replay: no new event was written.
+func (s *Store) CreateDeal(ctx context.Context, d deal.Deal, idem *Idempotency) (created deal.Deal, replayed bool, event *EventRef, err error) {
 	now := s.timestamp()
 	d.CreatedAt, d.UpdatedAt = now, now
 	ev := deal.Created(d)
 	response, err := json.Marshal(d)
 	if err != nil {
-		return deal.Deal{}, false, err
+		return deal.Deal{}, false, nil, err
 	}
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		replayed = false
@@ -93,7 +94,14 @@ func (s *Store) CreateDeal(ctx context.Context, d deal.Deal, idem *Idempotency) 
 		created = d
 		return insertDeal(ctx, tx, d, ev)
 	})
-	return created, replayed, err
+	if err != nil || replayed {
+		return created, replayed, nil, err
+	}
+	return created, false, refOf(ev), nil
+}
+
+func refOf(ev deal.Event) *EventRef {
+	return &EventRef{ID: ev.ID, Type: string(ev.Type), DealID: ev.Data.Deal.ID}
 }
 
 // claimIdempotencyKey records key for this request. When a live record of
@@ -172,9 +180,13 @@ func (s *Store) DealForBuyer(ctx context.Context, id, buyer string) (deal.Deal, 
 // PatchDeal applies a merge patch to seller's deal. With ifMatch it fails
 // with ErrVersionMismatch unless the deal is at that version. A patch that
 // changes nothing returns the deal as it is and writes no event; any other
-// bumps the version and writes a deal.updated event in the same transaction.
-func (s *Store) PatchDeal(ctx context.Context, id, seller string, ifMatch *int64, p deal.Patch) (deal.Deal, error) {
-	var out deal.Deal
+// bumps the version and writes a deal.updated event in the same
+// transaction, returned so delivery can start at once (nil for a no-op).
+func (s *Store) PatchDeal(ctx context.Context, id, seller string, ifMatch *int64, p deal.Patch) (deal.Deal, *EventRef, error) {
+	var (
+		out   deal.Deal
+		event *EventRef
+	)
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		// FOR UPDATE queues concurrent patches of one deal behind each
 		// other, so each sees the version the previous one wrote.
@@ -190,7 +202,7 @@ func (s *Store) PatchDeal(ctx context.Context, id, seller string, ifMatch *int64
 			return err
 		}
 		if !change.Changed() {
-			out = cur
+			out, event = cur, nil
 			return nil
 		}
 		next := change.Deal
@@ -205,11 +217,12 @@ func (s *Store) PatchDeal(ctx context.Context, id, seller string, ifMatch *int64
 			WHERE id = $1`,
 			next.ID, next.Name, next.TotalPrice, next.NetPrice, next.Currency, discType, discAmt,
 			string(next.Status), next.Items, next.Version, next.UpdatedAt)
-		queueEvent(batch, deal.Updated(change))
-		out = next
+		ev := deal.Updated(change)
+		queueEvent(batch, ev)
+		out, event = next, refOf(ev)
 		return tx.SendBatch(ctx, batch).Close()
 	})
-	return out, err
+	return out, event, err
 }
 
 // DealFilter narrows a deal list.

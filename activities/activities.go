@@ -1,0 +1,200 @@
+// Package activities does the I/O of webhook delivery: it loads an event
+// and its recipients, sends the signed requests in parallel and records
+// every outcome in one batched write. Workflows in package workflows
+// decide when to call it.
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/dealcast/dealcast/internal/store"
+	"github.com/dealcast/dealcast/internal/webhook"
+)
+
+// Activities carries what delivery needs; the worker registers one filled
+// in, workflows call its methods through a nil *Activities.
+type Activities struct {
+	Store  *store.Store
+	Sender *webhook.Sender
+	Sealer *webhook.Sealer
+	// Concurrency bounds the requests in flight within one round.
+	Concurrency int
+}
+
+// RoundInput asks for one page of one delivery round of an event.
+type RoundInput struct {
+	EventID string
+	// Retry selects the event's pending deliveries (re-checked against
+	// grants and endpoints) instead of its recipients as they are now.
+	Retry bool
+	// After is the endpoint ID the previous page ended at.
+	After string
+	Limit int
+	// NextAttemptIn is when the workflow will try again after this round,
+	// recorded on pending deliveries for buyers to see.
+	NextAttemptIn time.Duration
+	// Final marks the last round of the schedule: what fails now has failed.
+	Final bool
+}
+
+// RoundResult summarises one page of a round.
+type RoundResult struct {
+	Sent      int
+	Succeeded int
+	Failed    int
+	Pending   int
+	// RetryAfter is the longest Retry-After a receiver asked for.
+	RetryAfter time.Duration
+	// Next is the endpoint ID to continue from; empty when the round is done.
+	Next string
+}
+
+// DeliverRound sends an event to one page of its targets and records the
+// outcomes. Sending is concurrent; the results are written in one statement.
+// An activity retry resumes: recipients already reached are skipped.
+func (a *Activities) DeliverRound(ctx context.Context, in RoundInput) (RoundResult, error) {
+	ev, err := a.Store.Event(ctx, in.EventID)
+	if errors.Is(err, store.ErrNotFound) {
+		return RoundResult{}, temporal.NewNonRetryableApplicationError("event not found", "EventNotFound", err)
+	}
+	if err != nil {
+		return RoundResult{}, err
+	}
+	var targets []store.Target
+	if in.Retry {
+		targets, err = a.Store.PendingTargets(ctx, ev, in.After, in.Limit)
+	} else {
+		targets, err = a.Store.Recipients(ctx, ev, in.After, in.Limit)
+	}
+	if err != nil {
+		return RoundResult{}, err
+	}
+	outcomes := a.send(ctx, ev, targets, in)
+	attempts := make([]store.Attempt, len(outcomes))
+	var res RoundResult
+	for i, o := range outcomes {
+		attempts[i] = o.Attempt
+		if o.Counted {
+			res.Sent++
+		}
+		switch o.Status {
+		case store.DeliverySucceeded:
+			res.Succeeded++
+		case store.DeliveryFailed:
+			res.Failed++
+		case store.DeliveryPending:
+			res.Pending++
+		}
+		res.RetryAfter = max(res.RetryAfter, o.retryAfter)
+	}
+	if err := a.Store.RecordAttempts(ctx, ev, attempts); err != nil {
+		return RoundResult{}, err
+	}
+	if in.Limit > 0 && len(targets) == in.Limit {
+		res.Next = targets[len(targets)-1].EndpointID
+	}
+	return res, nil
+}
+
+// outcome is one target's attempt and the wait its receiver asked for.
+type outcome struct {
+	store.Attempt
+	retryAfter time.Duration
+}
+
+// send delivers ev to every target, at most Concurrency at a time, and
+// returns the outcomes in target order.
+func (a *Activities) send(ctx context.Context, ev store.EventRecord, targets []store.Target, in RoundInput) []outcome {
+	out := make([]outcome, len(targets))
+	limit := max(a.Concurrency, 1)
+	sem := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	// The timestamp is that of this round: receivers see when the request
+	// was signed, and the body and webhook-id stay the same on every retry.
+	now := time.Now()
+	for i, t := range targets {
+		if t.Cancelled != "" {
+			reason := "not attempted: " + t.Cancelled
+			out[i] = outcome{Attempt: store.Attempt{EndpointID: t.EndpointID, BuyerID: t.BuyerID, Status: store.DeliveryFailed, Error: &reason}}
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			out[i] = a.attempt(ctx, ev, t, in, now)
+			activity.RecordHeartbeat(ctx, i)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// attempt sends ev to one target and classifies the result.
+func (a *Activities) attempt(ctx context.Context, ev store.EventRecord, t store.Target, in RoundInput, now time.Time) outcome {
+	o := outcome{Attempt: store.Attempt{EndpointID: t.EndpointID, BuyerID: t.BuyerID, Counted: true}}
+	secrets, err := a.secrets(t)
+	if err != nil {
+		msg := "cannot read the endpoint's signing secret"
+		o.Status, o.Error = store.DeliveryFailed, &msg
+		activity.GetLogger(ctx).Error("unsealing webhook secret failed", "endpoint", t.EndpointID, "err", err)
+		return o
+	}
+	r := a.Sender.Send(ctx, webhook.Request{URL: t.URL, MsgID: ev.ID, Timestamp: now, Body: ev.Payload, Secrets: secrets})
+	if r.StatusCode > 0 {
+		code := int32(r.StatusCode)
+		o.StatusCode = &code
+	}
+	if r.Err != "" {
+		msg := r.Err
+		o.Error = &msg
+	}
+	switch r.Outcome {
+	case webhook.Succeeded:
+		o.Status = store.DeliverySucceeded
+	case webhook.Gone:
+		o.Status, o.Gone = store.DeliveryFailed, true
+	case webhook.Refused:
+		// The URL or the address it resolved to is forbidden: another
+		// attempt with the same settings cannot succeed.
+		o.Status = store.DeliveryFailed
+	default:
+		o.Status = store.DeliveryPending
+		o.retryAfter = r.RetryAfter
+		if in.Final {
+			o.Status = store.DeliveryFailed
+		} else {
+			next := now.Add(max(in.NextAttemptIn, r.RetryAfter)).UTC()
+			o.NextAttemptAt = &next
+		}
+	}
+	return o
+}
+
+// secrets opens the endpoint's current secret and, during a rotation's
+// grace period, the previous one: both sign each delivery.
+func (a *Activities) secrets(t store.Target) ([][]byte, error) {
+	out := make([][]byte, 0, 2)
+	for _, sealed := range [][]byte{t.Secret, t.PreviousSecret} {
+		if sealed == nil {
+			continue
+		}
+		plain, err := a.Sealer.Open(sealed)
+		if err != nil {
+			return nil, err
+		}
+		raw, err := webhook.DecodeSecret(plain)
+		if err != nil {
+			return nil, fmt.Errorf("decode secret: %w", err)
+		}
+		out = append(out, raw)
+	}
+	return out, nil
+}

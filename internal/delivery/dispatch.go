@@ -1,0 +1,213 @@
+// Package delivery hands outbox events to Temporal: right after commit for
+// latency, and by a sweeper for anything that missed that path (a crash
+// between commit and start, Temporal down), so nothing committed is lost.
+package delivery
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/dealcast/dealcast/internal/store"
+	"github.com/dealcast/dealcast/workflows"
+)
+
+// Search attributes set on every delivery workflow, so operators find a
+// deal's deliveries in the Temporal UI (DealId = "…").
+var (
+	DealIDAttr       = temporal.NewSearchAttributeKeyKeyword("DealId")
+	EventTypeAttr    = temporal.NewSearchAttributeKeyKeyword("EventType")
+	SearchAttributes = map[string]enumspb.IndexedValueType{
+		"DealId":    enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		"EventType": enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+	}
+)
+
+// Dispatcher starts delivery workflows.
+type Dispatcher struct {
+	client client.Client
+	store  *store.Store
+	log    *slog.Logger
+	// Eager asks Temporal to hand the first workflow task straight to a
+	// worker in this process, saving a round trip through the task queue.
+	eager     bool
+	taskQueue string
+	queue     chan store.EventRef
+
+	mu      sync.Mutex
+	started []string // event IDs started but not yet marked dispatched
+}
+
+// Options configure a Dispatcher.
+type Options struct {
+	// Eager enables eager workflow start; only useful when a worker runs
+	// in the same process with the same client.
+	Eager bool
+	// Queue is how many events may wait for a start; beyond it events are
+	// left to the sweeper rather than blocking the API.
+	Queue int
+	// TaskQueue overrides workflows.TaskQueue (tests run isolated workers).
+	TaskQueue string
+}
+
+// NewDispatcher returns a dispatcher; call Run to start its goroutines.
+func NewDispatcher(c client.Client, st *store.Store, log *slog.Logger, o Options) *Dispatcher {
+	if o.Queue <= 0 {
+		o.Queue = 4096
+	}
+	if o.TaskQueue == "" {
+		o.TaskQueue = workflows.TaskQueue
+	}
+	return &Dispatcher{client: c, store: st, log: log, eager: o.Eager, taskQueue: o.TaskQueue, queue: make(chan store.EventRef, o.Queue)}
+}
+
+// Dispatch queues ev for a workflow start without blocking. When the queue
+// is full the event stays in the outbox for the sweeper.
+func (d *Dispatcher) Dispatch(ev store.EventRef) {
+	select {
+	case d.queue <- ev:
+	default:
+		d.log.Warn("dispatch queue full; the sweeper will start the event", "event", ev.ID)
+	}
+}
+
+// Start starts the delivery workflow of ev. A workflow that already exists
+// for the event (started before, even finished) counts as success.
+func (d *Dispatcher) Start(ctx context.Context, ev store.EventRef) error {
+	_, err := d.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       workflows.WorkflowID(ev.ID),
+		TaskQueue:                d.taskQueue,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		EnableEagerStart:         d.eager,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			DealIDAttr.ValueSet(ev.DealID),
+			EventTypeAttr.ValueSet(ev.Type),
+		),
+	}, workflows.DeliverEvent, workflows.DeliveryInput{EventID: ev.ID, EventType: ev.Type, DealID: ev.DealID})
+	if err != nil && !temporal.IsWorkflowExecutionAlreadyStartedError(err) {
+		return err
+	}
+	return nil
+}
+
+// Run starts queued events with workers goroutines and marks them
+// dispatched in batches, until ctx ends.
+func (d *Dispatcher) Run(ctx context.Context, workers int) {
+	var wg sync.WaitGroup
+	for range max(workers, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case ev := <-d.queue:
+					if err := d.Start(ctx, ev); err != nil {
+						d.log.Warn("starting delivery failed; the sweeper will retry", "event", ev.ID, "err", err)
+						continue
+					}
+					d.mu.Lock()
+					d.started = append(d.started, ev.ID)
+					d.mu.Unlock()
+				}
+			}
+		}()
+	}
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			d.flush(context.WithoutCancel(ctx))
+			return
+		case <-t.C:
+			d.flush(ctx)
+		}
+	}
+}
+
+// flush marks started events dispatched in one statement. If it fails the
+// sweeper starts them again, which Temporal refuses harmlessly.
+func (d *Dispatcher) flush(ctx context.Context) {
+	d.mu.Lock()
+	ids := d.started
+	d.started = nil
+	d.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	if err := d.store.MarkDispatched(ctx, ids); err != nil {
+		d.log.Warn("marking events dispatched failed", "count", len(ids), "err", err)
+	}
+}
+
+// Sweep starts, every interval, the events older than grace that were
+// never marked dispatched, until ctx ends.
+func (d *Dispatcher) Sweep(ctx context.Context, interval, grace time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if n, err := d.SweepOnce(ctx, grace); err != nil {
+			if ctx.Err() == nil {
+				d.log.Warn("outbox sweep failed", "err", err)
+			}
+		} else if n > 0 {
+			d.log.Info("outbox sweep started deliveries", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// SweepOnce starts the undispatched events older than grace and returns how many.
+func (d *Dispatcher) SweepOnce(ctx context.Context, grace time.Duration) (int, error) {
+	total := 0
+	for {
+		events, err := d.store.Undispatched(ctx, time.Now().Add(-grace), 500)
+		if err != nil || len(events) == 0 {
+			return total, err
+		}
+		ids := make([]string, 0, len(events))
+		for _, ev := range events {
+			if err := d.Start(ctx, ev); err != nil {
+				_ = d.store.MarkDispatched(ctx, ids)
+				return total + len(ids), err
+			}
+			ids = append(ids, ev.ID)
+		}
+		if err := d.store.MarkDispatched(ctx, ids); err != nil {
+			return total, err
+		}
+		total += len(ids)
+		if len(events) < 500 {
+			return total, nil
+		}
+	}
+}
+
+// Redeliver makes the event's workflow run a round for its pending
+// deliveries now: a signal to the running workflow, or a new run when the
+// last one has finished.
+func (d *Dispatcher) Redeliver(ctx context.Context, ev store.EventRef) error {
+	_, err := d.client.SignalWithStartWorkflow(ctx, workflows.WorkflowID(ev.ID), workflows.RetrySignal, nil,
+		client.StartWorkflowOptions{
+			TaskQueue:             d.taskQueue,
+			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+			TypedSearchAttributes: temporal.NewSearchAttributes(
+				DealIDAttr.ValueSet(ev.DealID),
+				EventTypeAttr.ValueSet(ev.Type),
+			),
+		}, workflows.DeliverEvent, workflows.DeliveryInput{EventID: ev.ID, EventType: ev.Type, DealID: ev.DealID, Resume: true})
+	return err
+}

@@ -1,0 +1,288 @@
+package delivery_test
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/dealcast/dealcast/internal/delivery"
+	"github.com/dealcast/dealcast/internal/store"
+)
+
+func TestDealChangesReachOnlyAuthorisedBuyers(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	seller, sellerTok := s.account(store.RoleSeller)
+	granted, grantedTok := s.account(store.RoleBuyer)
+	_, strangerTok := s.account(store.RoleBuyer)
+	revoked, revokedTok := s.account(store.RoleBuyer)
+	s.grant(seller, sellerTok, granted)
+	s.grant(seller, sellerTok, revoked)
+	s.revoke(seller, sellerTok, revoked)
+
+	rGranted, rStranger, rRevoked := newReceiver(t, nil), newReceiver(t, nil), newReceiver(t, nil)
+	_, secret := s.endpoint(grantedTok, rGranted.URL)
+	s.endpoint(strangerTok, rStranger.URL)
+	s.endpoint(revokedTok, rRevoked.URL)
+
+	d := s.createDeal(sellerTok, 1000)
+	s.setPrice(sellerTok, d.ID, 800)
+	eventually(t, 10*time.Second, "two events at the granted buyer", func() bool { return len(rGranted.got()) >= 2 })
+
+	byType := map[string]deliveredEvent{}
+	for _, a := range rGranted.got() {
+		if !verify(secret, a) {
+			t.Fatalf("signature %q does not verify", a.Signature)
+		}
+		ts, err := strconv.ParseInt(a.Timestamp, 10, 64)
+		if err != nil || time.Since(time.Unix(ts, 0)) > time.Minute {
+			t.Fatalf("webhook-timestamp %q is not recent unix seconds", a.Timestamp)
+		}
+		ev := decodeEvent(t, a)
+		if ev.ID != a.ID {
+			t.Fatalf("webhook-id %q differs from the event id %q", a.ID, ev.ID)
+		}
+		byType[ev.Type] = ev
+	}
+	created, updated := byType["deal.created"], byType["deal.updated"]
+	if created.Data.Deal.ID != d.ID || created.Data.Deal.Version != 1 || created.Data.Previous != nil {
+		t.Fatalf("deal.created: %+v", created)
+	}
+	if updated.Data.Deal.TotalPrice != 800 || updated.Data.Deal.Version != 2 || updated.Data.Previous["total_price"] != float64(1000) {
+		t.Fatalf("deal.updated: %+v", updated)
+	}
+
+	// Delivery to the granted buyer is done; the others had the same time
+	// and more to receive nothing.
+	time.Sleep(300 * time.Millisecond)
+	if n := len(rStranger.got()) + len(rRevoked.got()); n != 0 {
+		t.Fatalf("ungranted or revoked buyers received %d requests", n)
+	}
+
+	var log struct {
+		Data []struct {
+			Status   string `json:"status"`
+			Attempts int    `json:"attempts"`
+			Code     *int   `json:"last_status_code"`
+		} `json:"data"`
+	}
+	eventually(t, 5*time.Second, "the delivery log", func() bool {
+		s.call(http.MethodGet, "/v1/webhook-deliveries", grantedTok, nil, http.StatusOK, &log)
+		return len(log.Data) == 2
+	})
+	for _, d := range log.Data {
+		if d.Status != "succeeded" || d.Attempts != 1 || d.Code == nil || *d.Code != 200 {
+			t.Fatalf("delivery log entry %+v", d)
+		}
+	}
+}
+
+func TestFailingReceiverGetsTheEventWithTheSameID(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	seller, sellerTok := s.account(store.RoleSeller)
+	buyer, buyerTok := s.account(store.RoleBuyer)
+	s.grant(seller, sellerTok, buyer)
+	// Fails twice (a 500, then a 503 asking for one second), then accepts.
+	r := newReceiver(t, func(n int) int {
+		switch n {
+		case 1:
+			return http.StatusInternalServerError
+		case 2:
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	_, secret := s.endpoint(buyerTok, r.URL)
+	s.createDeal(sellerTok, 500)
+	eventually(t, 30*time.Second, "a third attempt", func() bool { return len(r.got()) >= 3 })
+	got := r.got()
+	for _, a := range got {
+		if a.ID != got[0].ID || !verify(secret, a) {
+			t.Fatalf("attempt %+v: id or signature differs from the first attempt %q", a, got[0].ID)
+		}
+	}
+	if gap := got[1].At.Sub(got[0].At); gap < 2*time.Second {
+		t.Fatalf("first retry after %v, want the schedule's ~2s", gap)
+	}
+	var log struct {
+		Data []struct {
+			Status   string `json:"status"`
+			Attempts int    `json:"attempts"`
+		} `json:"data"`
+	}
+	eventually(t, 5*time.Second, "the delivery to succeed", func() bool {
+		s.call(http.MethodGet, "/v1/webhook-deliveries?event_id="+got[0].ID, buyerTok, nil, http.StatusOK, &log)
+		return len(log.Data) == 1 && log.Data[0].Status == "succeeded"
+	})
+	if log.Data[0].Attempts != 3 {
+		t.Fatalf("attempts %d, want 3", log.Data[0].Attempts)
+	}
+}
+
+func TestRevokedGrantCancelsRetries(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	seller, sellerTok := s.account(store.RoleSeller)
+	buyer, buyerTok := s.account(store.RoleBuyer)
+	s.grant(seller, sellerTok, buyer)
+	r := newReceiver(t, func(int) int { return http.StatusInternalServerError })
+	s.endpoint(buyerTok, r.URL)
+	s.createDeal(sellerTok, 500)
+	eventually(t, 10*time.Second, "the first attempt", func() bool { return len(r.got()) == 1 })
+	s.revoke(seller, sellerTok, buyer)
+	var log struct {
+		Data []struct {
+			Status    string  `json:"status"`
+			LastError *string `json:"last_error"`
+		} `json:"data"`
+	}
+	eventually(t, 15*time.Second, "the delivery to be cancelled", func() bool {
+		s.call(http.MethodGet, "/v1/webhook-deliveries", buyerTok, nil, http.StatusOK, &log)
+		return len(log.Data) == 1 && log.Data[0].Status == "failed"
+	})
+	if log.Data[0].LastError == nil || *log.Data[0].LastError != "not attempted: grant revoked" {
+		t.Fatalf("last_error %v", log.Data[0].LastError)
+	}
+	if n := len(r.got()); n != 1 {
+		t.Fatalf("receiver got %d attempts after the revoke, want only the first", n)
+	}
+}
+
+func TestGoneDisablesTheEndpoint(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	seller, sellerTok := s.account(store.RoleSeller)
+	buyer, buyerTok := s.account(store.RoleBuyer)
+	s.grant(seller, sellerTok, buyer)
+	r := newReceiver(t, func(int) int { return http.StatusGone })
+	id, _ := s.endpoint(buyerTok, r.URL)
+	s.createDeal(sellerTok, 500)
+	var ep struct {
+		Enabled        bool    `json:"enabled"`
+		DisabledReason *string `json:"disabled_reason"`
+	}
+	eventually(t, 10*time.Second, "the endpoint to be disabled", func() bool {
+		s.call(http.MethodGet, "/v1/webhook-endpoints/"+id, buyerTok, nil, http.StatusOK, &ep)
+		return !ep.Enabled
+	})
+	if ep.DisabledReason == nil {
+		t.Fatal("disabled without a reason")
+	}
+	d := s.createDeal(sellerTok, 600)
+	s.setPrice(sellerTok, d.ID, 700)
+	time.Sleep(500 * time.Millisecond)
+	if n := len(r.got()); n != 1 {
+		t.Fatalf("a disabled endpoint received %d requests, want 1", n)
+	}
+}
+
+func TestManualRetryRedeliversNow(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	seller, sellerTok := s.account(store.RoleSeller)
+	buyer, buyerTok := s.account(store.RoleBuyer)
+	s.grant(seller, sellerTok, buyer)
+	r := newReceiver(t, nil)
+	s.endpoint(buyerTok, r.URL)
+	s.createDeal(sellerTok, 500)
+	eventually(t, 10*time.Second, "the first delivery", func() bool { return len(r.got()) == 1 })
+	var log struct {
+		Data []struct {
+			ID     string `json:"id"`
+			Status string `json:"status"`
+		} `json:"data"`
+	}
+	eventually(t, 5*time.Second, "the delivery log", func() bool {
+		s.call(http.MethodGet, "/v1/webhook-deliveries", buyerTok, nil, http.StatusOK, &log)
+		return len(log.Data) == 1 && log.Data[0].Status == "succeeded"
+	})
+	s.call(http.MethodPost, "/v1/webhook-deliveries/"+log.Data[0].ID+"/retry", buyerTok, nil, http.StatusAccepted, nil)
+	eventually(t, 10*time.Second, "the redelivery", func() bool { return len(r.got()) == 2 })
+	if got := r.got(); got[0].ID != got[1].ID {
+		t.Fatalf("redelivery has webhook-id %q, first had %q", got[1].ID, got[0].ID)
+	}
+}
+
+func TestWritesSucceedWhileTemporalIsDownAndDeliveriesCatchUp(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	// The API's dispatcher points at a Temporal that is not there.
+	down, err := client.NewLazyClient(client.Options{HostPort: "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer down.Close()
+	dead := delivery.NewDispatcher(down, s.store, quietLogger(), delivery.Options{TaskQueue: s.taskQueue})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go dead.Run(ctx, 2)
+	s.swapDelivery(dead)
+
+	seller, sellerTok := s.account(store.RoleSeller)
+	buyer, buyerTok := s.account(store.RoleBuyer)
+	s.grant(seller, sellerTok, buyer)
+	r := newReceiver(t, nil)
+	s.endpoint(buyerTok, r.URL)
+	d := s.createDeal(sellerTok, 100)
+	s.setPrice(sellerTok, d.ID, 200)
+	time.Sleep(500 * time.Millisecond)
+	if n := len(r.got()); n != 0 {
+		t.Fatalf("%d deliveries without Temporal", n)
+	}
+	// Temporal is back: the sweeper finds the undispatched events.
+	if _, err := s.dispatcher.SweepOnce(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "both events", func() bool { return len(r.got()) == 2 })
+}
+
+func TestWorkerRestartDeliversEveryPair(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	seller, sellerTok := s.account(store.RoleSeller)
+	const buyers, deals = 3, 15
+	receivers := make([]*receiver, buyers)
+	for i := range receivers {
+		buyer, buyerTok := s.account(store.RoleBuyer)
+		s.grant(seller, sellerTok, buyer)
+		receivers[i] = newReceiver(t, nil)
+		s.endpoint(buyerTok, receivers[i].URL)
+	}
+	var wg sync.WaitGroup
+	for i := range deals {
+		if i == deals/2 {
+			s.worker.Stop() // mid-run: some events are delivered, some wait
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); s.createDeal(sellerTok, int64(100+i)) }()
+	}
+	wg.Wait()
+	s.startWorker()
+	eventually(t, 30*time.Second, "every (event, endpoint) pair", func() bool {
+		for _, r := range receivers {
+			ids := map[string]bool{}
+			for _, a := range r.got() {
+				ids[a.ID] = true
+			}
+			if len(ids) < deals {
+				return false
+			}
+		}
+		return true
+	})
+	for i, r := range receivers {
+		ids := map[string]bool{}
+		for _, a := range r.got() {
+			ids[a.ID] = true
+		}
+		if len(ids) != deals {
+			t.Fatalf("receiver %d got %d distinct events, want %d", i, len(ids), deals)
+		}
+	}
+}

@@ -1,0 +1,223 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// EventRecord is an outbox row as delivery needs it: the payload exactly as
+// stored, so every attempt sends the same bytes.
+type EventRecord struct {
+	ID        string
+	Type      string
+	DealID    string
+	SellerID  string
+	Payload   []byte
+	CreatedAt time.Time
+}
+
+// Target is one endpoint an event goes to, with what sending needs.
+type Target struct {
+	EndpointID              string
+	BuyerID                 string
+	URL                     string
+	Secret                  []byte // sealed
+	PreviousSecret          []byte // sealed; nil unless within its grace period
+	PreviousSecretExpiresAt *time.Time
+	// Attempts made so far (0 on the first round).
+	Attempts int
+	// Cancelled explains why a pending delivery must not be attempted any
+	// more (grant revoked, endpoint disabled or deleted); empty when it may.
+	Cancelled string
+}
+
+// Attempt is the outcome of sending one event to one endpoint.
+type Attempt struct {
+	EndpointID    string
+	BuyerID       string
+	Status        string // DeliveryPending (will retry), DeliverySucceeded or DeliveryFailed
+	StatusCode    *int32
+	Error         *string
+	NextAttemptAt *time.Time
+	// Counted is false for a delivery cancelled without an attempt.
+	Counted bool
+	// Gone asks for the endpoint to be disabled (it answered 410).
+	Gone bool
+}
+
+// Event returns the outbox row with id.
+func (s *Store) Event(ctx context.Context, id string) (EventRecord, error) {
+	var e EventRecord
+	err := s.pool.QueryRow(ctx, `SELECT id, type, deal_id::TEXT, seller_id::TEXT, payload::TEXT, created_at FROM events WHERE id = $1`, id).
+		Scan(&e.ID, &e.Type, &e.DealID, &e.SellerID, &e.Payload, &e.CreatedAt)
+	e.CreatedAt = e.CreatedAt.UTC()
+	return e, translate(err)
+}
+
+// Recipients returns, by endpoint ID after after, up to limit enabled
+// endpoints subscribed to ev's type of buyers that ev's seller authorises
+// now, leaving out endpoints this event already reached or gave up on (a
+// repeated round resumes rather than resends).
+func (s *Store) Recipients(ctx context.Context, ev EventRecord, after string, limit int) ([]Target, error) {
+	if after == "" {
+		after = "00000000-0000-0000-0000-000000000000"
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT e.id::TEXT, e.buyer_id::TEXT, e.url, e.secret,
+		       CASE WHEN e.previous_secret_expires_at > $5 THEN e.previous_secret END, e.previous_secret_expires_at,
+		       COALESCE(d.attempts, 0)
+		FROM grants g
+		JOIN webhook_endpoints e ON e.buyer_id = g.buyer_id
+		LEFT JOIN webhook_deliveries d ON d.event_id = $2 AND d.endpoint_id = e.id
+		WHERE g.seller_id = $1 AND e.enabled AND $3 = ANY (e.event_types) AND e.id > $4
+		  AND (d.status IS NULL OR d.status = 'pending')
+		ORDER BY e.id LIMIT $6`,
+		ev.SellerID, ev.ID, ev.Type, after, s.timestamp(), limit)
+	if err != nil {
+		return nil, translate(err)
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Target, error) {
+		var t Target
+		err := r.Scan(&t.EndpointID, &t.BuyerID, &t.URL, &t.Secret, &t.PreviousSecret, &t.PreviousSecretExpiresAt, &t.Attempts)
+		return t, err
+	})
+	return list, translate(err)
+}
+
+// PendingTargets returns, by endpoint ID after after, up to limit of ev's
+// deliveries still pending, each re-checked against the grant and the
+// endpoint as they are now.
+func (s *Store) PendingTargets(ctx context.Context, ev EventRecord, after string, limit int) ([]Target, error) {
+	if after == "" {
+		after = "00000000-0000-0000-0000-000000000000"
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT d.endpoint_id::TEXT, d.buyer_id::TEXT, COALESCE(e.url, ''), e.secret,
+		       CASE WHEN e.previous_secret_expires_at > $4 THEN e.previous_secret END, e.previous_secret_expires_at,
+		       d.attempts,
+		       CASE
+		         WHEN e.id IS NULL THEN 'endpoint deleted'
+		         WHEN NOT e.enabled THEN 'endpoint disabled'
+		         WHEN NOT ($5 = ANY (e.event_types)) THEN 'endpoint unsubscribed from ' || $5
+		         WHEN NOT EXISTS (SELECT 1 FROM grants g WHERE g.seller_id = $2 AND g.buyer_id = d.buyer_id) THEN 'grant revoked'
+		         ELSE ''
+		       END
+		FROM webhook_deliveries d
+		LEFT JOIN webhook_endpoints e ON e.id = d.endpoint_id
+		WHERE d.event_id = $1 AND d.status = 'pending' AND d.endpoint_id > $3
+		ORDER BY d.endpoint_id LIMIT $6`,
+		ev.ID, ev.SellerID, after, s.timestamp(), ev.Type, limit)
+	if err != nil {
+		return nil, translate(err)
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Target, error) {
+		var t Target
+		err := r.Scan(&t.EndpointID, &t.BuyerID, &t.URL, &t.Secret, &t.PreviousSecret, &t.PreviousSecretExpiresAt, &t.Attempts, &t.Cancelled)
+		return t, err
+	})
+	return list, translate(err)
+}
+
+// RecordAttempts writes the outcomes of one delivery round in one
+// statement, and disables the endpoints that answered 410 Gone.
+func (s *Store) RecordAttempts(ctx context.Context, ev EventRecord, attempts []Attempt) error {
+	if len(attempts) == 0 {
+		return nil
+	}
+	now := s.timestamp()
+	var (
+		endpoints, buyers, statuses []string
+		codes                       []*int32
+		errs                        []*string
+		next, delivered             []*time.Time
+		counted                     []int32
+		gone                        []string
+	)
+	for _, a := range attempts {
+		endpoints = append(endpoints, a.EndpointID)
+		buyers = append(buyers, a.BuyerID)
+		statuses = append(statuses, a.Status)
+		codes = append(codes, a.StatusCode)
+		errs = append(errs, a.Error)
+		next = append(next, a.NextAttemptAt)
+		var at *time.Time
+		if a.Status == DeliverySucceeded {
+			at = &now
+		}
+		delivered = append(delivered, at)
+		c := int32(0)
+		if a.Counted {
+			c = 1
+		}
+		counted = append(counted, c)
+		if a.Gone {
+			gone = append(gone, a.EndpointID)
+		}
+	}
+	batch := &pgx.Batch{}
+	batch.Queue(`
+		INSERT INTO webhook_deliveries (id, event_id, endpoint_id, buyer_id, event_type, status, attempts,
+		                                last_status_code, last_error, next_attempt_at, delivered_at, created_at, updated_at)
+		SELECT gen_random_uuid(), $1, u.endpoint_id, u.buyer_id, $2, u.status, u.counted,
+		       u.code, u.err, u.next_at, u.delivered_at, $3, $3
+		FROM unnest($4::UUID[], $5::UUID[], $6::TEXT[], $7::INT[], $8::TEXT[], $9::TIMESTAMPTZ[], $10::TIMESTAMPTZ[], $11::INT[])
+		     AS u (endpoint_id, buyer_id, status, code, err, next_at, delivered_at, counted)
+		ON CONFLICT (event_id, endpoint_id) DO UPDATE SET
+		    status = excluded.status,
+		    attempts = webhook_deliveries.attempts + excluded.attempts,
+		    last_status_code = COALESCE(excluded.last_status_code, webhook_deliveries.last_status_code),
+		    last_error = excluded.last_error,
+		    next_attempt_at = excluded.next_attempt_at,
+		    delivered_at = COALESCE(excluded.delivered_at, webhook_deliveries.delivered_at),
+		    updated_at = excluded.updated_at`,
+		ev.ID, ev.Type, now, endpoints, buyers, statuses, codes, errs, next, delivered, counted)
+	if len(gone) > 0 {
+		batch.Queue(`UPDATE webhook_endpoints SET enabled = false, disabled_reason = 'the endpoint answered 410 Gone', updated_at = $2
+			WHERE id = ANY ($1::UUID[])`, gone, now)
+	}
+	return translate(s.pool.SendBatch(ctx, batch).Close())
+}
+
+// EventRef names an event to hand to delivery.
+type EventRef struct {
+	ID     string
+	Type   string
+	DealID string
+}
+
+// Undispatched returns up to limit events created before olderThan that
+// were never handed to delivery, oldest first.
+func (s *Store) Undispatched(ctx context.Context, olderThan time.Time, limit int) ([]EventRef, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT id, type, deal_id::TEXT FROM events
+		WHERE dispatched_at IS NULL AND created_at < $1
+		ORDER BY created_at LIMIT $2`, olderThan, limit)
+	if err != nil {
+		return nil, translate(err)
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (EventRef, error) {
+		var e EventRef
+		err := r.Scan(&e.ID, &e.Type, &e.DealID)
+		return e, err
+	})
+	return list, translate(err)
+}
+
+// MarkDispatched records that delivery has taken these events over.
+func (s *Store) MarkDispatched(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := s.pool.Exec(ctx, `UPDATE events SET dispatched_at = $2 WHERE id = ANY ($1::TEXT[]) AND dispatched_at IS NULL`, ids, s.timestamp())
+	return translate(err)
+}
+
+// OldestUndispatched returns the creation time of the oldest event not yet
+// handed to delivery, or nil: the outbox lag operators watch.
+func (s *Store) OldestUndispatched(ctx context.Context) (*time.Time, error) {
+	var t *time.Time
+	err := s.pool.QueryRow(ctx, `SELECT min(created_at) FROM events WHERE dispatched_at IS NULL`).Scan(&t)
+	return t, translate(err)
+}

@@ -1,0 +1,150 @@
+// Package workflows holds Dealcast's Temporal workflows. They are
+// deterministic: all I/O happens in package activities.
+package workflows
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/dealcast/dealcast/activities"
+)
+
+// TaskQueue is where delivery workflows and activities run.
+const TaskQueue = "dealcast-webhooks"
+
+// RetrySignal makes a running delivery workflow start its next round now.
+const RetrySignal = "retry-now"
+
+// PageSize is how many endpoints one activity serves. Each page is one
+// activity, so history grows with pages, not with buyers, and an activity
+// that is retried repeats at most one page.
+const PageSize = 500
+
+// WorkflowID is the delivery workflow of an event: one per event, so a
+// repeated start is recognised and refused by Temporal.
+func WorkflowID(eventID string) string { return "deliver-" + eventID }
+
+// DeliveryInput names the event to deliver.
+type DeliveryInput struct {
+	EventID   string
+	EventType string
+	DealID    string
+	// Resume skips the first round and goes straight to the event's
+	// pending deliveries: used when a buyer asks for a delivery again and
+	// when the workflow continues as new.
+	Resume bool
+	// Round is the retry round to start from when resuming.
+	Round int
+	// PageSize overrides PageSize (tests use small pages).
+	PageSize int
+}
+
+// DeliveryResult tells how the event's delivery ended.
+type DeliveryResult struct {
+	Rounds    int
+	Sent      int
+	Succeeded int
+	Failed    int
+}
+
+var deliverRound = (*activities.Activities)(nil).DeliverRound
+
+// DeliverEvent delivers an event to every endpoint entitled to it, at
+// least once: a first round to all recipients in parallel, then rounds for
+// the failed ones only on a durable, growing schedule (timers), each round
+// re-checking grants and endpoints, for at least 24 hours.
+func DeliverEvent(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error) {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		// One page: up to PageSize requests of at most 10 s each, sent
+		// concurrently.
+		StartToCloseTimeout: 5 * time.Minute,
+		HeartbeatTimeout:    time.Minute,
+		// Infrastructure failures (database down, worker lost) are retried
+		// without limit: giving up would lose deliveries.
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        200 * time.Millisecond,
+			BackoffCoefficient:     2,
+			MaximumInterval:        time.Minute,
+			NonRetryableErrorTypes: []string{"EventNotFound"},
+		},
+	})
+	pageSize := in.PageSize
+	if pageSize <= 0 {
+		pageSize = PageSize
+	}
+	retry := workflow.GetSignalChannel(ctx, RetrySignal)
+	var total DeliveryResult
+
+	// round runs every page of one round and returns how many deliveries
+	// are still pending and the longest Retry-After asked for.
+	round := func(retrying bool, next time.Duration, final bool) (int, time.Duration, error) {
+		total.Rounds++
+		pending, after := 0, ""
+		var wait time.Duration
+		for {
+			var res activities.RoundResult
+			err := workflow.ExecuteActivity(ctx, deliverRound, activities.RoundInput{
+				EventID: in.EventID, Retry: retrying, After: after, Limit: pageSize,
+				NextAttemptIn: next, Final: final,
+			}).Get(ctx, &res)
+			if err != nil {
+				return 0, 0, err
+			}
+			total.Sent += res.Sent
+			total.Succeeded += res.Succeeded
+			total.Failed += res.Failed
+			pending += res.Pending
+			wait = max(wait, res.RetryAfter)
+			if res.Next == "" {
+				return pending, wait, nil
+			}
+			after = res.Next
+		}
+	}
+
+	n := in.Round
+	pending, wait := 1, time.Duration(0) // when resuming, look for pending deliveries at once
+	if !in.Resume {
+		var err error
+		if pending, wait, err = round(false, RetryDelay(in.EventID, 1), false); err != nil {
+			return total, err
+		}
+		n = 1
+	} else if n < 1 {
+		n = 1
+	}
+	for ; pending > 0 && n <= Retries; n++ {
+		if in.Resume && total.Rounds == 0 {
+			// A buyer asked for this now: no wait.
+		} else {
+			delay := max(RetryDelay(in.EventID, n), wait)
+			timerCtx, cancel := workflow.WithCancel(ctx)
+			timer := workflow.NewTimer(timerCtx, delay)
+			sel := workflow.NewSelector(ctx)
+			sel.AddFuture(timer, func(workflow.Future) {})
+			sel.AddReceive(retry, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil) })
+			sel.Select(ctx)
+			cancel()
+		}
+		final := n == Retries
+		var err error
+		if pending, wait, err = round(true, RetryDelay(in.EventID, n+1), final); err != nil {
+			return total, err
+		}
+		if pending > 0 && !final && workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+			return total, workflow.NewContinueAsNewError(ctx, DeliverEvent, DeliveryInput{
+				EventID: in.EventID, EventType: in.EventType, DealID: in.DealID, Resume: true, Round: n + 1, PageSize: in.PageSize,
+			})
+		}
+	}
+	// Drain a retry request that arrived during the last round so it is
+	// not lost with the run: the buyer's requeued delivery gets a round.
+	for retry.ReceiveAsync(nil) {
+		if _, _, err := round(true, 0, true); err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
