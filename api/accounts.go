@@ -80,7 +80,7 @@ func (h *handlers) registerAccounts(a huma.API) {
 			if err != nil {
 				return nil, err
 			}
-			if p.Role == role && p.Subject != in.ID {
+			if p.Role == role && p.Subject != canonicalID(in.ID) {
 				return nil, huma.Error404NotFound("not found")
 			}
 			acc, err := h.store.Account(ctx, role, in.ID)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
@@ -44,6 +45,33 @@ type Delivery interface {
 	Dispatch(store.EventRef)
 	// Redeliver runs a delivery round for the event's pending deliveries now.
 	Redeliver(context.Context, store.EventRef) error
+}
+
+func init() {
+	// huma reports a missing required property at its parent ("body");
+	// the contract wants each error to name its field ("body.name").
+	base := huma.NewError
+	huma.NewError = func(status int, msg string, errs ...error) huma.StatusError {
+		for _, e := range errs {
+			var d *huma.ErrorDetail
+			if errors.As(e, &d) {
+				if prop, ok := missingProperty(d.Message); ok {
+					d.Location += "." + prop
+				}
+			}
+		}
+		return base(status, msg, errs...)
+	}
+}
+
+// missingProperty extracts X from huma's "expected required property X to be present".
+func missingProperty(msg string) (string, bool) {
+	rest, ok := strings.CutPrefix(msg, "expected required property ")
+	if !ok {
+		return "", false
+	}
+	prop, ok := strings.CutSuffix(rest, " to be present")
+	return prop, ok && prop != ""
 }
 
 // Config returns the huma configuration: OpenAPI 3.1 at /openapi.json (and

@@ -48,9 +48,10 @@ func authenticate(a huma.API, v *auth.Verifier, s *store.Store) func(huma.Contex
 			ctx.SetHeader("WWW-Authenticate", `Bearer realm="dealcast"`)
 			_ = huma.WriteErr(a, ctx, http.StatusUnauthorized, msg)
 		}
+		// The scheme name is case-insensitive (RFC 9110 §11.1).
 		header := ctx.Header("Authorization")
-		token, ok := strings.CutPrefix(header, "Bearer ")
-		if !ok || token == "" {
+		scheme, token, ok := strings.Cut(header, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
 			unauthorized("missing bearer token")
 			return
 		}

@@ -187,7 +187,7 @@ func (h *handlers) registerDeals(a huma.API) {
 		if err != nil {
 			return nil, err
 		}
-		f := store.DealFilter{Seller: in.Seller, Status: in.Status}
+		f := store.DealFilter{Seller: canonicalID(in.Seller), Status: in.Status}
 		var page store.Page[deal.Deal]
 		if p.Role == store.RoleSeller {
 			page, err = h.store.SellerDeals(ctx, p.Subject, f, in.Cursor, in.Limit)

@@ -50,8 +50,16 @@ func (h *handlers) registerGrants(a huma.API) {
 		if err != nil {
 			return err
 		}
-		if p.Role == store.RoleSeller && p.Subject != seller {
+		if p.Role == store.RoleSeller && p.Subject != canonicalID(seller) {
 			return huma.Error404NotFound("not found")
+		}
+		return nil
+	}
+	// exists answers 404 for an account that is not there, so an operator
+	// listing an unknown account's grants is told so rather than shown nothing.
+	exists := func(ctx context.Context, role store.Role, id string) error {
+		if _, err := h.store.Account(ctx, role, id); err != nil {
+			return h.fail(ctx, err)
 		}
 		return nil
 	}
@@ -106,6 +114,9 @@ func (h *handlers) registerGrants(a huma.API) {
 		if err := ownSeller(ctx, in.SellerID); err != nil {
 			return nil, err
 		}
+		if err := exists(ctx, store.RoleSeller, in.SellerID); err != nil {
+			return nil, err
+		}
 		page, err := h.store.GrantedBuyers(ctx, in.SellerID, in.Cursor, in.Limit)
 		if err != nil {
 			return nil, h.fail(ctx, err)
@@ -126,8 +137,11 @@ func (h *handlers) registerGrants(a huma.API) {
 		if err != nil {
 			return nil, err
 		}
-		if p.Role == store.RoleBuyer && p.Subject != in.BuyerID {
+		if p.Role == store.RoleBuyer && p.Subject != canonicalID(in.BuyerID) {
 			return nil, huma.Error404NotFound("not found")
+		}
+		if err := exists(ctx, store.RoleBuyer, in.BuyerID); err != nil {
+			return nil, err
 		}
 		page, err := h.store.GrantingSellers(ctx, in.BuyerID, in.Cursor, in.Limit)
 		if err != nil {

@@ -5,7 +5,18 @@ import (
 	"unicode/utf8"
 
 	"github.com/danielgtaylor/huma/v2"
+	"github.com/google/uuid"
 )
+
+// canonicalID returns a UUID in its one lowercase hyphenated spelling
+// (the API accepts others, such as uppercase or urn:uuid:), or id itself
+// when it is not a UUID.
+func canonicalID(id string) string {
+	if u, err := uuid.Parse(id); err == nil {
+		return u.String()
+	}
+	return id
+}
 
 // checkText refuses text that no column can hold (NUL, invalid UTF-8) or
 // that says nothing (blank).

@@ -117,9 +117,11 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 	p := Principal{Role: store.Role(c.Role), Subject: c.Subject}
 	switch p.Role {
 	case store.RoleSeller, store.RoleBuyer:
-		if _, err := uuid.Parse(p.Subject); err != nil {
+		id, err := uuid.Parse(p.Subject)
+		if err != nil {
 			return Principal{}, fmt.Errorf("%w: sub must be an account id", ErrInvalidToken)
 		}
+		p.Subject = id.String() // one spelling, so comparisons with stored IDs hold
 	case store.RoleOperator:
 		if p.Subject == "" {
 			return Principal{}, fmt.Errorf("%w: sub is required", ErrInvalidToken)

@@ -71,7 +71,7 @@ type Deal struct {
 type Draft struct {
 	Name       string    `json:"name" minLength:"1" maxLength:"200" doc:"Deal name." example:"Winter bundle"`
 	Items      []Item    `json:"items" minItems:"1" maxItems:"1000" doc:"The items; ids unique within the deal."`
-	TotalPrice int64     `json:"total_price" minimum:"0" doc:"Must equal the sum of items[].price." example:"10000"`
+	TotalPrice int64     `json:"total_price" minimum:"0" maximum:"1000000000000000000" doc:"Must equal the sum of items[].price." example:"10000"`
 	Currency   string    `json:"currency" minLength:"3" maxLength:"3" doc:"ISO 4217 code in any case; stored lowercase." example:"gbp"`
 	Discount   *Discount `json:"discount,omitempty" doc:"Optional discount."`
 	Status     Status    `json:"status,omitempty" enum:"available,sold" default:"available" doc:"Defaults to available."`

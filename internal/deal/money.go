@@ -1,6 +1,7 @@
 package deal
 
 import (
+	"encoding/json"
 	"errors"
 	"math/big"
 	"strconv"
@@ -32,13 +33,18 @@ var errNotNumber = errors.New("amount must be a JSON number")
 
 // UnmarshalJSON keeps the number's literal text.
 func (a *Amount) UnmarshalJSON(b []byte) error {
-	s := string(b)
-	if _, ok := new(big.Rat).SetString(s); !ok || strings.HasPrefix(s, `"`) {
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil || len(b) == 0 || b[0] == '"' || string(b) == "null" {
 		return errNotNumber
 	}
-	a.literal = s
+	a.literal = string(b)
 	return nil
 }
+
+// maxLiteral bounds the text of an amount, and rat bounds its exponent:
+// exact arithmetic on a literal like 1e-1000000 costs a great deal of CPU
+// for a 10-byte input.
+const maxLiteral = 32
 
 // MarshalJSON writes the amount as a JSON number.
 func (a Amount) MarshalJSON() ([]byte, error) {
@@ -55,6 +61,14 @@ func (Amount) Schema(huma.Registry) *huma.Schema {
 
 // rat is the exact value, or nil when the literal is not a number.
 func (a Amount) rat() *big.Rat {
+	if len(a.literal) > maxLiteral {
+		return nil
+	}
+	if i := strings.IndexAny(a.literal, "eE"); i >= 0 {
+		if exp, err := strconv.Atoi(a.literal[i+1:]); err != nil || exp > 30 || exp < -30 {
+			return nil
+		}
+	}
 	r, ok := new(big.Rat).SetString(a.literal)
 	if !ok {
 		return nil

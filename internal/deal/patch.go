@@ -13,7 +13,7 @@ import (
 // Items, being an array, are replaced whole.
 type Patch struct {
 	Name       *string          `json:"name,omitempty" minLength:"1" maxLength:"200" doc:"New name."`
-	TotalPrice *int64           `json:"total_price,omitempty" minimum:"0" doc:"New total; must equal the sum of the items' prices after the patch."`
+	TotalPrice *int64           `json:"total_price,omitempty" minimum:"0" maximum:"1000000000000000000" doc:"New total; must equal the sum of the items' prices after the patch."`
 	Currency   *string          `json:"currency,omitempty" minLength:"3" maxLength:"3" doc:"New ISO 4217 code."`
 	Discount   OptionalDiscount `json:"discount,omitempty" doc:"New discount, or null to remove it."`
 	Status     *Status          `json:"status,omitempty" enum:"available,sold"`

@@ -60,6 +60,7 @@ func normalize(d *Deal) error {
 	}
 	seen := make(map[string]int, len(d.Items))
 	var sum int64
+	pricesValid := true
 	for i, it := range d.Items {
 		at := fmt.Sprintf("items[%d]", i)
 		c.text(at+".id", it.ID, MaxItemIDLen)
@@ -71,11 +72,13 @@ func normalize(d *Deal) error {
 		}
 		if it.Price < 0 || it.Price > MaxItemPrice {
 			c.add(at+".price", fmt.Sprintf("must be between 0 and %d", int64(MaxItemPrice)), it.Price)
+			pricesValid = false
 		} else {
 			sum += it.Price
 		}
 	}
-	if len(c.errs) == 0 && d.TotalPrice != sum {
+	// The sum means something only when every price is in range.
+	if pricesValid && len(d.Items) > 0 && d.TotalPrice != sum {
 		c.add("total_price", fmt.Sprintf("must equal the sum of items[].price (%d)", sum), d.TotalPrice)
 	}
 

@@ -37,9 +37,11 @@ func decodeCursor(c string) (*position, error) {
 	if err := json.Unmarshal(b, &p); err != nil {
 		return nil, ErrBadCursor
 	}
-	if _, err := uuid.Parse(p.ID); err != nil {
+	id, err := uuid.Parse(p.ID)
+	if err != nil {
 		return nil, ErrBadCursor
 	}
+	p.ID = id.String()
 	return &p, nil
 }
 

@@ -79,6 +79,8 @@ func translate(err error) error {
 		switch pgErr.Code {
 		case "23503": // foreign_key_violation: a referenced account is missing
 			return ErrNotFound
+		case "22P02", "22021": // not a valid id, or bytes no text can hold: names no row
+			return ErrNotFound
 		case "57P01", "57P02", "57P03", "53300", "08000", "08003", "08006": // shutdown, too many connections, connection failures
 			return errors.Join(ErrUnavailable, err)
 		}
