@@ -3,6 +3,7 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"github.com/dealcast/dealcast/api"
 	"github.com/dealcast/dealcast/internal/auth"
 	"github.com/dealcast/dealcast/internal/store"
+	"github.com/dealcast/dealcast/internal/webhook"
 )
 
 const testSecret = "test-secret-for-hs256-tokens-only"
@@ -35,7 +37,15 @@ func setup(t testing.TB) *env {
 	}
 	st := store.New(testDB.Pool)
 	st.FeedSettle = 0
-	h, _ := api.New(api.Deps{Store: st, Verifier: v, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: st.Ping})
+	key := make([]byte, webhook.KeySize)
+	_, _ = rand.Read(key)
+	sealer, err := webhook.NewSealer(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No webhook delivery runs here (events stay in the outbox), and
+	// private webhook URLs are refused as in production.
+	h, _ := api.New(api.Deps{Store: st, Verifier: v, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: st.Ping, Sealer: sealer})
 	return &env{t: t, handler: h, store: st}
 }
 
