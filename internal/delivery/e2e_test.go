@@ -3,15 +3,20 @@ package delivery_test
 import (
 	"context"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/dealcast/dealcast/internal/delivery"
 	"github.com/dealcast/dealcast/internal/store"
+	"github.com/dealcast/dealcast/workflows"
 )
 
 func TestDealChangesReachOnlyAuthorisedBuyers(t *testing.T) {
@@ -122,6 +127,37 @@ func TestFailingReceiverGetsTheEventWithTheSameID(t *testing.T) {
 	})
 	if log.Data[0].Attempts != 3 {
 		t.Fatalf("attempts %d, want 3", log.Data[0].Attempts)
+	}
+	// This run (first round, two timed retries, a success) is the history
+	// the replay test in package workflows checks determinism against.
+	if path := os.Getenv("WRITE_DELIVERY_HISTORY"); path != "" {
+		writeHistory(t, workflows.WorkflowID(got[0].ID), path)
+	}
+}
+
+// writeHistory saves a finished workflow's history as JSON.
+func writeHistory(t *testing.T, workflowID, path string) {
+	t.Helper()
+	ctx := context.Background()
+	run := temporal.GetDefaultClient().GetWorkflow(ctx, workflowID, "")
+	if err := run.Get(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	iter := temporal.GetDefaultClient().GetWorkflowHistory(ctx, workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	var h historypb.History
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Events = append(h.Events, ev)
+	}
+	b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(&h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 
