@@ -33,7 +33,7 @@ const jwtSecret = "delivery-test-secret"
 // stack is the API, a dispatcher and a worker on the package's database
 // and Temporal server, isolated by task queue.
 type stack struct {
-	t          *testing.T
+	t          testing.TB
 	handler    http.Handler
 	store      *store.Store
 	dispatcher *delivery.Dispatcher
@@ -44,7 +44,7 @@ type stack struct {
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func newStack(t *testing.T) *stack {
+func newStack(t testing.TB) *stack {
 	t.Helper()
 	var key [32]byte
 	_, _ = rand.Read(key[:])
@@ -179,19 +179,26 @@ type receiver struct {
 	mu       sync.Mutex
 	arrivals []arrival
 	status   func(n int) int
+	// onArrival, when set, sees each request as it arrives.
+	onArrival func(arrival)
 }
 
-func newReceiver(t *testing.T, status func(n int) int) *receiver {
+func newReceiver(t testing.TB, status func(n int) int) *receiver {
 	r := &receiver{status: status}
 	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
-		r.mu.Lock()
-		r.arrivals = append(r.arrivals, arrival{
+		a := arrival{
 			ID: req.Header.Get("webhook-id"), Timestamp: req.Header.Get("webhook-timestamp"),
 			Signature: req.Header.Get("webhook-signature"), Body: body, At: time.Now(),
-		})
+		}
+		r.mu.Lock()
+		r.arrivals = append(r.arrivals, a)
 		n := len(r.arrivals)
+		hook := r.onArrival
 		r.mu.Unlock()
+		if hook != nil {
+			hook(a)
+		}
 		code := http.StatusOK
 		if r.status != nil {
 			code = r.status(n)
@@ -254,7 +261,7 @@ type deliveredEvent struct {
 	} `json:"data"`
 }
 
-func decodeEvent(t *testing.T, a arrival) deliveredEvent {
+func decodeEvent(t testing.TB, a arrival) deliveredEvent {
 	t.Helper()
 	var ev deliveredEvent
 	if err := json.Unmarshal(a.Body, &ev); err != nil {

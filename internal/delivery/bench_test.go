@@ -1,0 +1,119 @@
+package delivery_test
+
+import (
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dealcast/dealcast/internal/store"
+)
+
+// BenchmarkWebhookLatency measures, at a steady rate of deal changes, the
+// time from the API's response to each buyer's receiver getting the
+// event, on real PostgreSQL and a real (in-process) Temporal server.
+// BENCH_SECONDS sets the run length (default 10), BENCH_RATE the changes
+// per second (default 20) and BENCH_BUYERS the buyers per change (default 10).
+func BenchmarkWebhookLatency(b *testing.B) {
+	seconds := envInt("BENCH_SECONDS", 10)
+	rate := envInt("BENCH_RATE", 20)
+	buyers := envInt("BENCH_BUYERS", 10)
+	t := b
+	s := newStack(t)
+	seller, sellerTok := s.account(store.RoleSeller)
+
+	var (
+		mu       sync.Mutex
+		sentAt   = map[string]time.Time{} // deal id + version → response time
+		arrivals []struct {
+			key string
+			at  time.Time
+		}
+	)
+	for range buyers {
+		buyer, buyerTok := s.account(store.RoleBuyer)
+		s.grant(seller, sellerTok, buyer)
+		r := newReceiver(t, nil)
+		s.endpoint(buyerTok, r.URL)
+		r.onArrival = func(a arrival) {
+			ev := decodeEvent(t, a)
+			mu.Lock()
+			arrivals = append(arrivals, struct {
+				key string
+				at  time.Time
+			}{ev.Data.Deal.ID + "/" + strconv.FormatInt(ev.Data.Deal.Version, 10), a.At})
+			mu.Unlock()
+		}
+	}
+	d := s.createDeal(sellerTok, 100)
+	time.Sleep(time.Second) // let the first delivery warm connections and caches
+
+	b.ResetTimer()
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	changes := seconds * rate
+	for i := range changes {
+		<-tick.C
+		v := s.setPrice(sellerTok, d.ID, int64(200+i))
+		mu.Lock()
+		sentAt[d.ID+"/"+strconv.FormatInt(v.Version, 10)] = time.Now()
+		mu.Unlock()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := 0
+		for _, a := range arrivals {
+			if _, ok := sentAt[a.key]; ok {
+				n++
+			}
+		}
+		mu.Unlock()
+		if n >= changes*buyers || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.StopTimer()
+
+	mu.Lock()
+	defer mu.Unlock()
+	var lat []float64
+	seen := map[string]int{}
+	for _, a := range arrivals {
+		sent, ok := sentAt[a.key]
+		if !ok {
+			continue
+		}
+		seen[a.key]++
+		lat = append(lat, float64(a.at.Sub(sent).Microseconds())/1000)
+	}
+	slices.Sort(lat)
+	lost := 0
+	for key := range sentAt {
+		if seen[key] < buyers {
+			lost += buyers - seen[key]
+		}
+	}
+	b.ReportMetric(percentile(lat, 50), "p50_ms")
+	b.ReportMetric(percentile(lat, 99), "p99_ms")
+	b.ReportMetric(float64(lost), "lost")
+	b.ReportMetric(float64(len(lat)), "deliveries")
+}
+
+func percentile(sorted []float64, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted)-1) * p / 100)
+	return sorted[i]
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
