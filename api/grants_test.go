@@ -412,10 +412,9 @@ func TestGrantListQueryValidation(t *testing.T) {
 	}
 }
 
-// TestGrantListOfAbsentAccount documents a bug: the contract answers 404
-// for what is absent, but an operator listing the grants of a seller or
-// buyer that does not exist gets 200 with an empty list (api/grants.go
-// list-seller-buyers and list-buyer-sellers never check the account).
+// TestGrantListOfAbsentAccount: the contract answers 404 for what is
+// absent, so an operator listing the grants of a seller or buyer that does
+// not exist is told so rather than shown an empty list.
 func TestGrantListOfAbsentAccount(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
@@ -487,9 +486,8 @@ func TestGrantControlsDealVisibility(t *testing.T) {
 	e.do(http.MethodGet, dealPath, buyer, nil).wantProblem(http.StatusNotFound)
 }
 
-// TestGrantPathURNForm documents the bug of TestAccountPathURNForm on the
-// grant paths: "urn:uuid:<id>" passes huma's uuid format check and then
-// fails in PostgreSQL, answered 500.
+// TestGrantPathURNForm is TestAccountPathURNForm on the grant paths: the
+// "urn:uuid:<id>" spelling must never reach the client as a 5xx.
 func TestGrantPathURNForm(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
