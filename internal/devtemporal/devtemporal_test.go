@@ -1,0 +1,235 @@
+package devtemporal
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+)
+
+func greet(ctx workflow.Context, name string) (string, error) {
+	return "hello " + name, nil
+}
+
+func testFreePort(t *testing.T) int {
+	t.Helper()
+	p, err := freePort("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestServerLifecycle is deliberately a single test: starting the embedded
+// server is the expensive part. It covers a first start on an empty data
+// dir, the namespace, search attributes, a workflow run, the Web UI, and a
+// restart on the same SQLite file.
+func TestServerLifecycle(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	dataDir := filepath.Join(t.TempDir(), "nested", "data") // created by Start
+	opts := Options{
+		DataDir:      dataDir,
+		FrontendPort: testFreePort(t),
+		UIPort:       testFreePort(t),
+		Namespace:    "dealcast-test",
+		SearchAttributes: map[string]enumspb.IndexedValueType{
+			"DealId":    enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+			"EventType": enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		},
+		Logger: logger,
+	}
+
+	// A file whose schema set-up was cut short is refused, not half-used.
+	partial := t.TempDir()
+	db, err := sql.Open("sqlite", filepath.Join(partial, DatabaseFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE namespaces (id BLOB)`); err != nil {
+		t.Fatal(err)
+	}
+	_ = db.Close()
+	if s, err := Start(ctx, Options{DataDir: partial, FrontendPort: testFreePort(t)}); err == nil {
+		_ = s.Stop()
+		t.Error("Start on a partly set-up database succeeded")
+	} else if !strings.Contains(err.Error(), "incomplete Temporal schema") {
+		t.Errorf("partly set-up database: unexpected error %v", err)
+	}
+
+	began := time.Now()
+	srv, err := Start(ctx, opts)
+	if err != nil {
+		t.Fatalf("first start: %v", err)
+	}
+	t.Logf("first start (schema set-up) took %v", time.Since(began))
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = srv.Stop()
+		}
+	}()
+
+	if want := fmt.Sprintf("127.0.0.1:%d", opts.FrontendPort); srv.FrontendAddress() != want {
+		t.Errorf("FrontendAddress = %q, want %q", srv.FrontendAddress(), want)
+	}
+	if want := fmt.Sprintf("http://127.0.0.1:%d", opts.UIPort); srv.UIURL() != want {
+		t.Errorf("UIURL = %q, want %q", srv.UIURL(), want)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, DatabaseFileName)); err != nil {
+		t.Errorf("database file: %v", err)
+	}
+
+	// Starting a second server on the same ports must fail cleanly.
+	if s2, err := Start(ctx, Options{DataDir: t.TempDir(), FrontendPort: opts.FrontendPort}); err == nil {
+		_ = s2.Stop()
+		t.Error("second Start on a busy frontend port succeeded")
+	}
+
+	c := dial(t, srv, opts.Namespace)
+	checkNamespaceAndAttributes(ctx, t, c, opts)
+
+	w := worker.New(c, "devtemporal-test", worker.Options{})
+	w.RegisterWorkflow(greet)
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:        "greet-1",
+		TaskQueue: "devtemporal-test",
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			temporal.NewSearchAttributeKeyKeyword("DealId").ValueSet("deal-1"),
+			temporal.NewSearchAttributeKeyKeyword("EventType").ValueSet("deal.created"),
+		),
+	}, greet, "dealcast")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out string
+	if err := run.Get(ctx, &out); err != nil {
+		t.Fatal(err)
+	}
+	if out != "hello dealcast" {
+		t.Errorf("workflow result = %q", out)
+	}
+	w.Stop()
+
+	// The Web UI serves its pages and its API against this server.
+	for _, path := range []string{"/", "/api/v1/namespaces"} {
+		resp, err := http.Get(srv.UIURL() + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s: status %d", path, resp.StatusCode)
+		}
+	}
+
+	c.Close()
+	if err := srv.Stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	stopped = true
+	if err := srv.Stop(); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+	if conn, err := net.DialTimeout("tcp", srv.UIURL()[len("http://"):], time.Second); err == nil {
+		_ = conn.Close()
+		t.Error("UI still listening after Stop")
+	}
+
+	// Restart on the same data dir, UI disabled, one more search attribute:
+	// the schema exists, the namespace and attributes are kept, and so is
+	// the workflow's history.
+	opts.UIPort = 0
+	opts.SearchAttributes["Attempt"] = enumspb.INDEXED_VALUE_TYPE_INT
+	began = time.Now()
+	srv2, err := Start(ctx, opts)
+	if err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	t.Logf("restart took %v", time.Since(began))
+	defer func() { _ = srv2.Stop() }()
+	if srv2.UIURL() != "" {
+		t.Errorf("UIURL with UI disabled = %q", srv2.UIURL())
+	}
+	c2 := dial(t, srv2, opts.Namespace)
+	defer c2.Close()
+	checkNamespaceAndAttributes(ctx, t, c2, opts)
+	desc, err := c2.DescribeWorkflowExecution(ctx, "greet-1", run.GetRunID())
+	if err != nil {
+		t.Fatalf("describe workflow after restart: %v", err)
+	}
+	if st := desc.GetWorkflowExecutionInfo().GetStatus(); st != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+		t.Errorf("workflow status after restart = %v", st)
+	}
+	var fetched string
+	if err := c2.GetWorkflow(ctx, "greet-1", run.GetRunID()).Get(ctx, &fetched); err != nil || fetched != out {
+		t.Errorf("workflow result after restart = %q, %v", fetched, err)
+	}
+	c2.Close()
+	if err := srv2.Stop(); err != nil {
+		t.Fatalf("stop after restart: %v", err)
+	}
+
+	// A search attribute that exists with another type is refused.
+	opts.SearchAttributes = map[string]enumspb.IndexedValueType{"DealId": enumspb.INDEXED_VALUE_TYPE_INT}
+	if srv3, err := Start(ctx, opts); err == nil {
+		_ = srv3.Stop()
+		t.Error("Start with a conflicting search attribute type succeeded")
+	} else if !strings.Contains(err.Error(), `"DealId" exists with type`) {
+		t.Errorf("conflicting search attribute: unexpected error %v", err)
+	}
+}
+
+func dial(t *testing.T, srv *Server, namespace string) client.Client {
+	t.Helper()
+	c, err := client.Dial(client.Options{
+		HostPort:  srv.FrontendAddress(),
+		Namespace: namespace,
+		Logger:    sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler)),
+	})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	return c
+}
+
+func checkNamespaceAndAttributes(ctx context.Context, t *testing.T, c client.Client, opts Options) {
+	t.Helper()
+	ns, err := c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: opts.Namespace})
+	if err != nil {
+		t.Fatalf("describe namespace: %v", err)
+	}
+	if got := ns.GetConfig().GetWorkflowExecutionRetentionTtl().AsDuration(); got != NamespaceRetention {
+		t.Errorf("namespace retention = %v, want %v", got, NamespaceRetention)
+	}
+	sas, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: opts.Namespace})
+	if err != nil {
+		t.Fatalf("list search attributes: %v", err)
+	}
+	for name, typ := range opts.SearchAttributes {
+		if got, ok := sas.GetCustomAttributes()[name]; !ok || got != typ {
+			t.Errorf("search attribute %s = %v (present %v), want %v", name, got, ok, typ)
+		}
+	}
+}
