@@ -13,6 +13,7 @@ import (
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
+	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 
 	"github.com/dealcast/dealcast/internal/store"
@@ -54,20 +55,30 @@ type Verifier struct {
 	parser *jwt.Parser
 	secret []byte
 	jwks   keyfunc.Keyfunc
+	// lookups lets concurrent tokens with the same new kid share one key
+	// set refresh instead of racing for the rate limiter.
+	lookups singleflight.Group
+	// refresh allows a key set refresh for an unknown kid at most once per
+	// 10 s. Beyond that such tokens are refused at once, never queued: the
+	// kid is read before any signature check, so anyone can make them up.
+	refresh *rate.Limiter
 }
 
 // NewVerifier builds a verifier. With a JWKS URL the key set is fetched in
 // the background and refreshed hourly and when a token names an unknown
 // kid; if the JWKS server is down, known keys keep working.
 func NewVerifier(ctx context.Context, o Options) (*Verifier, error) {
-	v := &Verifier{secret: []byte(o.Secret)}
+	v := &Verifier{secret: []byte(o.Secret), refresh: rate.NewLimiter(rate.Every(10*time.Second), 1)}
 	var methods []string
 	if o.Secret != "" {
 		methods = append(methods, "HS256")
 	}
 	if o.JWKSURL != "" {
+		// The library refreshes the key set whenever asked about an
+		// unknown kid; Verifier.key decides when to ask (see refresh).
 		k, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{o.JWKSURL}, keyfunc.Override{
-			RefreshUnknownKID: rate.NewLimiter(rate.Every(10*time.Second), 1),
+			RefreshUnknownKID: rate.NewLimiter(rate.Inf, 1),
+			RateLimitWaitMax:  10 * time.Second, // bounds one refresh
 		})
 		if err != nil {
 			return nil, fmt.Errorf("jwks: %w", err)
@@ -105,7 +116,32 @@ func (v *Verifier) key(t *jwt.Token) (any, error) {
 	if v.jwks == nil {
 		return nil, ErrInvalidToken
 	}
-	return v.jwks.Keyfunc(t)
+	kid, _ := t.Header["kid"].(string)
+	key, err, _ := v.lookups.Do(t.Method.Alg()+"\x00"+kid, func() (any, error) {
+		if !v.knownKID(kid) && !v.refresh.Allow() {
+			return nil, fmt.Errorf("%w: unknown key id %q", ErrInvalidToken, kid)
+		}
+		return v.jwks.Keyfunc(t)
+	})
+	return key, err
+}
+
+// knownKID reports whether the key set already holds kid, without
+// refreshing it. A token without a kid is matched against every key.
+func (v *Verifier) knownKID(kid string) bool {
+	if kid == "" {
+		return true
+	}
+	keys, err := v.jwks.Storage().KeyReadAll(context.Background())
+	if err != nil {
+		return false
+	}
+	for _, k := range keys {
+		if k.Marshal().KID == kid {
+			return true
+		}
+	}
+	return false
 }
 
 // Verify checks a token and returns its principal.
