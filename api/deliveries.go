@@ -67,7 +67,13 @@ func (h *handlers) registerDeliveries(a huma.API) {
 		if err != nil {
 			return nil, err
 		}
-		page, err := h.store.Deliveries(ctx, p.Subject, store.DeliveryFilter{EndpointID: in.EndpointID, EventID: in.EventID, Status: in.Status}, in.Cursor, in.Limit)
+		if in.EventID != "" {
+			if err := checkText("query.event_id", in.EventID); err != nil {
+				return nil, err
+			}
+		}
+		f := store.DeliveryFilter{EndpointID: canonicalID(in.EndpointID), EventID: in.EventID, Status: in.Status}
+		page, err := h.store.Deliveries(ctx, p.Subject, f, in.Cursor, in.Limit)
 		if err != nil {
 			return nil, h.fail(ctx, err)
 		}
@@ -88,19 +94,26 @@ func (h *handlers) registerDeliveries(a huma.API) {
 		if err != nil {
 			return nil, err
 		}
+		before, err := h.store.DeliveryForBuyer(ctx, p.Subject, in.ID)
+		if err != nil {
+			return nil, h.fail(ctx, err)
+		}
 		if h.delivery == nil {
 			return nil, huma.Error503ServiceUnavailable("webhook delivery is not running")
+		}
+		ev, err := h.store.Event(ctx, before.EventID)
+		if err != nil {
+			return nil, h.fail(ctx, err)
 		}
 		d, err := h.store.RequeueDelivery(ctx, p.Subject, in.ID)
 		if err != nil {
 			return nil, h.fail(ctx, err)
 		}
-		ev, err := h.store.Event(ctx, d.EventID)
-		if err != nil {
-			return nil, h.fail(ctx, err)
-		}
 		if err := h.delivery.Redeliver(ctx, store.EventRef{ID: ev.ID, Type: ev.Type, DealID: ev.DealID}); err != nil {
 			h.log.WarnContext(ctx, "redelivery could not start", "delivery", d.ID, "err", err)
+			if rerr := h.store.RestoreDelivery(context.WithoutCancel(ctx), before, *d.NextAttemptAt); rerr != nil {
+				h.log.ErrorContext(ctx, "restoring a requeued delivery failed", "delivery", d.ID, "err", rerr)
+			}
 			return nil, h.fail(ctx, errors.Join(store.ErrUnavailable, err))
 		}
 		return &RetryOutput{Body: toDelivery(d)}, nil

@@ -97,6 +97,12 @@ func (s *Store) Deliveries(ctx context.Context, buyer string, f DeliveryFilter, 
 	return pageOf(list, limit, func(d Delivery) position { return position{At: d.CreatedAt, ID: d.ID} }), nil
 }
 
+// DeliveryForBuyer returns one of buyer's deliveries.
+func (s *Store) DeliveryForBuyer(ctx context.Context, buyer, id string) (Delivery, error) {
+	d, err := scanDelivery(s.pool.QueryRow(ctx, `SELECT `+deliveryColumns+` FROM webhook_deliveries WHERE id = $1 AND buyer_id = $2`, id, buyer))
+	return d, translate(err)
+}
+
 // RequeueDelivery sets one of buyer's deliveries back to pending, due now,
 // so the next delivery round sends it again.
 func (s *Store) RequeueDelivery(ctx context.Context, buyer, id string) (Delivery, error) {
@@ -106,4 +112,16 @@ func (s *Store) RequeueDelivery(ctx context.Context, buyer, id string) (Delivery
 		WHERE id = $1 AND buyer_id = $2
 		RETURNING `+deliveryColumns, id, buyer, now))
 	return d, translate(err)
+}
+
+// RestoreDelivery puts back the status and due time a delivery had before
+// RequeueDelivery, when no round could be started to act on the requeue:
+// otherwise it would show "pending" with nothing left to attempt it. It
+// leaves a delivery that a round has touched since alone.
+func (s *Store) RestoreDelivery(ctx context.Context, before Delivery, requeuedAt time.Time) error {
+	_, err := s.pool.Exec(ctx, `
+		UPDATE webhook_deliveries SET status = $2, next_attempt_at = $3
+		WHERE id = $1 AND status = 'pending' AND next_attempt_at = $4`,
+		before.ID, before.Status, before.NextAttemptAt, requeuedAt)
+	return translate(err)
 }
