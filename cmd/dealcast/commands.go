@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,12 +14,16 @@ import (
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
+	"go.temporal.io/sdk/client"
 
 	"github.com/dealcast/dealcast/api"
 	"github.com/dealcast/dealcast/internal/auth"
 	"github.com/dealcast/dealcast/internal/config"
 	"github.com/dealcast/dealcast/internal/database"
+	"github.com/dealcast/dealcast/internal/delivery"
+	"github.com/dealcast/dealcast/internal/devtemporal"
 	"github.com/dealcast/dealcast/internal/store"
+	"github.com/dealcast/dealcast/internal/webhook"
 )
 
 func newLogger(dev bool) *slog.Logger {
@@ -31,7 +33,8 @@ func newLogger(dev bool) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(os.Stderr, nil))
 }
 
-// runDev is the one-process development stack.
+// runDev is the one-process development stack: database, embedded
+// Temporal with its UI (unless TEMPORAL_ADDRESS is set), worker and API.
 func runDev(ctx context.Context, args []string) error {
 	if err := flag.NewFlagSet("dev", flag.ContinueOnError).Parse(args); err != nil {
 		return err
@@ -47,12 +50,19 @@ func runDev(ctx context.Context, args []string) error {
 		log.Warn("dev: webhook URLs may use plain http and private addresses (DEALCAST_WEBHOOK_ALLOW_PRIVATE=true); never in production")
 	}
 	if cfg.JWTSecret == "" && cfg.JWKSURL == "" {
-		secret, err := devSecret(cfg.DataDir)
-		if err != nil {
+		if cfg.JWTSecret, err = devFile(cfg.DataDir, "jwt-secret", randomKey); err != nil {
 			return err
 		}
-		cfg.JWTSecret = secret
-		fmt.Fprintf(os.Stderr, "dev: DEALCAST_JWT_SECRET=%s (kept in %s)\n", secret, secretPath(cfg.DataDir))
+		fmt.Fprintf(os.Stderr, "dev: DEALCAST_JWT_SECRET=%s (kept in %s)\n", cfg.JWTSecret, secretPath(cfg.DataDir))
+	}
+	if cfg.SecretKey == "" {
+		if cfg.SecretKey, err = devFile(cfg.DataDir, "secret-key", randomKey); err != nil {
+			return err
+		}
+	}
+	sl, err := sealer(cfg)
+	if err != nil {
+		return err
 	}
 	if err := database.Ensure(ctx, cfg.DatabaseURL); err != nil {
 		return fmt.Errorf("create database: %w", err)
@@ -65,12 +75,44 @@ func runDev(ctx context.Context, args []string) error {
 	if _, err := database.Migrate(ctx, pool); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
+	uiURL := ""
+	if cfg.TemporalAddress == "" {
+		log.Info("dev: starting the embedded Temporal server", "data_dir", cfg.DataDir)
+		srv, err := devtemporal.Start(ctx, devtemporal.Options{
+			DataDir:          cfg.DataDir,
+			FrontendPort:     devtemporal.DefaultFrontendPort,
+			UIPort:           devtemporal.DefaultUIPort,
+			Namespace:        cfg.TemporalNamespace,
+			SearchAttributes: delivery.SearchAttributes,
+			Logger:           log.With("component", "temporal-server"),
+		})
+		if err != nil {
+			return fmt.Errorf("embedded temporal: %w", err)
+		}
+		defer func() { _ = srv.Stop() }()
+		cfg.TemporalAddress = srv.FrontendAddress()
+		uiURL = srv.UIURL()
+	}
+	c, err := dialTemporal(cfg, log, false)
+	if err != nil {
+		return fmt.Errorf("temporal: %w", err)
+	}
+	defer c.Close()
+	if err := delivery.RegisterSearchAttributes(ctx, c, cfg.TemporalNamespace); err != nil {
+		log.Warn("dev: search attributes not registered", "err", err)
+	}
 	log.Info("dev: starting", "config", cfg)
 	st := store.New(pool)
-	errc := make(chan error, 2)
+	// The worker runs here with the same client, so workflow starts can be eager.
+	d := delivery.NewDispatcher(c, st, log, delivery.Options{Eager: true})
+	errc := make(chan error, 4)
+	go func() { d.Run(ctx, 8); errc <- nil }()
+	go func() { errc <- runDelivery(ctx, c, d, newActivities(cfg, st, sl), log) }()
 	go func() { errc <- runHousekeeping(ctx, st, log) }()
-	go func() { errc <- serveAPI(ctx, cfg, st, log, true) }()
-	return firstError(ctx, errc, 2)
+	go func() {
+		errc <- serveAPI(ctx, cfg, apiDeps(cfg, st, c, d, sl, log), log, devBanner(cfg, uiURL))
+	}()
+	return firstError(ctx, errc, 4)
 }
 
 // runAPI serves the REST API alone.
@@ -87,16 +129,33 @@ func runAPI(ctx context.Context, args []string) error {
 	if err := cfg.RequireKeys(); err != nil {
 		return err
 	}
+	sl, err := sealer(cfg)
+	if err != nil {
+		return err
+	}
+	if cfg.TemporalAddress == "" {
+		return errors.New("set TEMPORAL_ADDRESS (host:port of the Temporal frontend)")
+	}
 	pool, err := database.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
+	c, err := dialTemporal(cfg, log, true)
+	if err != nil {
+		return fmt.Errorf("temporal: %w", err)
+	}
+	defer c.Close()
 	log.Info("api: starting", "config", cfg)
-	return serveAPI(ctx, cfg, store.New(pool), log, false)
+	st := store.New(pool)
+	d := delivery.NewDispatcher(c, st, log, delivery.Options{})
+	errc := make(chan error, 2)
+	go func() { d.Run(ctx, 8); errc <- nil }()
+	go func() { errc <- serveAPI(ctx, cfg, apiDeps(cfg, st, c, d, sl, log), log, "") }()
+	return firstError(ctx, errc, 2)
 }
 
-// runWorker runs the background work alone.
+// runWorker runs webhook delivery, the outbox sweeper and housekeeping.
 func runWorker(ctx context.Context, args []string) error {
 	if err := flag.NewFlagSet("worker", flag.ContinueOnError).Parse(args); err != nil {
 		return err
@@ -107,13 +166,63 @@ func runWorker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	sl, err := sealer(cfg)
+	if err != nil {
+		return err
+	}
+	if cfg.TemporalAddress == "" {
+		return errors.New("set TEMPORAL_ADDRESS (host:port of the Temporal frontend)")
+	}
 	pool, err := database.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
+	c, err := dialTemporal(cfg, log, false)
+	if err != nil {
+		return fmt.Errorf("temporal: %w", err)
+	}
+	defer c.Close()
 	log.Info("worker: starting", "config", cfg)
-	return runHousekeeping(ctx, store.New(pool), log)
+	st := store.New(pool)
+	d := delivery.NewDispatcher(c, st, log, delivery.Options{})
+	errc := make(chan error, 2)
+	go func() { errc <- runDelivery(ctx, c, d, newActivities(cfg, st, sl), log) }()
+	go func() { errc <- runHousekeeping(ctx, st, log) }()
+	return firstError(ctx, errc, 2)
+}
+
+// apiDeps assembles what the API needs; readiness covers the database and Temporal.
+func apiDeps(cfg config.Config, st *store.Store, c client.Client, d *delivery.Dispatcher, sl *webhook.Sealer, log *slog.Logger) api.Deps {
+	return api.Deps{
+		Store:                st,
+		Logger:               log,
+		Delivery:             d,
+		Sealer:               sl,
+		AllowPrivateWebhooks: cfg.WebhookAllowPrivate,
+		Ready: func(ctx context.Context) error {
+			if err := st.Ping(ctx); err != nil {
+				return fmt.Errorf("database: %w", err)
+			}
+			if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+				return fmt.Errorf("temporal: %w", err)
+			}
+			return nil
+		},
+	}
+}
+
+// devBanner is what dev prints once the API listens.
+func devBanner(cfg config.Config, uiURL string) string {
+	base := "http://localhost" + cfg.HTTPAddr
+	if !strings.HasPrefix(cfg.HTTPAddr, ":") {
+		base = "http://" + cfg.HTTPAddr
+	}
+	b := fmt.Sprintf("\n  API          %s/v1\n  Docs         %s/docs\n  OpenAPI      %s/openapi.json\n", base, base, base)
+	if uiURL != "" {
+		b += fmt.Sprintf("  Temporal UI  %s/namespaces/%s/workflows\n", uiURL, cfg.TemporalNamespace)
+	}
+	return b + "\n"
 }
 
 // runHousekeeping deletes expired rows until ctx ends.
@@ -233,12 +342,13 @@ func specBytes(o *huma.OpenAPI, version string, asYAML bool) ([]byte, error) {
 }
 
 // serveAPI serves until ctx ends, then drains in-flight requests.
-func serveAPI(ctx context.Context, cfg config.Config, st *store.Store, log *slog.Logger, dev bool) error {
+func serveAPI(ctx context.Context, cfg config.Config, deps api.Deps, log *slog.Logger, banner string) error {
 	v, err := auth.NewVerifier(ctx, auth.Options{Secret: cfg.JWTSecret, JWKSURL: cfg.JWKSURL, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
 	if err != nil {
 		return err
 	}
-	handler, _ := api.New(api.Deps{Store: st, Verifier: v, Logger: log, Ready: st.Ping})
+	deps.Verifier = v
+	handler, _ := api.New(deps)
 	srv := &http.Server{
 		Addr:              cfg.HTTPAddr,
 		Handler:           handler,
@@ -250,13 +360,7 @@ func serveAPI(ctx context.Context, cfg config.Config, st *store.Store, log *slog
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
-	if dev {
-		base := "http://localhost" + cfg.HTTPAddr
-		if !strings.HasPrefix(cfg.HTTPAddr, ":") {
-			base = "http://" + cfg.HTTPAddr
-		}
-		fmt.Fprintf(os.Stderr, "\n  API      %s/v1\n  Docs     %s/docs\n  OpenAPI  %s/openapi.json\n\n", base, base, base)
-	}
+	fmt.Fprint(os.Stderr, banner)
 	log.Info("api: listening", "addr", cfg.HTTPAddr)
 	select {
 	case err := <-errc:
@@ -285,20 +389,3 @@ func firstError(ctx context.Context, errc <-chan error, n int) error {
 }
 
 func secretPath(dataDir string) string { return filepath.Join(dataDir, "jwt-secret") }
-
-// devSecret returns the development HS256 secret kept in dataDir, creating it once.
-func devSecret(dataDir string) (string, error) {
-	p := secretPath(dataDir)
-	if b, err := os.ReadFile(p); err == nil {
-		return strings.TrimSpace(string(b)), nil
-	}
-	var raw [32]byte
-	if _, err := rand.Read(raw[:]); err != nil {
-		return "", err
-	}
-	secret := base64.RawURLEncoding.EncodeToString(raw[:])
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return "", err
-	}
-	return secret, os.WriteFile(p, []byte(secret+"\n"), 0o600)
-}
