@@ -77,9 +77,18 @@ func (a *Activities) DeliverRound(ctx context.Context, in RoundInput) (RoundResu
 		return RoundResult{}, err
 	}
 	outcomes := a.send(ctx, ev, targets, in)
-	attempts := make([]store.Attempt, len(outcomes))
 	var res RoundResult
+	for _, o := range outcomes {
+		res.RetryAfter = max(res.RetryAfter, o.retryAfter)
+	}
+	attempts := make([]store.Attempt, len(outcomes))
 	for i, o := range outcomes {
+		if o.NextAttemptAt != nil && res.RetryAfter > in.NextAttemptIn {
+			// The workflow waits for the longest Retry-After of the round
+			// before retrying any of its deliveries: show that time.
+			next := o.NextAttemptAt.Add(res.RetryAfter - max(in.NextAttemptIn, o.retryAfter))
+			o.NextAttemptAt = &next
+		}
 		attempts[i] = o.Attempt
 		if o.Counted {
 			res.Sent++
@@ -92,7 +101,6 @@ func (a *Activities) DeliverRound(ctx context.Context, in RoundInput) (RoundResu
 		case store.DeliveryPending:
 			res.Pending++
 		}
-		res.RetryAfter = max(res.RetryAfter, o.retryAfter)
 	}
 	if err := a.Store.RecordAttempts(ctx, ev, attempts); err != nil {
 		return RoundResult{}, err

@@ -183,6 +183,12 @@ func runWorker(ctx context.Context, args []string) error {
 		return fmt.Errorf("temporal: %w", err)
 	}
 	defer c.Close()
+	// Delivery workflows carry the DealId and EventType search attributes;
+	// a namespace without them refuses the starts. Where the operator API
+	// is not open to workers (Temporal Cloud), register them beforehand.
+	if err := delivery.RegisterSearchAttributes(ctx, c, cfg.TemporalNamespace); err != nil {
+		log.Warn("worker: could not register search attributes; register DealId and EventType (Keyword) on the namespace", "err", err)
+	}
 	log.Info("worker: starting", "config", cfg)
 	st := store.New(pool)
 	d := delivery.NewDispatcher(c, st, log, delivery.Options{})

@@ -170,14 +170,16 @@ func (s *Store) RecordAttempts(ctx context.Context, ev EventRecord, attempts []A
 		    last_status_code = COALESCE(excluded.last_status_code, webhook_deliveries.last_status_code),
 		    last_error = excluded.last_error,
 		    next_attempt_at = excluded.next_attempt_at,
-		    delivered_at = COALESCE(excluded.delivered_at, webhook_deliveries.delivered_at),
+		    delivered_at = COALESCE(webhook_deliveries.delivered_at, excluded.delivered_at),
 		    updated_at = excluded.updated_at`,
 		ev.ID, ev.Type, now, endpoints, buyers, statuses, codes, errs, next, delivered, counted)
 	if len(gone) > 0 {
 		batch.Queue(`UPDATE webhook_endpoints SET enabled = false, disabled_reason = 'the endpoint answered 410 Gone', updated_at = $2
 			WHERE id = ANY ($1::UUID[])`, gone, now)
 	}
-	return translate(s.pool.SendBatch(ctx, batch).Close())
+	// One round trip; the transaction keeps the outcomes and the disabling
+	// of gone endpoints together.
+	return s.inTx(ctx, func(tx pgx.Tx) error { return tx.SendBatch(ctx, batch).Close() })
 }
 
 // EventRef names an event to hand to delivery.
