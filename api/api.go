@@ -37,6 +37,8 @@ type Deps struct {
 	// AllowPrivateWebhooks lets endpoint URLs be plain http or private
 	// addresses (development and tests only).
 	AllowPrivateWebhooks bool
+	// RateLimit bounds each caller's request rate; the zero value is no limit.
+	RateLimit RateLimit
 }
 
 // Delivery is the part of webhook delivery the API drives.
@@ -120,6 +122,7 @@ func Register(a huma.API, d Deps) {
 	if h.log == nil {
 		h.log = slog.Default()
 	}
+	a.UseMiddleware(rateLimit(a, d.RateLimit, d.Verifier))
 	a.UseMiddleware(authenticate(a, d.Verifier, d.Store))
 	h.registerAccounts(a)
 	h.registerGrants(a)

@@ -206,6 +206,7 @@ func apiDeps(cfg config.Config, st *store.Store, c client.Client, d *delivery.Di
 		Delivery:             d,
 		Sealer:               sl,
 		AllowPrivateWebhooks: cfg.WebhookAllowPrivate,
+		RateLimit:            api.RateLimit{PerSecond: cfg.RateLimitRPS},
 		Ready: func(ctx context.Context) error {
 			if err := st.Ping(ctx); err != nil {
 				return fmt.Errorf("database: %w", err)

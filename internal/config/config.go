@@ -4,6 +4,7 @@ package config
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"strconv"
 	"time"
@@ -11,6 +12,11 @@ import (
 
 // DefaultDatabaseURL is the local PostgreSQL every development machine has.
 const DefaultDatabaseURL = "postgres://root@127.0.0.1:5432/dealcast?sslmode=disable"
+
+// DefaultRateLimitRPS is the per-caller request rate when
+// DEALCAST_RATE_LIMIT_RPS is unset: generous enough for any integration
+// and for the benchmarks.
+const DefaultRateLimitRPS = 200
 
 // Config is every setting of the service.
 type Config struct {
@@ -30,6 +36,9 @@ type Config struct {
 	TemporalNamespace string
 	// SecretKey (base64 of 32 bytes) encrypts webhook secrets at rest.
 	SecretKey string
+	// RateLimitRPS is the request rate each API caller may keep up, with
+	// bursts of twice as many; zero turns rate limiting off.
+	RateLimitRPS float64
 }
 
 // FromEnv reads the configuration. Defaults are those of the contract;
@@ -47,6 +56,14 @@ func FromEnv() (Config, error) {
 		TemporalNamespace: getenv("TEMPORAL_NAMESPACE", "default"),
 		SecretKey:         os.Getenv("DEALCAST_SECRET_KEY"),
 		ShutdownTimeout:   20 * time.Second,
+		RateLimitRPS:      DefaultRateLimitRPS,
+	}
+	if v := os.Getenv("DEALCAST_RATE_LIMIT_RPS"); v != "" {
+		rps, err := strconv.ParseFloat(v, 64)
+		if err != nil || rps < 0 || math.IsInf(rps, 0) || math.IsNaN(rps) {
+			return c, fmt.Errorf("DEALCAST_RATE_LIMIT_RPS: %q is not a rate (requests per second, 0 to turn limiting off)", v)
+		}
+		c.RateLimitRPS = rps
 	}
 	if v := os.Getenv("DEALCAST_WEBHOOK_ALLOW_PRIVATE"); v != "" {
 		b, err := strconv.ParseBool(v)
@@ -83,6 +100,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("jwt_secret", mask(c.JWTSecret)),
 		slog.String("jwks_url", c.JWKSURL),
 		slog.Bool("webhook_allow_private", c.WebhookAllowPrivate),
+		slog.Float64("rate_limit_rps", c.RateLimitRPS),
 		slog.String("data_dir", c.DataDir),
 	)
 }
