@@ -22,6 +22,9 @@ Commands:
   api       serve the REST API
   worker    run background work (webhook delivery, housekeeping)
   migrate   apply database migrations and exit
+  healthcheck
+            container probe: exit 0 when --url (default the local /readyz)
+            answers 2xx, or with --deps when the database and Temporal answer
   token     print a development JWT: dealcast token --role seller --sub <id> [--ttl 1h]
   openapi   print the OpenAPI document: dealcast openapi [--version 3.1|3.0] [--yaml]
 
@@ -60,6 +63,8 @@ func run(ctx context.Context, args []string) error {
 		return runWorker(ctx, rest)
 	case "migrate":
 		return runMigrate(ctx, rest)
+	case "healthcheck":
+		return runHealthcheck(ctx, rest, os.Stdout)
 	case "token":
 		return runToken(rest, os.Stdout)
 	case "openapi":
