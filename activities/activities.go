@@ -8,9 +8,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
@@ -155,7 +161,19 @@ func (a *Activities) attempt(ctx context.Context, ev store.EventRecord, t store.
 		activity.GetLogger(ctx).Error("unsealing webhook secret failed", "endpoint", t.EndpointID, "err", err)
 		return o
 	}
-	r := a.Sender.Send(ctx, webhook.Request{URL: t.URL, MsgID: ev.ID, Timestamp: now, Body: ev.Payload, Secrets: secrets})
+	// A client span per attempt, whose context travels to the receiver as
+	// traceparent: the buyer's side can join the seller's request's trace.
+	ctx, span := tracer.Start(ctx, "webhook POST", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("dealcast.event_id", ev.ID), attribute.String("dealcast.endpoint_id", t.EndpointID)))
+	defer span.End()
+	headers := http.Header{}
+	otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(headers))
+	r := a.Sender.Send(ctx, webhook.Request{URL: t.URL, MsgID: ev.ID, Timestamp: now, Body: ev.Payload, Secrets: secrets, Headers: headers})
+	span.SetAttributes(attribute.Int("http.response.status_code", r.StatusCode), attribute.String("dealcast.outcome", string(r.Outcome)))
+	if r.Outcome != webhook.Succeeded {
+		span.SetStatus(codes.Error, r.Err)
+	}
+	recordOutcome(ctx, ev, r)
 	if r.StatusCode > 0 {
 		code := int32(r.StatusCode)
 		o.StatusCode = &code

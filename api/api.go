@@ -12,6 +12,8 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/dealcast/dealcast/internal/auth"
 	"github.com/dealcast/dealcast/internal/deal"
@@ -37,14 +39,19 @@ type Deps struct {
 	// AllowPrivateWebhooks lets endpoint URLs be plain http or private
 	// addresses (development and tests only).
 	AllowPrivateWebhooks bool
+	// Meter records request metrics; nil records nothing.
+	Meter metric.MeterProvider
+	// Metrics serves GET /metrics; nil leaves it out.
+	Metrics http.Handler
 	// RateLimit bounds each caller's request rate; the zero value is no limit.
 	RateLimit RateLimit
 }
 
 // Delivery is the part of webhook delivery the API drives.
 type Delivery interface {
-	// Dispatch starts delivering a committed event, without blocking.
-	Dispatch(store.EventRef)
+	// Dispatch starts delivering a committed event, without blocking;
+	// ctx carries the request's trace, which delivery continues.
+	Dispatch(context.Context, store.EventRef)
 	// Redeliver runs a delivery round for the event's pending deliveries now.
 	Redeliver(context.Context, store.EventRef) error
 }
@@ -94,10 +101,16 @@ func Config() huma.Config {
 const bearerScheme = "bearer"
 
 // New returns the service's HTTP handler with every operation registered.
+// Each request gets a server span (W3C trace context is read from the
+// request), named after its operation.
 func New(d Deps) (http.Handler, huma.API) {
 	mux := http.NewServeMux()
 	a := humago.New(mux, Config())
+	a.UseMiddleware(observe(d.Meter))
 	Register(a, d)
+	if d.Metrics != nil {
+		mux.Handle("GET /metrics", d.Metrics)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))
@@ -113,7 +126,7 @@ func New(d Deps) (http.Handler, huma.API) {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	return mux, a
+	return otelhttp.NewHandler(mux, "http.request"), a
 }
 
 // Register adds every operation to a.
@@ -142,9 +155,9 @@ type handlers struct {
 
 // dispatch hands a just-committed event to delivery. The outbox row is
 // already durable, so this is only the fast path.
-func (h *handlers) dispatch(ev *store.EventRef) {
+func (h *handlers) dispatch(ctx context.Context, ev *store.EventRef) {
 	if ev != nil && h.delivery != nil {
-		h.delivery.Dispatch(*ev)
+		h.delivery.Dispatch(ctx, *ev)
 	}
 }
 

@@ -107,7 +107,7 @@ func (h *handlers) registerDeals(a huma.API) {
 		if err != nil {
 			return nil, h.fail(ctx, err)
 		}
-		h.dispatch(event)
+		h.dispatch(ctx, event)
 		out := &DealOutput{ETag: etag(created.Version), Location: "/v1/deals/" + created.ID, Body: created}
 		if replayed {
 			out.Replayed = "true"
@@ -167,7 +167,7 @@ func (h *handlers) registerDeals(a huma.API) {
 		if err != nil {
 			return nil, h.fail(ctx, err)
 		}
-		h.dispatch(event)
+		h.dispatch(ctx, event)
 		return &DealOutput{ETag: etag(d.Version), Body: d}, nil
 	})
 	acceptPlainJSON(a, "/v1/deals/{id}")

@@ -517,7 +517,7 @@ type recordingDelivery struct {
 	fail        error
 }
 
-func (r *recordingDelivery) Dispatch(ev store.EventRef) {
+func (r *recordingDelivery) Dispatch(_ context.Context, ev store.EventRef) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.dispatched = append(r.dispatched, ev)

@@ -23,6 +23,7 @@ import (
 	"github.com/dealcast/dealcast/internal/delivery"
 	"github.com/dealcast/dealcast/internal/devtemporal"
 	"github.com/dealcast/dealcast/internal/store"
+	"github.com/dealcast/dealcast/internal/telemetry"
 	"github.com/dealcast/dealcast/internal/webhook"
 )
 
@@ -45,6 +46,11 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	tel, stopTelemetry, err := startTelemetry(ctx, "dealcast")
+	if err != nil {
+		return err
+	}
+	defer stopTelemetry()
 	if os.Getenv("DEALCAST_WEBHOOK_ALLOW_PRIVATE") == "" {
 		cfg.WebhookAllowPrivate = true
 		log.Warn("dev: webhook URLs may use plain http and private addresses (DEALCAST_WEBHOOK_ALLOW_PRIVATE=true); never in production")
@@ -103,6 +109,9 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	log.Info("dev: starting", "config", cfg)
 	st := store.New(pool)
+	if err := delivery.RegisterGauges(st); err != nil {
+		return err
+	}
 	// The worker runs here with the same client, so workflow starts can be eager.
 	d := delivery.NewDispatcher(c, st, log, delivery.Options{Eager: true})
 	errc := make(chan error, 4)
@@ -110,7 +119,7 @@ func runDev(ctx context.Context, args []string) error {
 	go func() { errc <- runDelivery(ctx, c, d, newActivities(cfg, st, sl), log) }()
 	go func() { errc <- runHousekeeping(ctx, st, log) }()
 	go func() {
-		errc <- serveAPI(ctx, cfg, apiDeps(cfg, st, c, d, sl, log), log, devBanner(cfg, uiURL))
+		errc <- serveAPI(ctx, cfg, apiDeps(cfg, st, c, d, sl, tel, log), log, devBanner(cfg, uiURL))
 	}()
 	return firstError(ctx, errc, 4)
 }
@@ -126,6 +135,11 @@ func runAPI(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	tel, stopTelemetry, err := startTelemetry(ctx, "dealcast-api")
+	if err != nil {
+		return err
+	}
+	defer stopTelemetry()
 	if err := cfg.RequireKeys(); err != nil {
 		return err
 	}
@@ -151,7 +165,7 @@ func runAPI(ctx context.Context, args []string) error {
 	d := delivery.NewDispatcher(c, st, log, delivery.Options{})
 	errc := make(chan error, 2)
 	go func() { d.Run(ctx, 8); errc <- nil }()
-	go func() { errc <- serveAPI(ctx, cfg, apiDeps(cfg, st, c, d, sl, log), log, "") }()
+	go func() { errc <- serveAPI(ctx, cfg, apiDeps(cfg, st, c, d, sl, tel, log), log, "") }()
 	return firstError(ctx, errc, 2)
 }
 
@@ -166,6 +180,11 @@ func runWorker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	tel, stopTelemetry, err := startTelemetry(ctx, "dealcast-worker")
+	if err != nil {
+		return err
+	}
+	defer stopTelemetry()
 	sl, err := sealer(cfg)
 	if err != nil {
 		return err
@@ -191,31 +210,67 @@ func runWorker(ctx context.Context, args []string) error {
 	}
 	log.Info("worker: starting", "config", cfg)
 	st := store.New(pool)
+	if err := delivery.RegisterGauges(st); err != nil {
+		return err
+	}
 	d := delivery.NewDispatcher(c, st, log, delivery.Options{})
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- runDelivery(ctx, c, d, newActivities(cfg, st, sl), log) }()
 	go func() { errc <- runHousekeeping(ctx, st, log) }()
-	return firstError(ctx, errc, 2)
+	go func() {
+		errc <- serveOps(ctx, cfg, tel, func(ctx context.Context) error { return ready(ctx, st, c) }, log)
+	}()
+	return firstError(ctx, errc, 3)
 }
 
 // apiDeps assembles what the API needs; readiness covers the database and Temporal.
-func apiDeps(cfg config.Config, st *store.Store, c client.Client, d *delivery.Dispatcher, sl *webhook.Sealer, log *slog.Logger) api.Deps {
+func apiDeps(cfg config.Config, st *store.Store, c client.Client, d *delivery.Dispatcher, sl *webhook.Sealer, tel *telemetry.Telemetry, log *slog.Logger) api.Deps {
 	return api.Deps{
+		Metrics:              tel.MetricsHandler(),
 		Store:                st,
 		Logger:               log,
 		Delivery:             d,
 		Sealer:               sl,
 		AllowPrivateWebhooks: cfg.WebhookAllowPrivate,
 		RateLimit:            api.RateLimit{PerSecond: cfg.RateLimitRPS},
-		Ready: func(ctx context.Context) error {
-			if err := st.Ping(ctx); err != nil {
-				return fmt.Errorf("database: %w", err)
-			}
-			if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
-				return fmt.Errorf("temporal: %w", err)
-			}
-			return nil
-		},
+		Ready:                func(ctx context.Context) error { return ready(ctx, st, c) },
+	}
+}
+
+// ready checks that the database and Temporal answer.
+func ready(ctx context.Context, st *store.Store, c client.Client) error {
+	if err := st.Ping(ctx); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+		return fmt.Errorf("temporal: %w", err)
+	}
+	return nil
+}
+
+// serveOps serves the worker's /healthz, /readyz and /metrics until ctx ends.
+func serveOps(ctx context.Context, cfg config.Config, tel *telemetry.Telemetry, readyz func(context.Context) error, log *slog.Logger) error {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", tel.MetricsHandler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := readyz(r.Context()); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	srv := &http.Server{Addr: cfg.HTTPAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	log.Info("worker: health and metrics", "addr", cfg.HTTPAddr)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(shutdownCtx)
 	}
 }
 

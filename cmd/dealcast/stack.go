@@ -13,12 +13,15 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	temporalotel "go.temporal.io/sdk/contrib/opentelemetry"
+	"go.temporal.io/sdk/interceptor"
 	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/dealcast/dealcast/activities"
 	"github.com/dealcast/dealcast/internal/config"
 	"github.com/dealcast/dealcast/internal/delivery"
 	"github.com/dealcast/dealcast/internal/store"
+	"github.com/dealcast/dealcast/internal/telemetry"
 	"github.com/dealcast/dealcast/internal/webhook"
 	"github.com/dealcast/dealcast/workflows"
 )
@@ -27,15 +30,38 @@ import (
 // API start and take writes while Temporal is down: events wait in the
 // outbox and the sweeper starts them once it is back.
 func dialTemporal(cfg config.Config, log *slog.Logger, lazy bool) (client.Client, error) {
+	// Workflow starts, workflows and activities join the trace of the
+	// request that caused them; SDK metrics go to /metrics.
+	tracing, err := temporalotel.NewTracingInterceptor(temporalotel.TracerOptions{})
+	if err != nil {
+		return nil, err
+	}
 	opts := client.Options{
-		HostPort:  cfg.TemporalAddress,
-		Namespace: cfg.TemporalNamespace,
-		Logger:    sdklog.NewStructuredLogger(log.With("component", "temporal-sdk")),
+		HostPort:     cfg.TemporalAddress,
+		Namespace:    cfg.TemporalNamespace,
+		Logger:       sdklog.NewStructuredLogger(log.With("component", "temporal-sdk")),
+		Interceptors: []interceptor.ClientInterceptor{tracing},
+		MetricsHandler: temporalotel.NewMetricsHandler(temporalotel.MetricsHandlerOptions{
+			OnError: func(err error) { log.Warn("temporal sdk metric", "err", err) },
+		}),
 	}
 	if lazy {
 		return client.NewLazyClient(opts)
 	}
 	return client.Dial(opts)
+}
+
+// startTelemetry sets up metrics and tracing for the process.
+func startTelemetry(ctx context.Context, service string) (*telemetry.Telemetry, func(), error) {
+	tel, err := telemetry.Setup(ctx, telemetry.Options{Service: service})
+	if err != nil {
+		return nil, nil, fmt.Errorf("telemetry: %w", err)
+	}
+	return tel, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(ctx)
+	}, nil
 }
 
 // sealer builds the webhook secret sealer from DEALCAST_SECRET_KEY.

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -37,10 +38,17 @@ type Dispatcher struct {
 	// worker in this process, saving a round trip through the task queue.
 	eager     bool
 	taskQueue string
-	queue     chan store.EventRef
+	queue     chan queued
 
 	mu      sync.Mutex
 	started []string // event IDs started but not yet marked dispatched
+}
+
+// queued is an event waiting for its workflow start, with the trace of
+// the request that committed it.
+type queued struct {
+	ev   store.EventRef
+	span trace.SpanContext
 }
 
 // Options configure a Dispatcher.
@@ -63,14 +71,15 @@ func NewDispatcher(c client.Client, st *store.Store, log *slog.Logger, o Options
 	if o.TaskQueue == "" {
 		o.TaskQueue = workflows.TaskQueue
 	}
-	return &Dispatcher{client: c, store: st, log: log, eager: o.Eager, taskQueue: o.TaskQueue, queue: make(chan store.EventRef, o.Queue)}
+	return &Dispatcher{client: c, store: st, log: log, eager: o.Eager, taskQueue: o.TaskQueue, queue: make(chan queued, o.Queue)}
 }
 
 // Dispatch queues ev for a workflow start without blocking. When the queue
-// is full the event stays in the outbox for the sweeper.
-func (d *Dispatcher) Dispatch(ev store.EventRef) {
+// is full the event stays in the outbox for the sweeper. The workflow
+// joins the trace in ctx.
+func (d *Dispatcher) Dispatch(ctx context.Context, ev store.EventRef) {
 	select {
-	case d.queue <- ev:
+	case d.queue <- queued{ev: ev, span: trace.SpanContextFromContext(ctx)}:
 	default:
 		d.log.Warn("dispatch queue full; the sweeper will start the event", "event", ev.ID)
 	}
@@ -108,8 +117,9 @@ func (d *Dispatcher) Run(ctx context.Context, workers int) {
 				select {
 				case <-ctx.Done():
 					return
-				case ev := <-d.queue:
-					if err := d.Start(ctx, ev); err != nil {
+				case q := <-d.queue:
+					ev := q.ev
+					if err := d.Start(trace.ContextWithSpanContext(ctx, q.span), ev); err != nil {
 						d.log.Warn("starting delivery failed; the sweeper will retry", "event", ev.ID, "err", err)
 						continue
 					}

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/dealcast/dealcast/activities"
@@ -40,11 +41,15 @@ type stack struct {
 	taskQueue  string
 	acts       *activities.Activities
 	worker     worker.Worker
+	client     client.Client
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func newStack(t testing.TB) *stack {
+func newStack(t testing.TB) *stack { return newStackWith(t, temporal.GetDefaultClient(), nil) }
+
+// newStackWith builds a stack on client c, serving metrics with metrics.
+func newStackWith(t testing.TB, c client.Client, metrics http.Handler) *stack {
 	t.Helper()
 	var key [32]byte
 	_, _ = rand.Read(key[:])
@@ -56,7 +61,7 @@ func newStack(t testing.TB) *stack {
 	_, _ = rand.Read(suffix[:])
 	s := &stack{t: t, store: store.New(testDB.Pool), taskQueue: "test-" + hex.EncodeToString(suffix[:])}
 	s.store.FeedSettle = 0
-	c := temporal.GetDefaultClient()
+	s.client = c
 	s.dispatcher = delivery.NewDispatcher(c, s.store, quietLogger(), delivery.Options{TaskQueue: s.taskQueue, Eager: true})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -74,13 +79,13 @@ func newStack(t testing.TB) *stack {
 		t.Fatal(err)
 	}
 	s.handler, _ = api.New(api.Deps{Store: s.store, Verifier: v, Logger: quietLogger(), Delivery: s.dispatcher,
-		Sealer: sealer, AllowPrivateWebhooks: true})
+		Sealer: sealer, AllowPrivateWebhooks: true, Metrics: metrics})
 	return s
 }
 
 func (s *stack) startWorker() {
 	s.t.Helper()
-	s.worker = delivery.NewWorker(temporal.GetDefaultClient(), s.taskQueue, s.acts)
+	s.worker = delivery.NewWorker(s.client, s.taskQueue, s.acts)
 	if err := s.worker.Start(); err != nil {
 		s.t.Fatal(err)
 	}

@@ -223,3 +223,11 @@ func (s *Store) OldestUndispatched(ctx context.Context) (*time.Time, error) {
 	err := s.pool.QueryRow(ctx, `SELECT min(created_at) FROM events WHERE dispatched_at IS NULL`).Scan(&t)
 	return t, translate(err)
 }
+
+// PendingDeliveries counts deliveries waiting for a retry: the retry
+// queue depth operators watch.
+func (s *Store) PendingDeliveries(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'`).Scan(&n)
+	return n, translate(err)
+}

@@ -1,0 +1,177 @@
+package delivery_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	"go.temporal.io/sdk/client"
+	temporalotel "go.temporal.io/sdk/contrib/opentelemetry"
+	"go.temporal.io/sdk/interceptor"
+
+	"github.com/dealcast/dealcast/internal/delivery"
+	"github.com/dealcast/dealcast/internal/store"
+	"github.com/dealcast/dealcast/internal/telemetry"
+)
+
+// TestOneTraceFromRequestToDelivery follows a deal creation from the API
+// request through the outbox write, the workflow start, the workflow and
+// its activity to the buyer's receiver, and checks the metrics that the
+// same run produces. It sets the process-wide OpenTelemetry providers, so
+// it does not run in parallel with other tests.
+func TestOneTraceFromRequestToDelivery(t *testing.T) {
+	tel, spans, err := processTelemetry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracing, err := temporalotel.NewTracingInterceptor(temporalotel.TracerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := temporal.NewClientWithOptions(client.Options{
+		Interceptors:   []interceptor.ClientInterceptor{tracing},
+		MetricsHandler: temporalotel.NewMetricsHandler(temporalotel.MetricsHandlerOptions{}),
+	})
+	t.Cleanup(c.Close)
+	s := newStackWith(t, c, tel.MetricsHandler())
+	if err := delivery.RegisterGauges(s.store); err != nil {
+		t.Fatal(err)
+	}
+
+	seller, sellerTok := s.account(store.RoleSeller)
+	buyer, buyerTok := s.account(store.RoleBuyer)
+	s.grant(seller, sellerTok, buyer)
+	r := newReceiver(t, nil)
+	var traceparent string
+	s.endpoint(buyerTok, r.URL)
+	receiverHeaders := make(chan http.Header, 4)
+	r.Config.Handler = wrapHeaders(r.Config.Handler, receiverHeaders)
+
+	s.createDeal(sellerTok, 1500)
+	eventually(t, 10*time.Second, "the delivery", func() bool { return len(r.got()) == 1 })
+	select {
+	case h := <-receiverHeaders:
+		traceparent = h.Get("traceparent")
+	case <-time.After(time.Second):
+		t.Fatal("no headers recorded")
+	}
+	sc := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), propagation.HeaderCarrier(http.Header{"Traceparent": {traceparent}})))
+	if !sc.IsValid() {
+		t.Fatalf("receiver got no valid traceparent: %q", traceparent)
+	}
+
+	// Every step carries the trace ID the receiver saw.
+	want := map[string]bool{
+		"POST /v1/deals":             false, // the API request
+		"query INSERT":               false, // the deal and outbox writes (pgx)
+		"StartWorkflow:DeliverEvent": false,
+		"RunWorkflow:DeliverEvent":   false,
+		"RunActivity:DeliverRound":   false,
+		"webhook POST":               false, // the attempt to the receiver
+	}
+	defer func() {
+		if t.Failed() {
+			for _, sp := range spans.GetSpans() {
+				t.Logf("span %q trace=%s parent=%s", sp.Name, sp.SpanContext.TraceID(), sp.Parent.SpanID())
+			}
+			t.Logf("receiver trace %s", sc.TraceID())
+		}
+	}()
+	eventually(t, 10*time.Second, "every span of the trace", func() bool {
+		_ = tel.Flush(context.Background())
+		for _, sp := range spans.GetSpans() {
+			if sp.SpanContext.TraceID() != sc.TraceID() {
+				continue
+			}
+			for name := range want {
+				if sp.Name == name || strings.HasPrefix(sp.Name, name+" ") {
+					want[name] = true
+				}
+			}
+		}
+		for _, ok := range want {
+			if !ok {
+				return false
+			}
+		}
+		return true
+	})
+
+	// The metrics endpoint speaks Prometheus text and has the service's
+	// own series and the Temporal SDK's.
+	rec := httptest.NewRecorder()
+	s.handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("/metrics answered %d", rec.Code)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(rec.Body)
+	if err != nil {
+		t.Fatalf("/metrics is not Prometheus text: %v", err)
+	}
+	for _, name := range []string{
+		"dealcast_http_server_duration_seconds",
+		"dealcast_webhook_attempts_total",
+		"dealcast_webhook_commit_to_delivery_seconds",
+		"dealcast_outbox_lag_seconds",
+		"dealcast_webhook_retry_queue",
+	} {
+		if _, ok := families[name]; !ok {
+			t.Errorf("metric %s missing", name)
+		}
+	}
+	temporalSeries := 0
+	for name := range families {
+		if strings.HasPrefix(name, "temporal_") {
+			temporalSeries++
+		}
+	}
+	if temporalSeries == 0 {
+		t.Error("no Temporal SDK metrics")
+	}
+	if t.Failed() {
+		names := make([]string, 0, len(families))
+		for n := range families {
+			names = append(names, n)
+		}
+		t.Logf("metrics served: %v", names)
+	}
+}
+
+// processTelemetry sets the process-wide providers once: tracers taken
+// from the global provider (pgx's, the activities') stay bound to the
+// first one installed, as they would in a real process.
+var (
+	telemetryOnce sync.Once
+	testTelemetry *telemetry.Telemetry
+	testSpans     *tracetest.InMemoryExporter
+	telemetryErr  error
+)
+
+func processTelemetry() (*telemetry.Telemetry, *tracetest.InMemoryExporter, error) {
+	telemetryOnce.Do(func() {
+		testSpans = tracetest.NewInMemoryExporter()
+		testTelemetry, telemetryErr = telemetry.Setup(context.Background(), telemetry.Options{Service: "dealcast-test", SpanExporter: testSpans})
+	})
+	return testTelemetry, testSpans, telemetryErr
+}
+
+// wrapHeaders passes each request's headers to got before h answers it.
+func wrapHeaders(h http.Handler, got chan<- http.Header) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case got <- r.Header.Clone():
+		default:
+		}
+		h.ServeHTTP(w, r)
+	})
+}
