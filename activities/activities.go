@@ -73,6 +73,9 @@ func (a *Activities) DeliverRound(ctx context.Context, in RoundInput) (RoundResu
 	if err != nil {
 		return RoundResult{}, err
 	}
+	if in.Limit <= 0 {
+		return RoundResult{}, temporal.NewNonRetryableApplicationError("limit must be positive", "BadInput", nil)
+	}
 	var targets []store.Target
 	if in.Retry {
 		targets, err = a.Store.PendingTargets(ctx, ev, in.After, in.Limit)
@@ -91,7 +94,8 @@ func (a *Activities) DeliverRound(ctx context.Context, in RoundInput) (RoundResu
 	for i, o := range outcomes {
 		if o.NextAttemptAt != nil && res.RetryAfter > in.NextAttemptIn {
 			// The workflow waits for the longest Retry-After of the round
-			// before retrying any of its deliveries: show that time.
+			// before retrying any of its deliveries: show that time (the
+			// workflow corrects pages that ran before a longer one).
 			next := o.NextAttemptAt.Add(res.RetryAfter - max(in.NextAttemptIn, o.retryAfter))
 			o.NextAttemptAt = &next
 		}
@@ -115,6 +119,18 @@ func (a *Activities) DeliverRound(ctx context.Context, in RoundInput) (RoundResu
 		res.Next = targets[len(targets)-1].EndpointID
 	}
 	return res, nil
+}
+
+// PostponeInput moves an event's pending deliveries' next attempt.
+type PostponeInput struct {
+	EventID string
+	Until   time.Time
+}
+
+// PostponeRetries shows on the event's pending deliveries that the next
+// round comes no sooner than in.Until.
+func (a *Activities) PostponeRetries(ctx context.Context, in PostponeInput) error {
+	return a.Store.PostponePending(ctx, in.EventID, in.Until)
 }
 
 // outcome is one target's attempt and the wait its receiver asked for.
@@ -168,7 +184,9 @@ func (a *Activities) attempt(ctx context.Context, ev store.EventRecord, t store.
 	defer span.End()
 	headers := http.Header{}
 	otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(headers))
-	r := a.Sender.Send(ctx, webhook.Request{URL: t.URL, MsgID: ev.ID, Timestamp: now, Body: ev.Payload, Secrets: secrets, Headers: headers})
+	// webhook-timestamp is the attempt's own time: receivers reject
+	// signatures whose timestamp is far from their clock.
+	r := a.Sender.Send(ctx, webhook.Request{URL: t.URL, MsgID: ev.ID, Timestamp: time.Now(), Body: ev.Payload, Secrets: secrets, Headers: headers})
 	span.SetAttributes(attribute.Int("http.response.status_code", r.StatusCode), attribute.String("dealcast.outcome", string(r.Outcome)))
 	if r.Outcome != webhook.Succeeded {
 		span.SetStatus(codes.Error, r.Err)

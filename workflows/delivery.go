@@ -35,6 +35,9 @@ type DeliveryInput struct {
 	// pending deliveries: used when a buyer asks for a delivery again and
 	// when the workflow continues as new.
 	Resume bool
+	// Now runs the first retry round at once instead of after its delay:
+	// a buyer asked for it.
+	Now bool
 	// Round is the retry round to start from when resuming.
 	Round int
 	// PageSize overrides PageSize (tests use small pages).
@@ -49,7 +52,23 @@ type DeliveryResult struct {
 	Failed    int
 }
 
-var deliverRound = (*activities.Activities)(nil).DeliverRound
+var (
+	deliverRound    = (*activities.Activities)(nil).DeliverRound
+	postponeRetries = (*activities.Activities)(nil).PostponeRetries
+)
+
+// postpone records on the event's pending deliveries that the next round
+// waits for a receiver's Retry-After rather than the schedule. Each page
+// knows only its own receivers' requests, so the round's longest wait is
+// written here, once, when it exceeds the schedule.
+func postpone(ctx workflow.Context, eventID string, pending int, wait, scheduled time.Duration) error {
+	if pending == 0 || wait <= scheduled {
+		return nil
+	}
+	return workflow.ExecuteActivity(ctx, postponeRetries, activities.PostponeInput{
+		EventID: eventID, Until: workflow.Now(ctx).Add(wait),
+	}).Get(ctx, nil)
+}
 
 // DeliverEvent delivers an event to every endpoint entitled to it, at
 // least once: a first round to all recipients in parallel, then rounds for
@@ -111,12 +130,15 @@ func DeliverEvent(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error
 		if pending, wait, err = round(false, RetryDelay(in.EventID, 1), false); err != nil {
 			return total, err
 		}
+		if err := postpone(ctx, in.EventID, pending, wait, RetryDelay(in.EventID, 1)); err != nil {
+			return total, err
+		}
 		n = 1
 	} else if n < 1 {
 		n = 1
 	}
 	for ; pending > 0 && n <= Retries; n++ {
-		if in.Resume && total.Rounds == 0 {
+		if in.Now && total.Rounds == 0 {
 			// A buyer asked for this now: no wait.
 		} else {
 			delay := max(RetryDelay(in.EventID, n), wait)
@@ -131,6 +153,9 @@ func DeliverEvent(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error
 		final := n == Retries
 		var err error
 		if pending, wait, err = round(true, RetryDelay(in.EventID, n+1), final); err != nil {
+			return total, err
+		}
+		if err := postpone(ctx, in.EventID, pending, wait, RetryDelay(in.EventID, n+1)); err != nil {
 			return total, err
 		}
 		if pending > 0 && !final && workflow.GetInfo(ctx).GetContinueAsNewSuggested() {

@@ -20,6 +20,8 @@ type rounds struct {
 	inputs  []activities.RoundInput
 	// final, when set, answers the round marked Final.
 	final *activities.RoundResult
+	// postponed records the Retry-After waits written to deliveries.
+	postponed []activities.PostponeInput
 }
 
 func (r *rounds) call(_ context.Context, in activities.RoundInput) (activities.RoundResult, error) {
@@ -43,6 +45,10 @@ func newEnv(t *testing.T, r *rounds) (*testsuite.TestWorkflowEnvironment, *[]tim
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterActivity(&activities.Activities{})
 	env.OnActivity(deliverRound, mock.Anything, mock.Anything).Return(r.call)
+	env.OnActivity(postponeRetries, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PostponeInput) error {
+		r.postponed = append(r.postponed, in)
+		return nil
+	})
 	var timers []time.Duration
 	env.SetOnTimerScheduledListener(func(_ string, d time.Duration) { timers = append(timers, d) })
 	return env, &timers
@@ -145,6 +151,9 @@ func TestHonoursRetryAfter(t *testing.T) {
 	if len(*timers) != 1 || (*timers)[0] != time.Hour {
 		t.Fatalf("timers %v, want [1h]", *timers)
 	}
+	if len(r.postponed) != 1 {
+		t.Fatalf("the 1h wait was written %d times, want once", len(r.postponed))
+	}
 }
 
 func TestPagesLargeRecipientSets(t *testing.T) {
@@ -177,10 +186,20 @@ func TestRetrySignalSkipsTheWait(t *testing.T) {
 	}
 }
 
+func TestContinuedRunStillWaits(t *testing.T) {
+	// A run continued as new resumes at its round but keeps the schedule.
+	r := &rounds{results: []activities.RoundResult{{Sent: 1, Succeeded: 1}}}
+	env, timers := newEnv(t, r)
+	run(t, env, DeliveryInput{EventID: testEvent, Resume: true, Round: 3})
+	if len(r.inputs) != 1 || len(*timers) != 1 || (*timers)[0] != RetryDelay(testEvent, 3) {
+		t.Fatalf("continued run: rounds %+v, timers %v", r.inputs, *timers)
+	}
+}
+
 func TestResumeGoesStraightToPending(t *testing.T) {
 	r := &rounds{results: []activities.RoundResult{{Sent: 1, Succeeded: 1}}}
 	env, timers := newEnv(t, r)
-	run(t, env, DeliveryInput{EventID: testEvent, Resume: true})
+	run(t, env, DeliveryInput{EventID: testEvent, Resume: true, Now: true})
 	if len(r.inputs) != 1 || !r.inputs[0].Retry || len(*timers) != 0 {
 		t.Fatalf("resume ran %+v with timers %v", r.inputs, *timers)
 	}

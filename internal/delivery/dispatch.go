@@ -218,6 +218,6 @@ func (d *Dispatcher) Redeliver(ctx context.Context, ev store.EventRef) error {
 				DealIDAttr.ValueSet(ev.DealID),
 				EventTypeAttr.ValueSet(ev.Type),
 			),
-		}, workflows.DeliverEvent, workflows.DeliveryInput{EventID: ev.ID, EventType: ev.Type, DealID: ev.DealID, Resume: true})
+		}, workflows.DeliverEvent, workflows.DeliveryInput{EventID: ev.ID, EventType: ev.Type, DealID: ev.DealID, Resume: true, Now: true})
 	return err
 }

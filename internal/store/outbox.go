@@ -231,3 +231,13 @@ func (s *Store) PendingDeliveries(ctx context.Context) (int64, error) {
 	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'`).Scan(&n)
 	return n, translate(err)
 }
+
+// PostponePending moves the next attempt of the event's pending
+// deliveries to until, where that is later than what they show.
+func (s *Store) PostponePending(ctx context.Context, eventID string, until time.Time) error {
+	_, err := s.pool.Exec(ctx, `
+		UPDATE webhook_deliveries SET next_attempt_at = $2
+		WHERE event_id = $1 AND status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at < $2)`,
+		eventID, until.UTC())
+	return translate(err)
+}
