@@ -347,15 +347,9 @@ func runToken(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	secret := cfg.JWTSecret
-	if secret == "" {
-		// The secret dev made and kept, so a second shell can mint tokens
-		// for a running dev stack without copying it around.
-		b, err := os.ReadFile(secretPath(cfg.DataDir))
-		if err != nil {
-			return errors.New("set DEALCAST_JWT_SECRET (or run dealcast dev once to create one)")
-		}
-		secret = strings.TrimSpace(string(b))
+	secret, err := devTokenSecret(cfg)
+	if err != nil {
+		return err
 	}
 	switch store.Role(*role) {
 	case store.RoleSeller, store.RoleBuyer, store.RoleOperator:

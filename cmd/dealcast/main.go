@@ -27,6 +27,7 @@ Commands:
             answers 2xx, or with --deps when the database and Temporal answer
   token     print a development JWT: dealcast token --role seller --sub <id> [--ttl 1h]
   openapi   print the OpenAPI document: dealcast openapi [--version 3.1|3.0] [--yaml]
+  demo      a guided tour against a running dev stack: dealcast demo [--api URL]
 
 Settings come from the environment: DATABASE_URL, TEMPORAL_ADDRESS,
 TEMPORAL_NAMESPACE, DEALCAST_HTTP_ADDR, DEALCAST_JWT_SECRET, DEALCAST_JWKS_URL,
@@ -69,6 +70,8 @@ func run(ctx context.Context, args []string) error {
 		return runToken(rest, os.Stdout)
 	case "openapi":
 		return runOpenAPI(rest, os.Stdout)
+	case "demo":
+		return runDemo(ctx, rest, os.Stdout)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return nil

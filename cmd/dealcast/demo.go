@@ -1,0 +1,277 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/dealcast/dealcast/internal/auth"
+	"github.com/dealcast/dealcast/internal/config"
+	"github.com/dealcast/dealcast/internal/store"
+)
+
+// runDemo walks a newcomer through the product against a running stack
+// (dealcast dev): accounts, a grant, webhook endpoints on a receiver this
+// command runs, then a deal created, repriced and sold, printing each
+// verified delivery as it arrives.
+func runDemo(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	apiURL := fs.String("api", "http://localhost:8080", "the API's base URL")
+	uiURL := fs.String("ui", "http://localhost:8233", "the Temporal Web UI's URL (empty to leave out)")
+	wait := fs.Duration("wait", 15*time.Second, "how long to wait for each delivery")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.FromEnv()
+	if err != nil {
+		return err
+	}
+	secret, err := devTokenSecret(cfg)
+	if err != nil {
+		return err
+	}
+	d := &demo{api: strings.TrimRight(*apiURL, "/"), secret: secret, out: out, wait: *wait,
+		http: &http.Client{Timeout: 10 * time.Second}, arrivals: make(chan demoArrival, 16)}
+	return d.run(ctx, *uiURL, cfg.TemporalNamespace)
+}
+
+type demo struct {
+	api      string
+	secret   string
+	out      io.Writer
+	wait     time.Duration
+	http     *http.Client
+	arrivals chan demoArrival
+}
+
+type demoArrival struct {
+	path string
+	id   string
+	ts   string
+	sig  string
+	body []byte
+	at   time.Time
+}
+
+func (d *demo) say(format string, a ...any) { fmt.Fprintf(d.out, format+"\n", a...) }
+
+func (d *demo) run(ctx context.Context, uiURL, namespace string) error {
+	// The buyers' receiver: one local server, a path per buyer.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		d.arrivals <- demoArrival{path: r.URL.Path, id: r.Header.Get("webhook-id"), ts: r.Header.Get("webhook-timestamp"),
+			sig: r.Header.Get("webhook-signature"), body: body, at: time.Now()}
+		w.WriteHeader(http.StatusNoContent)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	receiver := "http://" + ln.Addr().String()
+
+	d.say("Dealcast demo against %s\n", d.api)
+	op, err := auth.Mint(d.secret, store.RoleOperator, "demo-operator", time.Hour, auth.MintOptions{})
+	if err != nil {
+		return err
+	}
+	var seller, northwind, contoso struct{ ID string }
+	if err := d.call(ctx, http.MethodPost, "/v1/sellers", op, map[string]string{"name": "Acme Wholesale"}, &seller); err != nil {
+		return fmt.Errorf("is dealcast dev running at %s? %w", d.api, err)
+	}
+	d.say("1. The operator creates the seller Acme Wholesale        %s", seller.ID)
+	if err := d.call(ctx, http.MethodPost, "/v1/buyers", op, map[string]string{"name": "Northwind"}, &northwind); err != nil {
+		return err
+	}
+	if err := d.call(ctx, http.MethodPost, "/v1/buyers", op, map[string]string{"name": "Contoso"}, &contoso); err != nil {
+		return err
+	}
+	d.say("2. ...and two buyers: Northwind %s, Contoso %s", northwind.ID, contoso.ID)
+	sellerTok, _ := auth.Mint(d.secret, store.RoleSeller, seller.ID, time.Hour, auth.MintOptions{})
+	northTok, _ := auth.Mint(d.secret, store.RoleBuyer, northwind.ID, time.Hour, auth.MintOptions{})
+	contosoTok, _ := auth.Mint(d.secret, store.RoleBuyer, contoso.ID, time.Hour, auth.MintOptions{})
+	if err := d.call(ctx, http.MethodPut, "/v1/sellers/"+seller.ID+"/buyers/"+northwind.ID, sellerTok, nil, nil); err != nil {
+		return err
+	}
+	d.say("3. Acme authorises Northwind, and only Northwind, to see its deals")
+
+	var northEP, contosoEP struct{ Secret string }
+	if err := d.call(ctx, http.MethodPost, "/v1/webhook-endpoints", northTok, map[string]string{"url": receiver + "/northwind"}, &northEP); err != nil {
+		return err
+	}
+	if err := d.call(ctx, http.MethodPost, "/v1/webhook-endpoints", contosoTok, map[string]string{"url": receiver + "/contoso"}, &contosoEP); err != nil {
+		return err
+	}
+	d.say("4. Both buyers register a webhook endpoint on this demo's receiver, %s\n", receiver)
+
+	var deal struct {
+		ID      string
+		Version int
+	}
+	start := time.Now()
+	err = d.call(ctx, http.MethodPost, "/v1/deals", sellerTok, map[string]any{
+		"name": "Winter bundle", "currency": "GBP", "total_price": 10000,
+		"items":    []map[string]any{{"id": "coat", "name": "Coat", "price": 6000}, {"id": "boots", "name": "Boots", "price": 4000}},
+		"discount": map[string]any{"type": "percentage", "amount": 10},
+	}, &deal)
+	if err != nil {
+		return err
+	}
+	d.say("5. Acme posts the deal Winter bundle: £100.00, 10%% off, £90.00 net     %s", deal.ID)
+	if err := d.expect(ctx, northEP.Secret, start); err != nil {
+		return err
+	}
+
+	start = time.Now()
+	if err := d.call(ctx, http.MethodPatch, "/v1/deals/"+deal.ID, sellerTok, map[string]any{
+		"total_price": 8000, "items": []map[string]any{{"id": "coat", "name": "Coat", "price": 5000}, {"id": "boots", "name": "Boots", "price": 3000}},
+	}, &deal, "If-Match", `"1"`); err != nil {
+		return err
+	}
+	d.say("6. Acme cuts the price to £80.00 (If-Match: \"1\", so a stale edit would be refused)")
+	if err := d.expect(ctx, northEP.Secret, start); err != nil {
+		return err
+	}
+
+	start = time.Now()
+	if err := d.call(ctx, http.MethodPatch, "/v1/deals/"+deal.ID, sellerTok, map[string]any{"status": "sold"}, &deal); err != nil {
+		return err
+	}
+	d.say("7. Acme marks the deal sold")
+	if err := d.expect(ctx, northEP.Secret, start); err != nil {
+		return err
+	}
+
+	// Contoso is not authorised: whatever it received would be a leak.
+	select {
+	case a := <-d.arrivals:
+		return fmt.Errorf("unexpected delivery to %s", a.path)
+	case <-time.After(500 * time.Millisecond):
+	}
+	d.say("\nContoso, not authorised, received nothing.")
+	if uiURL != "" {
+		q := url.Values{"query": {fmt.Sprintf("DealId=%q", deal.ID)}}
+		d.say("\nEach change ran as a Temporal workflow; see them in the Temporal UI:\n  %s/namespaces/%s/workflows?%s",
+			strings.TrimRight(uiURL, "/"), namespace, q.Encode())
+	}
+	d.say("Northwind's delivery log:  GET %s/v1/webhook-deliveries (as Northwind)", d.api)
+	return nil
+}
+
+// expect waits for the next delivery, checks its signature and prints it.
+func (d *demo) expect(ctx context.Context, secret string, since time.Time) error {
+	select {
+	case a := <-d.arrivals:
+		var ev struct {
+			Type string `json:"type"`
+			Data struct {
+				Deal struct {
+					Version int `json:"version"`
+				} `json:"deal"`
+				Previous map[string]any `json:"previous"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(a.body, &ev); err != nil {
+			return fmt.Errorf("delivery to %s is not an event: %w", a.path, err)
+		}
+		mark := "signature verified"
+		if !verifySignature(secret, a) {
+			mark = "SIGNATURE DOES NOT VERIFY"
+		}
+		changed := ""
+		if len(ev.Data.Previous) > 0 {
+			keys := make([]string, 0, len(ev.Data.Previous))
+			for k := range ev.Data.Previous {
+				keys = append(keys, k)
+			}
+			changed = " (changed: " + strings.Join(keys, ", ") + ")"
+		}
+		d.say("   -> %s got %s v%d%s, %s, %d ms after the API answered",
+			strings.TrimPrefix(a.path, "/"), ev.Type, ev.Data.Deal.Version, changed, mark, a.at.Sub(since).Milliseconds())
+		return nil
+	case <-time.After(d.wait):
+		return fmt.Errorf("no delivery within %v: is the worker running (dealcast dev runs one)?", d.wait)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// verifySignature checks a Standard Webhooks signature.
+func verifySignature(secret string, a demoArrival) bool {
+	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+	if err != nil {
+		return false
+	}
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(a.id + "." + a.ts + "."))
+	mac.Write(a.body)
+	want := base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	for _, s := range strings.Fields(a.sig) {
+		if v, ok := strings.CutPrefix(s, "v1,"); ok && hmac.Equal([]byte(v), []byte(want)) {
+			return true
+		}
+	}
+	return false
+}
+
+// call sends a JSON request and decodes a JSON answer into out.
+func (d *demo) call(ctx context.Context, method, path, token string, body, out any, headers ...string) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, d.api+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := d.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(b))
+	}
+	if out != nil && len(b) > 0 {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}
+
+// devTokenSecret is DEALCAST_JWT_SECRET, or else the one dealcast dev made
+// and kept, so a second shell can mint tokens for a running dev stack
+// without copying it around.
+func devTokenSecret(cfg config.Config) (string, error) {
+	if cfg.JWTSecret != "" {
+		return cfg.JWTSecret, nil
+	}
+	b, err := os.ReadFile(secretPath(cfg.DataDir))
+	if err != nil {
+		return "", errors.New("set DEALCAST_JWT_SECRET (or run dealcast dev once to create one)")
+	}
+	return strings.TrimSpace(string(b)), nil
+}
