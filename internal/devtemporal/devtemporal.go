@@ -159,9 +159,16 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 
 	sqlCfg := &config.SQL{
-		PluginName:        sqliteplugin.PluginName,
-		DatabaseName:      dbPath,
-		ConnectAttributes: map[string]string{"mode": "rwc"},
+		PluginName:   sqliteplugin.PluginName,
+		DatabaseName: dbPath,
+		// Write-ahead logging with synchronous=normal: a commit appends to
+		// the log without waiting for fsync (a power cut may lose the last
+		// transactions of this development server, never corrupt it), and
+		// readers no longer wait for the writer. Each workflow step is a
+		// commit here, so this is what sets delivery latency under dev.
+		ConnectAttributes: map[string]string{"mode": "rwc", "journal_mode": "wal", "synchronous": "normal", "busy_timeout": "10000"},
+		MaxConns:          4,
+		MaxIdleConns:      4,
 	}
 	if err := ensureSchema(ctx, sqlCfg, dbPath); err != nil {
 		return nil, err
