@@ -4,11 +4,8 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
-
-	"github.com/dealcast/dealcast/internal/dbtest"
 )
 
 func TestHealthcheckURL(t *testing.T) {
@@ -45,29 +42,5 @@ func TestHealthcheckURL(t *testing.T) {
 	srv.Close()
 	if err := runHealthcheck(t.Context(), []string{"--url", srv.URL + "/readyz", "--timeout", "2s"}, &out); err == nil {
 		t.Error("a closed port counted as healthy")
-	}
-}
-
-// TestHealthcheckDeps covers the failures of the worker's probe; its success
-// needs a Temporal server and is exercised by the compose stack.
-func TestHealthcheckDeps(t *testing.T) {
-	t.Setenv("TEMPORAL_ADDRESS", "")
-	t.Setenv("DEALCAST_WEBHOOK_ALLOW_PRIVATE", "")
-	var out bytes.Buffer
-	if err := runHealthcheck(t.Context(), []string{"--deps"}, &out); err == nil || !strings.Contains(err.Error(), "TEMPORAL_ADDRESS") {
-		t.Errorf("no TEMPORAL_ADDRESS: err = %v", err)
-	}
-	t.Setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")
-	t.Setenv("DATABASE_URL", "postgres://root@127.0.0.1:1/dealcast?sslmode=disable&connect_timeout=1")
-	if err := runHealthcheck(t.Context(), []string{"--deps", "--timeout", "3s"}, &out); err == nil || !strings.Contains(err.Error(), "database") {
-		t.Errorf("database down: err = %v", err)
-	}
-	db := os.Getenv("TEST_DATABASE_URL")
-	if db == "" {
-		db = dbtest.DefaultURL
-	}
-	t.Setenv("DATABASE_URL", db)
-	if err := runHealthcheck(t.Context(), []string{"--deps", "--timeout", "3s"}, &out); err == nil || !strings.Contains(err.Error(), "temporal") {
-		t.Errorf("temporal down: err = %v", err)
 	}
 }

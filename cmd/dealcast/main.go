@@ -24,7 +24,7 @@ Commands:
   migrate   apply database migrations and exit
   healthcheck
             container probe: exit 0 when --url (default the local /readyz)
-            answers 2xx, or with --deps when the database and Temporal answer
+            answers 2xx
   token     print a development JWT: dealcast token --role seller --sub <id> [--ttl 1h]
   openapi   print the OpenAPI document: dealcast openapi [--version 3.1|3.0] [--yaml]
   demo      a guided tour against a running dev stack: dealcast demo [--api URL]
