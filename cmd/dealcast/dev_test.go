@@ -78,7 +78,7 @@ func TestDevStackDemoReadinessAndShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitReady(t, base, false)
-	tsrv = restartTemporal(t, dataDir, tsrv.FrontendAddress())
+	restartTemporal(t, dataDir, tsrv.FrontendAddress())
 	waitReady(t, base, true)
 
 	stop()
