@@ -38,3 +38,7 @@ openapi: ## Print the OpenAPI 3.1 document
 .PHONY: clean
 clean: ## Remove build output and local dev state
 	rm -rf bin .data
+
+.PHONY: bench
+bench: build ## Benchmark against pgbench (needs PostgreSQL and pgbench; BENCH_SECONDS shortens it): bench/results/latest.json, docs/performance.md
+	./$(BIN) bench

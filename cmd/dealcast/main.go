@@ -28,6 +28,7 @@ Commands:
   token     print a development JWT: dealcast token --role seller --sub <id> [--ttl 1h]
   openapi   print the OpenAPI document: dealcast openapi [--version 3.1|3.0] [--yaml]
   demo      a guided tour against a running dev stack: dealcast demo [--api URL]
+  bench     run the performance benchmark: dealcast bench [-tiny] [-seconds N] (see -h)
 
 Settings come from the environment: DATABASE_URL, TEMPORAL_ADDRESS,
 TEMPORAL_NAMESPACE, DEALCAST_HTTP_ADDR, DEALCAST_JWT_SECRET, DEALCAST_JWKS_URL,
@@ -72,6 +73,8 @@ func run(ctx context.Context, args []string) error {
 		return runOpenAPI(rest, os.Stdout)
 	case "demo":
 		return runDemo(ctx, rest, os.Stdout)
+	case "bench":
+		return runBench(ctx, rest)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return nil

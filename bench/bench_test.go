@@ -1,0 +1,173 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSmoke runs every scenario at toy sizes on one stack (one embedded
+// Temporal server), so the benchmark keeps working as the service changes.
+// The figures mean nothing at these sizes; only that each scenario ran,
+// measured something and lost no delivery is checked.
+func TestSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the whole stack")
+	}
+	cfg := Tiny()
+	cfg.DatabaseURL = os.Getenv("TEST_DATABASE_URL")
+	if cfg.DatabaseURL == "" {
+		cfg.DatabaseURL = "postgres://root@127.0.0.1:5432/postgres?sslmode=disable"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	res, err := Run(ctx, cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Settings.TemporalStarts != 1 {
+		t.Errorf("temporal started %d times, want once", res.Settings.TemporalStarts)
+	}
+
+	if r := res.Read; r == nil || r.Requests == 0 || r.Errors > 0 || r.APIRPS <= 0 {
+		t.Errorf("read: %+v", r)
+	} else if r.Pgbench != nil && r.Ratio <= 0 {
+		t.Errorf("read: pgbench ran but no ratio: %+v", r)
+	}
+	if r := res.Write; r == nil || r.Requests == 0 || r.Errors > 0 || r.Backlog == nil {
+		t.Errorf("write: %+v", r)
+	}
+	if r := res.List; r == nil || r.Pages == 0 || r.Errors > 0 || r.Passes == 0 || len(r.Explain) != 2 {
+		t.Errorf("list: %+v", r)
+	}
+	if r := res.Concurrency; r == nil || r.Requests == 0 || r.Errors > 0 || r.Writes == 0 || r.OpenConnsPeak < cfg.Concurrency.Conns {
+		t.Errorf("concurrency: %+v", r)
+	}
+	if r := res.WebhookLatency; r == nil || r.Changes == 0 || r.Received != r.Expected || r.Lost > 0 || r.ChangeErrors > 0 {
+		t.Errorf("webhook_latency: %+v", r)
+	}
+	if r := res.WebhookThroughput; r == nil || len(r.Steps) == 0 || r.BestStep < 0 || r.DeliveriesPerS <= 0 || r.Lost > 0 {
+		t.Errorf("webhook_throughput: %+v", r)
+	}
+	if r := res.Fanout; r == nil || r.Received != cfg.Fanout.Buyers || r.Lost > 0 || r.Seconds <= 0 {
+		t.Errorf("fanout: %+v", r)
+	}
+
+	dir := t.TempDir()
+	out := filepath.Join(dir, "latest.json")
+	if err := res.WriteJSON(out); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(b, &keys); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range append([]string{"machine", "settings"}, Scenarios...) {
+		if _, ok := keys[k]; !ok {
+			t.Errorf("latest.json has no %q", k)
+		}
+	}
+	doc := filepath.Join(dir, "performance.md")
+	if err := res.UpdateDoc(doc); err != nil {
+		t.Fatal(err)
+	}
+	md, _ := os.ReadFile(doc)
+	for _, k := range Scenarios {
+		if !strings.Contains(string(md), "`"+k+"`") {
+			t.Errorf("the table has no row for %s", k)
+		}
+	}
+}
+
+func TestUpdateDocKeepsTheRest(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "performance.md")
+	before := "# Performance\n\nIntro.\n\n" + docBegin + "\nold table\n" + docEnd + "\n\n## Where the time goes\n\nText.\n"
+	if err := os.WriteFile(path, []byte(before), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := &Results{Machine: Machine{Cores: 2}, Read: &ReadWriteResult{Ratio: 0.5, APIRPS: 50, PgbenchTPS: 100}}
+	if err := r.UpdateDoc(path); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	got := string(b)
+	if strings.Contains(got, "old table") || !strings.Contains(got, "0.500 (api_rps 50 / pgbench_tps 100)") {
+		t.Errorf("table not replaced:\n%s", got)
+	}
+	if !strings.HasPrefix(got, "# Performance\n\nIntro.\n\n") || !strings.HasSuffix(got, "## Where the time goes\n\nText.\n") {
+		t.Errorf("text outside the markers changed:\n%s", got)
+	}
+}
+
+func TestParsePgbench(t *testing.T) {
+	out := []byte(`pgbench (15.20 (Debian 15.20-0+deb12u1))
+transaction type: <builtin: select only>
+number of clients: 64
+latency average = 3.702 ms
+initial connection time = 61.315 ms
+tps = 17287.012203 (without initial connection time)
+`)
+	tps, lat, err := parsePgbench(out)
+	if err != nil || tps != 17287.012203 || lat != 3.702 {
+		t.Errorf("got %v %v %v", tps, lat, err)
+	}
+	if _, _, err := parsePgbench([]byte("connection refused")); err == nil {
+		t.Error("no error for output without tps")
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	s := summarise([]float64{5, 1, 4, 2, 3, 6, 7, 8, 9, 10})
+	if s.P50 != 5 || s.P90 != 9 || s.P99 != 10 || s.Max != 10 || s.Mean != 5.5 {
+		t.Errorf("%+v", s)
+	}
+	if got := summarise(nil); got.P99 != 0 || got.Count != 0 {
+		t.Errorf("%+v", got)
+	}
+}
+
+func TestProfilePath(t *testing.T) {
+	for in, want := range map[string]string{
+		"bench/results/cpu.pprof": "bench/results/cpu-write.pprof",
+		"cpu":                     "cpu-write.pprof",
+	} {
+		if got := profilePath(in, "write"); got != want {
+			t.Errorf("profilePath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestBestStep(t *testing.T) {
+	steps := []ThroughputStep{
+		{DeliveriesPerS: 100, KeptUp: true, P99Ms: 50},
+		{DeliveriesPerS: 200, KeptUp: true, P99Ms: 80},
+		{DeliveriesPerS: 250, KeptUp: false, P99Ms: 1500},
+	}
+	if i, sustained := bestStep(steps); i != 1 || !sustained {
+		t.Errorf("got %d %v", i, sustained)
+	}
+	if i, sustained := bestStep(steps[2:]); i != 0 || sustained {
+		t.Errorf("got %d %v", i, sustained)
+	}
+	if i, _ := bestStep([]ThroughputStep{{DeliveriesPerS: 10, Lost: 1}}); i != -1 {
+		t.Errorf("a step with losses chosen: %d", i)
+	}
+}
+
+// testWriter sends the stack's warnings to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

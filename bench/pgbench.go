@@ -1,0 +1,124 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dealcast/dealcast/internal/database"
+)
+
+// Pgbench runs PostgreSQL's own benchmark on a scratch database of the
+// same server: the database's limit the API's figures are divided by.
+type Pgbench struct {
+	bin      string
+	conninfo string // URI without pool settings, for pgbench
+	dbURL    string // for Drop
+}
+
+// Baseline is one pgbench run.
+type Baseline struct {
+	Mode      string  `json:"mode"` // "-S" (select only) or "-N" (no branch/teller updates)
+	Clients   int     `json:"clients"`
+	Jobs      int     `json:"jobs"`
+	Seconds   int     `json:"seconds"`
+	TPS       float64 `json:"tps"`
+	LatencyMs float64 `json:"latency_avg_ms"`
+	Command   string  `json:"command"`
+}
+
+// ErrNoPgbench means the pgbench program is not installed.
+var ErrNoPgbench = errors.New("pgbench not found in PATH (install postgresql-client)")
+
+// newPgbench creates and initialises (pgbench -i) a scratch database.
+func newPgbench(ctx context.Context, base string, scale int) (*Pgbench, error) {
+	bin, err := exec.LookPath("pgbench")
+	if err != nil {
+		return nil, ErrNoPgbench
+	}
+	name := "dealcast_bench_pgbench_" + randomHex(4)
+	dbURL, err := databaseURL(base, name, 0)
+	if err != nil {
+		return nil, err
+	}
+	u, _ := url.Parse(dbURL)
+	q := u.Query()
+	for k := range q {
+		if strings.HasPrefix(k, "pool_") {
+			q.Del(k)
+		}
+	}
+	u.RawQuery = q.Encode()
+	p := &Pgbench{bin: bin, conninfo: u.String(), dbURL: dbURL}
+	if err := database.Ensure(ctx, dbURL); err != nil {
+		return nil, fmt.Errorf("create the pgbench database: %w", err)
+	}
+	out, err := exec.CommandContext(ctx, bin, "-i", "-q", "-s", strconv.Itoa(scale), p.conninfo).CombinedOutput()
+	if err != nil {
+		p.Close()
+		return nil, fmt.Errorf("pgbench -i: %w: %s", err, tail(out))
+	}
+	return p, nil
+}
+
+// Run runs pgbench mode (-S or -N) with prepared statements.
+func (p *Pgbench) Run(ctx context.Context, mode string, clients, jobs int, d time.Duration) (Baseline, error) {
+	secs := max(int(d.Round(time.Second)/time.Second), 1)
+	args := []string{mode, "-M", "prepared", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(jobs), "-T", strconv.Itoa(secs), p.conninfo}
+	b := Baseline{Mode: mode, Clients: clients, Jobs: jobs, Seconds: secs,
+		Command: "pgbench " + strings.Join(args[:len(args)-1], " ")}
+	out, err := exec.CommandContext(ctx, p.bin, args...).CombinedOutput()
+	if err != nil {
+		return b, fmt.Errorf("pgbench %s: %w: %s", mode, err, tail(out))
+	}
+	b.TPS, b.LatencyMs, err = parsePgbench(out)
+	return b, err
+}
+
+var (
+	tpsLine     = regexp.MustCompile(`(?m)^tps = ([0-9.]+) \(without initial connection time\)`)
+	tpsAnyLine  = regexp.MustCompile(`(?m)^tps = ([0-9.]+)`)
+	latencyLine = regexp.MustCompile(`(?m)^latency average = ([0-9.]+) ms`)
+)
+
+// parsePgbench reads the tps (excluding connection set-up) and the
+// average latency from pgbench's report.
+func parsePgbench(out []byte) (tps, latencyMs float64, err error) {
+	m := tpsLine.FindSubmatch(out)
+	if m == nil {
+		m = tpsAnyLine.FindSubmatch(out)
+	}
+	if m == nil {
+		return 0, 0, fmt.Errorf("no tps in pgbench output: %s", tail(out))
+	}
+	tps, err = strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		return 0, 0, err
+	}
+	if m := latencyLine.FindSubmatch(out); m != nil {
+		latencyMs, _ = strconv.ParseFloat(string(m[1]), 64)
+	}
+	return tps, latencyMs, nil
+}
+
+// Close drops the scratch database.
+func (p *Pgbench) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = database.Drop(ctx, p.dbURL)
+}
+
+func tail(out []byte) string {
+	out = bytes.TrimSpace(out)
+	if len(out) > 500 {
+		out = out[len(out)-500:]
+	}
+	return string(out)
+}

@@ -1,0 +1,353 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Results is one run of the benchmark: latest.json.
+type Results struct {
+	Machine  Machine  `json:"machine"`
+	Settings Settings `json:"settings"`
+
+	Read              *ReadWriteResult   `json:"read,omitempty"`
+	Write             *ReadWriteResult   `json:"write,omitempty"`
+	List              *ListResult        `json:"list,omitempty"`
+	Concurrency       *ConcurrencyResult `json:"concurrency,omitempty"`
+	WebhookLatency    *WebhookResult     `json:"webhook_latency,omitempty"`
+	WebhookThroughput *ThroughputResult  `json:"webhook_throughput,omitempty"`
+	Fanout            *FanoutResult      `json:"fanout,omitempty"`
+
+	// Notes are what went wrong or may weigh on the figures (drains that
+	// timed out, a missing pgbench).
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Machine is where the run happened.
+type Machine struct {
+	Cores           int    `json:"cores"`
+	GOMAXPROCS      int    `json:"gomaxprocs"`
+	CPU             string `json:"cpu,omitempty"`
+	MemoryMB        int    `json:"memory_mb"`
+	GoVersion       string `json:"go_version"`
+	PostgresVersion string `json:"postgres_version"`
+	OS              string `json:"os"`
+	Date            string `json:"date"`
+	// Load averages (1, 5, 15 min) when the run started and ended: the
+	// machine may be shared, and other work skews every figure.
+	LoadAverageStart string `json:"load_average_start,omitempty"`
+	LoadAverageEnd   string `json:"load_average_end,omitempty"`
+}
+
+// Settings are the sizes the run used.
+type Settings struct {
+	Seconds         int     `json:"seconds"`
+	PoolMaxConns    int     `json:"pool_max_conns"`
+	RateLimitRPS    float64 `json:"rate_limit_rps"`
+	GraceSeconds    float64 `json:"grace_seconds"`
+	DurationSeconds float64 `json:"duration_seconds"`
+	Scenarios       string  `json:"scenarios"` // in running order
+	// TemporalStarts counts embedded Temporal servers: 1, plus one per
+	// backlog thrown away between scenarios.
+	TemporalStarts int    `json:"temporal_starts"`
+	Layout         string `json:"layout"`
+}
+
+// Common are the fields of every scenario.
+type Common struct {
+	Goal  string  `json:"goal"`
+	Met   bool    `json:"met"`
+	P50Ms float64 `json:"p50_ms"`
+	P99Ms float64 `json:"p99_ms"`
+	P90Ms float64 `json:"p90_ms"`
+	MaxMs float64 `json:"max_ms"`
+	// Error is set when the scenario could not run to the end.
+	Error string `json:"error,omitempty"`
+}
+
+func (c *Common) latency(s Summary) {
+	c.P50Ms, c.P90Ms, c.P99Ms, c.MaxMs = round(s.P50), round(s.P90), round(s.P99), round(s.Max)
+}
+
+// ReadWriteResult is read or write: the API beside pgbench.
+type ReadWriteResult struct {
+	Common
+	Ratio       float64        `json:"ratio"`
+	APIRPS      float64        `json:"api_rps"`
+	PgbenchTPS  float64        `json:"pgbench_tps"`
+	Connections int            `json:"connections"`
+	Seconds     float64        `json:"seconds"`
+	Requests    int            `json:"requests"`
+	Errors      int            `json:"errors"`
+	ErrorKinds  map[string]int `json:"error_kinds,omitempty"`
+	Pgbench     *Baseline      `json:"pgbench,omitempty"`
+	// Backlog is, for write, the delivery work left when the measurement
+	// ended (every deal starts a workflow) and how fast it then drained.
+	Backlog *Backlog `json:"delivery_backlog,omitempty"`
+}
+
+// Backlog is delivery work outstanding after a write load, and its drain.
+type Backlog struct {
+	Undispatched int64   `json:"undispatched_events"`
+	Running      int64   `json:"running_workflows"`
+	DrainSeconds float64 `json:"drain_seconds"`
+	Drained      bool    `json:"drained"` // false: the drain timed out
+	// WorkflowsPerS is how many events per second went from
+	// outstanding to finished while draining, with no other load.
+	WorkflowsPerS float64 `json:"workflows_per_s"`
+}
+
+// ListResult is one buyer paging through many sellers' deals.
+type ListResult struct {
+	Common
+	APIRPS      float64        `json:"api_rps"`
+	Pages       int            `json:"pages"`
+	Requests    int            `json:"requests"`
+	Errors      int            `json:"errors"`
+	ErrorKinds  map[string]int `json:"error_kinds,omitempty"`
+	Passes      int            `json:"passes"` // complete walks to the last page
+	Deals       int            `json:"deals"`
+	Sellers     int            `json:"sellers"`
+	Limit       int            `json:"limit"`
+	Connections int            `json:"connections"`
+	Seconds     float64        `json:"seconds"`
+	Explain     []Explain      `json:"explain,omitempty"`
+}
+
+// Explain is EXPLAIN ANALYZE of the buyer's list query.
+type Explain struct {
+	Page        string  `json:"page"` // "first" or "middle"
+	ExecutionMs float64 `json:"execution_ms"`
+	PlanningMs  float64 `json:"planning_ms"`
+	Plan        string  `json:"plan"`
+}
+
+// ConcurrencyResult is the open-loop mixed load over many connections.
+type ConcurrencyResult struct {
+	Common
+	Errors        int            `json:"errors"`
+	ErrorKinds    map[string]int `json:"error_kinds,omitempty"`
+	Requests      int            `json:"requests"`
+	Reads         int            `json:"reads"`
+	Writes        int            `json:"writes"`
+	TargetRPS     int            `json:"target_rps"`
+	APIRPS        float64        `json:"api_rps"`
+	Connections   int            `json:"connections"`
+	OpenConnsPeak int            `json:"open_conns_peak"`
+	Seconds       float64        `json:"seconds"`
+}
+
+// WebhookResult is webhook_latency: response to arrival at a steady rate.
+type WebhookResult struct {
+	Common
+	Lost         int     `json:"lost"`
+	Duplicates   int     `json:"duplicates"`
+	ChangeRate   int     `json:"change_rate"`
+	Buyers       int     `json:"buyers"`
+	Changes      int     `json:"changes"`
+	ChangeErrors int     `json:"change_errors"`
+	Expected     int     `json:"expected"`
+	Received     int     `json:"received"`
+	Unexpected   int     `json:"unexpected"`
+	Early        int     `json:"arrived_before_response"`
+	Seconds      float64 `json:"seconds"`
+	// ChangeP99Ms is the p99 of the PATCH requests themselves.
+	ChangeP99Ms float64 `json:"change_p99_ms"`
+}
+
+// ThroughputResult is webhook_throughput: the best sustained step.
+type ThroughputResult struct {
+	Common
+	DeliveriesPerS float64          `json:"deliveries_per_s"`
+	Lost           int              `json:"lost"`
+	Duplicates     int              `json:"duplicates"`
+	Buyers         int              `json:"buyers"`
+	BestStep       int              `json:"best_step"` // index into steps; -1 for none
+	Sustained      bool             `json:"sustained"` // the best step kept up with p99 <= 1 s
+	StopReason     string           `json:"stop_reason"`
+	Steps          []ThroughputStep `json:"steps"`
+}
+
+// ThroughputStep is one change rate of webhook_throughput.
+type ThroughputStep struct {
+	ChangeRate     int     `json:"change_rate"`
+	Offered        int     `json:"offered_deliveries_per_s"`
+	DeliveriesPerS float64 `json:"deliveries_per_s"`
+	Changes        int     `json:"changes"`
+	ChangeErrors   int     `json:"change_errors"`
+	Expected       int     `json:"expected"`
+	Received       int     `json:"received"`
+	Lost           int     `json:"lost"`
+	Duplicates     int     `json:"duplicates"`
+	P50Ms          float64 `json:"p50_ms"`
+	P99Ms          float64 `json:"p99_ms"`
+	Seconds        float64 `json:"seconds"`
+	KeptUp         bool    `json:"kept_up"`
+}
+
+// FanoutResult is one change to every buyer's endpoint.
+type FanoutResult struct {
+	Common
+	Seconds    float64 `json:"seconds"`
+	Lost       int     `json:"lost"`
+	Duplicates int     `json:"duplicates"`
+	Buyers     int     `json:"buyers"`
+	Receivers  int     `json:"receivers"`
+	Expected   int     `json:"expected"`
+	Received   int     `json:"received"`
+	// PerS is arrivals per second over the whole fan-out.
+	PerS float64 `json:"deliveries_per_s"`
+}
+
+// Figure is one row of the table: a key figure against its goal.
+type Figure struct {
+	Scenario string
+	Key      string
+	Goal     string
+	Value    string
+	Met      bool
+	P50, P99 float64
+	Counts   string
+	Error    string
+}
+
+// Figures lists every key figure in scenario order.
+func (r *Results) Figures() []Figure {
+	var out []Figure
+	add := func(scenario string, c Common, key, goal, value string, met bool, counts string) {
+		out = append(out, Figure{Scenario: scenario, Key: key, Goal: goal, Value: value, Met: met,
+			P50: c.P50Ms, P99: c.P99Ms, Counts: counts, Error: c.Error})
+	}
+	for _, rw := range []struct {
+		name string
+		r    *ReadWriteResult
+	}{{ScenarioRead, r.Read}, {ScenarioWrite, r.Write}} {
+		if x := rw.r; x != nil {
+			add(rw.name, x.Common, "ratio", ">= 0.7", fmt.Sprintf("%.3f (api_rps %.0f / pgbench_tps %.0f)", x.Ratio, x.APIRPS, x.PgbenchTPS), x.Ratio >= 0.7,
+				fmt.Sprintf("%d requests, %d errors, %d conns, %.0f s", x.Requests, x.Errors, x.Connections, x.Seconds))
+		}
+	}
+	if x := r.List; x != nil {
+		counts := fmt.Sprintf("%d pages of %d, %d errors, %d deals of %d sellers, %d conns", x.Pages, x.Limit, x.Errors, x.Deals, x.Sellers, x.Connections)
+		add(ScenarioList, x.Common, "p99_ms", "<= 50", fmt.Sprintf("%.1f", x.P99Ms), x.P99Ms <= 50 && x.Errors == 0, counts)
+		add(ScenarioList, x.Common, "api_rps", "reported", fmt.Sprintf("%.0f", x.APIRPS), true, counts)
+	}
+	if x := r.Concurrency; x != nil {
+		counts := fmt.Sprintf("%d requests (%d reads, %d writes) at %d/s target, %.0f/s done, %d conns open (peak)", x.Requests, x.Reads, x.Writes, x.TargetRPS, x.APIRPS, x.OpenConnsPeak)
+		add(ScenarioConcurrency, x.Common, "errors", "= 0", fmt.Sprint(x.Errors), x.Errors == 0, counts)
+		add(ScenarioConcurrency, x.Common, "p99_ms", "<= 150", fmt.Sprintf("%.1f", x.P99Ms), x.P99Ms <= 150 && x.Requests > 0, counts)
+	}
+	if x := r.WebhookLatency; x != nil {
+		counts := fmt.Sprintf("%d changes × %d buyers, %d received, %d duplicates", x.Changes, x.Buyers, x.Received, x.Duplicates)
+		add(ScenarioWebhookLatency, x.Common, "p50_ms", "<= 25", fmt.Sprintf("%.1f", x.P50Ms), x.P50Ms <= 25 && x.Received > 0, counts)
+		add(ScenarioWebhookLatency, x.Common, "p99_ms", "<= 100", fmt.Sprintf("%.1f", x.P99Ms), x.P99Ms <= 100 && x.Received > 0, counts)
+		add(ScenarioWebhookLatency, x.Common, "lost", "= 0", fmt.Sprint(x.Lost), x.Lost == 0 && x.Changes > 0, counts)
+	}
+	if x := r.WebhookThroughput; x != nil {
+		counts := fmt.Sprintf("%d buyers, %d steps, stopped: %s", x.Buyers, len(x.Steps), x.StopReason)
+		add(ScenarioWebhookThroughput, x.Common, "deliveries_per_s", ">= 5000 with lost = 0", fmt.Sprintf("%.0f (lost %d)", x.DeliveriesPerS, x.Lost),
+			x.DeliveriesPerS >= 5000 && x.Lost == 0, counts)
+	}
+	if x := r.Fanout; x != nil {
+		counts := fmt.Sprintf("%d buyers on %d receivers, %d received, %d duplicates", x.Buyers, x.Receivers, x.Received, x.Duplicates)
+		add(ScenarioFanout, x.Common, "seconds", "<= 5", fmt.Sprintf("%.2f", x.Seconds), x.Seconds <= 5 && x.Received > 0, counts)
+		add(ScenarioFanout, x.Common, "lost", "= 0", fmt.Sprint(x.Lost), x.Lost == 0 && x.Expected > 0, counts)
+	}
+	return out
+}
+
+// WriteJSON writes the results, indented, creating the directory.
+func (r *Results) WriteJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// Markers delimit the generated part of docs/performance.md.
+const (
+	docBegin = "<!-- bench:results:begin (written by `make bench`; edit outside these markers) -->"
+	docEnd   = "<!-- bench:results:end -->"
+)
+
+// UpdateDoc writes the results table between the markers of the document
+// at path, leaving the rest as it is; a missing document is created with
+// only the table.
+func (r *Results) UpdateDoc(path string) error {
+	block := docBegin + "\n" + r.Markdown() + docEnd
+	old, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return os.WriteFile(path, []byte("# Performance\n\n"+block+"\n"), 0o644)
+	}
+	if err != nil {
+		return err
+	}
+	i := bytes.Index(old, []byte(docBegin))
+	j := bytes.Index(old, []byte(docEnd))
+	if i < 0 || j < i {
+		return os.WriteFile(path, append(append(bytes.TrimRight(old, "\n"), "\n\n"...), block+"\n"...), 0o644)
+	}
+	var b bytes.Buffer
+	b.Write(old[:i])
+	b.WriteString(block)
+	b.Write(old[j+len(docEnd):])
+	return os.WriteFile(path, b.Bytes(), 0o644)
+}
+
+// Markdown is the results table and the machine facts.
+func (r *Results) Markdown() string {
+	var b strings.Builder
+	m := r.Machine
+	fmt.Fprintf(&b, "Run of %s: %d cores (%s), %d MB memory, %s, PostgreSQL %s, %s. ",
+		m.Date, m.Cores, orUnknown(m.CPU), m.MemoryMB, m.GoVersion, m.PostgresVersion, m.OS)
+	fmt.Fprintf(&b, "Each measured phase ran %d s (BENCH_SECONDS); the service's pgxpool had pool_max_conns=%d; the whole run took %.0f s. ",
+		r.Settings.Seconds, r.Settings.PoolMaxConns, r.Settings.DurationSeconds)
+	if m.LoadAverageStart != "" {
+		fmt.Fprintf(&b, "Load average (1/5/15 min) %s at the start, %s at the end.", m.LoadAverageStart, m.LoadAverageEnd)
+	}
+	b.WriteString("\n\n| scenario | key | goal | measured | met | p50 ms | p99 ms | counts |\n")
+	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	for _, f := range r.Figures() {
+		met := "yes"
+		if !f.Met {
+			met = "**no**"
+		}
+		counts := f.Counts
+		if f.Error != "" {
+			met = "**error**"
+			counts = "error: " + f.Error
+		}
+		fmt.Fprintf(&b, "| `%s` | `%s` | %s | %s | %s | %.1f | %.1f | %s |\n",
+			f.Scenario, f.Key, f.Goal, f.Value, met, f.P50, f.P99, strings.ReplaceAll(counts, "|", "/"))
+	}
+	if t := r.WebhookThroughput; t != nil && len(t.Steps) > 0 {
+		b.WriteString("\nwebhook_throughput steps:\n\n| changes/s | offered deliveries/s | delivered/s | p50 ms | p99 ms | lost | duplicates | kept up |\n")
+		b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+		for _, s := range t.Steps {
+			fmt.Fprintf(&b, "| %d | %d | %.0f | %.1f | %.1f | %d | %d | %v |\n",
+				s.ChangeRate, s.Offered, s.DeliveriesPerS, s.P50Ms, s.P99Ms, s.Lost, s.Duplicates, s.KeptUp)
+		}
+	}
+	if len(r.Notes) > 0 {
+		b.WriteString("\nNotes from the run:\n\n")
+		for _, n := range r.Notes {
+			fmt.Fprintf(&b, "- %s\n", n)
+		}
+	}
+	return b.String()
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown CPU"
+	}
+	return s
+}

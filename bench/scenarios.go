@@ -1,0 +1,686 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dealcast/dealcast/internal/deal"
+	"github.com/dealcast/dealcast/internal/store"
+)
+
+// warmUp is how long read and write load runs unmeasured first: enough to
+// open the connections, fill the token-account cache and prepare the
+// statements of every pooled database connection.
+func (r *runner) warmUp() time.Duration { return min(2*time.Second, r.cfg.duration()) }
+
+// read: GET /v1/deals/{id} by authorised buyers, beside pgbench -S.
+func (r *runner) read(ctx context.Context) (*ReadWriteResult, error) {
+	c := r.cfg.Read
+	res := &ReadWriteResult{Common: Common{Goal: "ratio = api_rps / pgbench_tps >= 0.7"}, Connections: c.Conns}
+	sellers, err := r.st.accounts(ctx, store.RoleSeller, c.Sellers)
+	if err != nil {
+		return res, err
+	}
+	buyers, err := r.st.accounts(ctx, store.RoleBuyer, c.Conns)
+	if err != nil {
+		return res, err
+	}
+	if err := r.st.grantAll(ctx, sellers, buyers); err != nil {
+		return res, err
+	}
+	deals, err := r.st.deals(ctx, sellers, c.Deals)
+	if err != nil {
+		return res, err
+	}
+	if err := r.st.analyze(ctx); err != nil {
+		return res, err
+	}
+	tokens, err := r.st.tokens(store.RoleBuyer, buyers)
+	if err != nil {
+		return res, err
+	}
+	cl := newClient(r.st.BaseURL, c.Conns)
+	defer cl.Close()
+	send := func(ctx context.Context, w int) error {
+		return cl.Do(ctx, http.MethodGet, "/v1/deals/"+deals[rand.IntN(len(deals))], tokens[w], nil, http.StatusOK, nil)
+	}
+	if err := r.baseline(ctx, "-S", res); err != nil {
+		return res, err
+	}
+	var warm Tally
+	closedLoop(ctx, c.Conns, r.warmUp(), &warm, send)
+	if _, n := warm.Errors(); n > 0 {
+		return res, fmt.Errorf("warm-up: %d of %d requests failed, first: %s", n, warm.Requests(), warm.FirstError())
+	}
+	stop := r.profile(ScenarioRead)
+	var t Tally
+	elapsed := closedLoop(ctx, c.Conns, r.cfg.duration(), &t, send)
+	stop()
+	r.fillReadWrite(res, &t, elapsed)
+	return res, nil
+}
+
+// write: POST /v1/deals (the deal and its event in one transaction), one
+// seller per connection, beside pgbench -N. Each deal also starts a
+// delivery workflow (its seller has no buyers, so it sends nothing).
+func (r *runner) write(ctx context.Context) (*ReadWriteResult, error) {
+	c := r.cfg.Write
+	res := &ReadWriteResult{Common: Common{Goal: "ratio = api_rps / pgbench_tps >= 0.7"}, Connections: c.Conns}
+	sellers, err := r.st.accounts(ctx, store.RoleSeller, c.Conns)
+	if err != nil {
+		return res, err
+	}
+	tokens, err := r.st.tokens(store.RoleSeller, sellers)
+	if err != nil {
+		return res, err
+	}
+	body, err := draftBody(c.Items)
+	if err != nil {
+		return res, err
+	}
+	cl := newClient(r.st.BaseURL, c.Conns)
+	defer cl.Close()
+	send := func(ctx context.Context, w int) error {
+		return cl.Do(ctx, http.MethodPost, "/v1/deals", tokens[w], body, http.StatusCreated, nil)
+	}
+	if err := r.baseline(ctx, "-N", res); err != nil {
+		return res, err
+	}
+	// A few deals per connection warm up connections and statement
+	// caches; their deliveries finish before the measurement starts.
+	if err := warmEach(ctx, c.Conns, 5, send); err != nil {
+		return res, err
+	}
+	if _, err := r.st.drain(ctx, r.cfg.DrainTimeout); err != nil {
+		r.note("write: warm-up deliveries still running at the start: %v", err)
+	}
+	stop := r.profile(ScenarioWrite)
+	var t Tally
+	elapsed := closedLoop(ctx, c.Conns, r.cfg.duration(), &t, send)
+	stop()
+	res.Backlog = r.measureBacklog(ctx)
+	r.fillReadWrite(res, &t, elapsed)
+	return res, nil
+}
+
+// warmEach sends n requests on each of conns connections.
+func warmEach(ctx context.Context, conns, n int, send func(ctx context.Context, worker int) error) error {
+	var warm Tally
+	var wg sync.WaitGroup
+	for w := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range n {
+				warm.record(0, send(ctx, w))
+			}
+		}()
+	}
+	wg.Wait()
+	if _, failed := warm.Errors(); failed > 0 {
+		return fmt.Errorf("warm-up: %d of %d requests failed, first: %s", failed, warm.Requests(), warm.FirstError())
+	}
+	return nil
+}
+
+// measureBacklog counts the delivery work a write load left behind and
+// times its drain, with nothing else running.
+func (r *runner) measureBacklog(ctx context.Context) *Backlog {
+	undispatched, running, err := r.st.backlog(ctx)
+	if err != nil {
+		r.note("write: counting the delivery backlog: %v", err)
+		return nil
+	}
+	b := &Backlog{Undispatched: undispatched, Running: running}
+	took, err := r.st.drain(ctx, r.cfg.DrainTimeout)
+	b.DrainSeconds, b.Drained = round(took.Seconds()), err == nil
+	left := int64(0)
+	var backlog *BacklogError
+	if errors.As(err, &backlog) {
+		left = backlog.Undispatched + backlog.Running
+	} else if err != nil {
+		r.note("write: draining the delivery backlog: %v", err)
+		return b
+	}
+	b.WorkflowsPerS = round(perSecond(int(undispatched+running-left), took))
+	return b
+}
+
+// draftBody is a new deal of n items.
+func draftBody(n int) ([]byte, error) {
+	items := make([]deal.Item, n)
+	for i := range items {
+		items[i] = deal.Item{ID: "sku-" + strconv.Itoa(i+1), Name: "Bench item " + strconv.Itoa(i+1), Price: 500}
+	}
+	return json.Marshal(deal.Draft{Name: "Bench deal", Items: items, TotalPrice: int64(500 * n), Currency: "GBP"})
+}
+
+// baseline runs pgbench beside the API for the same time.
+func (r *runner) baseline(ctx context.Context, mode string, res *ReadWriteResult) error {
+	if r.pgbench == nil {
+		return nil
+	}
+	p := r.cfg.Pgbench
+	b, err := r.pgbench.Run(ctx, mode, p.Clients, p.Jobs, r.cfg.duration())
+	if err != nil {
+		return err
+	}
+	res.Pgbench, res.PgbenchTPS = &b, round(b.TPS)
+	return nil
+}
+
+func (r *runner) fillReadWrite(res *ReadWriteResult, t *Tally, elapsed time.Duration) {
+	kinds, errs := t.Errors()
+	res.Requests, res.Errors, res.Seconds = t.Requests(), errs, round(elapsed.Seconds())
+	if errs > 0 {
+		res.ErrorKinds = kinds
+		r.log.Warn("bench: requests failed", "errors", sortedKinds(kinds), "first", t.FirstError())
+	}
+	res.APIRPS = round(perSecond(res.Requests-errs, elapsed))
+	if res.PgbenchTPS > 0 {
+		res.Ratio = round(res.APIRPS / res.PgbenchTPS)
+	}
+	res.latency(t.Latency.Summary())
+	res.Met = res.Ratio >= 0.7 && errs == 0
+}
+
+// list: one buyer, authorised by many sellers, pages through all their
+// deals, newest first, from several connections at once.
+func (r *runner) list(ctx context.Context) (*ListResult, error) {
+	c := r.cfg.List
+	res := &ListResult{Common: Common{Goal: "p99_ms <= 50; api_rps reported"},
+		Deals: c.Deals, Sellers: c.Sellers, Limit: c.Limit, Connections: c.Conns}
+	sellers, err := r.st.accounts(ctx, store.RoleSeller, c.Sellers)
+	if err != nil {
+		return res, err
+	}
+	buyers, err := r.st.accounts(ctx, store.RoleBuyer, 1)
+	if err != nil {
+		return res, err
+	}
+	if err := r.st.grantAll(ctx, sellers, buyers); err != nil {
+		return res, err
+	}
+	if _, err := r.st.deals(ctx, sellers, c.Deals); err != nil {
+		return res, err
+	}
+	if err := r.st.analyze(ctx); err != nil {
+		return res, err
+	}
+	token, err := r.st.token(store.RoleBuyer, buyers[0])
+	if err != nil {
+		return res, err
+	}
+	cl := newClient(r.st.BaseURL, c.Conns)
+	defer cl.Close()
+	cursors := make([]string, c.Conns)
+	var passes atomic.Int64
+	send := func(ctx context.Context, w int) error {
+		path := "/v1/deals?limit=" + strconv.Itoa(c.Limit)
+		if cursors[w] != "" {
+			path += "&cursor=" + url.QueryEscape(cursors[w])
+		}
+		next, err := cl.listPage(ctx, path, token)
+		if err != nil {
+			return err
+		}
+		if cursors[w] = next; next == "" {
+			passes.Add(1)
+		}
+		return nil
+	}
+	var warm Tally
+	closedLoop(ctx, c.Conns, min(time.Second, r.cfg.duration()), &warm, send)
+	if _, n := warm.Errors(); n > 0 {
+		return res, fmt.Errorf("warm-up: %d of %d requests failed, first: %s", n, warm.Requests(), warm.FirstError())
+	}
+	clear(cursors)
+	passes.Store(0)
+	stop := r.profile(ScenarioList)
+	var t Tally
+	elapsed := closedLoop(ctx, c.Conns, r.cfg.duration(), &t, send)
+	stop()
+	kinds, errs := t.Errors()
+	res.Requests, res.Errors, res.Seconds = t.Requests(), errs, round(elapsed.Seconds())
+	if errs > 0 {
+		res.ErrorKinds = kinds
+	}
+	res.Pages = res.Requests - errs
+	res.Passes = int(passes.Load())
+	res.APIRPS = round(perSecond(res.Pages, elapsed))
+	res.latency(t.Latency.Summary())
+	res.Met = res.P99Ms <= 50 && errs == 0 && res.Pages > 0
+	if res.Explain, err = r.explainList(ctx, buyers[0], sellers, c); err != nil {
+		r.note("list: EXPLAIN ANALYZE failed: %v", err)
+	}
+	return res, nil
+}
+
+// listPage fetches one page of deals and returns its next_cursor. Only the
+// cursor is decoded: the load generator shares the CPU with the service.
+func (c *Client) listPage(ctx context.Context, path, token string) (string, error) {
+	var raw json.RawMessage
+	if err := c.Do(ctx, http.MethodGet, path, token, nil, http.StatusOK, &raw); err != nil {
+		return "", err
+	}
+	i := bytes.LastIndex(raw, []byte(`"next_cursor":`))
+	if i < 0 {
+		return "", errors.New("no next_cursor in the list response")
+	}
+	var next *string
+	if err := json.Unmarshal(bytes.TrimSuffix(bytes.TrimSpace(raw[i+len(`"next_cursor":`):]), []byte("}")), &next); err != nil {
+		return "", fmt.Errorf("next_cursor: %w", err)
+	}
+	if next == nil {
+		return "", nil
+	}
+	return *next, nil
+}
+
+// listQuery is the query store.BuyerDeals runs for a buyer's list, first
+// page and later pages, copied here to EXPLAIN it with real parameters.
+const (
+	listColumns = `id::TEXT, seller_id::TEXT, name, total_price, net_price, currency,
+	discount_type, discount_amount, status, items, version, created_at, updated_at`
+	listFirst = `SELECT ` + listColumns + ` FROM deals WHERE seller_id IN (SELECT seller_id FROM grants WHERE buyer_id = $1)
+	ORDER BY created_at DESC, id DESC LIMIT $2`
+	listAfter = `SELECT ` + listColumns + ` FROM deals WHERE seller_id IN (SELECT seller_id FROM grants WHERE buyer_id = $1)
+	AND (created_at, id) < ($2, $3) ORDER BY created_at DESC, id DESC LIMIT $4`
+)
+
+var (
+	executionTime = regexp.MustCompile(`Execution Time: ([0-9.]+) ms`)
+	planningTime  = regexp.MustCompile(`Planning Time: ([0-9.]+) ms`)
+)
+
+// explainList runs EXPLAIN (ANALYZE, BUFFERS) of the buyer's first page
+// and of a page in the middle of the list.
+func (r *runner) explainList(ctx context.Context, buyer string, sellers []string, c ListConfig) ([]Explain, error) {
+	var (
+		at time.Time
+		id string
+	)
+	err := r.st.pool.QueryRow(ctx, `SELECT created_at, id::TEXT FROM deals WHERE seller_id = ANY ($1::UUID[])
+		ORDER BY created_at DESC, id DESC OFFSET $2 LIMIT 1`, sellers, c.Deals/2).Scan(&at, &id)
+	if err != nil {
+		return nil, err
+	}
+	var out []Explain
+	for _, q := range []struct {
+		page string
+		sql  string
+		args []any
+	}{
+		{"first", listFirst, []any{buyer, c.Limit + 1}},
+		{"middle", listAfter, []any{buyer, at, id, c.Limit + 1}},
+	} {
+		rows, err := r.st.pool.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS) "+q.sql, q.args...)
+		if err != nil {
+			return out, err
+		}
+		var lines []string
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				rows.Close()
+				return out, err
+			}
+			lines = append(lines, line)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return out, err
+		}
+		plan := strings.Join(lines, "\n")
+		e := Explain{Page: q.page, Plan: plan}
+		if m := executionTime.FindStringSubmatch(plan); m != nil {
+			e.ExecutionMs, _ = strconv.ParseFloat(m[1], 64)
+		}
+		if m := planningTime.FindStringSubmatch(plan); m != nil {
+			e.PlanningMs, _ = strconv.ParseFloat(m[1], 64)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// concurrency: many keep-alive connections held open, an open-loop request
+// rate over them, mostly buyers reading deals and some sellers creating them.
+func (r *runner) concurrency(ctx context.Context) (*ConcurrencyResult, error) {
+	c := r.cfg.Concurrency
+	res := &ConcurrencyResult{Common: Common{Goal: "errors = 0 and p99_ms <= 150"}, TargetRPS: c.Rate, Connections: c.Conns}
+	sellers, err := r.st.accounts(ctx, store.RoleSeller, 10)
+	if err != nil {
+		return res, err
+	}
+	buyers, err := r.st.accounts(ctx, store.RoleBuyer, 100)
+	if err != nil {
+		return res, err
+	}
+	if err := r.st.grantAll(ctx, sellers, buyers); err != nil {
+		return res, err
+	}
+	deals, err := r.st.deals(ctx, sellers, 1000)
+	if err != nil {
+		return res, err
+	}
+	if err := r.st.analyze(ctx); err != nil {
+		return res, err
+	}
+	buyerTokens, err := r.st.tokens(store.RoleBuyer, buyers)
+	if err != nil {
+		return res, err
+	}
+	sellerTokens, err := r.st.tokens(store.RoleSeller, sellers)
+	if err != nil {
+		return res, err
+	}
+	body, err := draftBody(2)
+	if err != nil {
+		return res, err
+	}
+	cl := newClient(r.st.BaseURL, c.Conns)
+	defer cl.Close()
+	if err := cl.openConnections(ctx, c.Conns); err != nil {
+		return res, fmt.Errorf("opening %d connections: %w", c.Conns, err)
+	}
+	r.st.peakConns.Store(r.st.openConns.Load())
+	// Every token's account is looked up once, outside the measurement.
+	for i, tok := range buyerTokens {
+		if err := cl.Do(ctx, http.MethodGet, "/v1/deals/"+deals[i%len(deals)], tok, nil, http.StatusOK, nil); err != nil {
+			return res, fmt.Errorf("warm-up read: %w", err)
+		}
+	}
+	for _, tok := range sellerTokens {
+		if err := cl.Do(ctx, http.MethodPost, "/v1/deals", tok, body, http.StatusCreated, nil); err != nil {
+			return res, fmt.Errorf("warm-up write: %w", err)
+		}
+	}
+	var reads, writes atomic.Int64
+	send := func(ctx context.Context, _ int) error {
+		if rand.Float64() < c.ReadShare {
+			reads.Add(1)
+			return cl.Do(ctx, http.MethodGet, "/v1/deals/"+deals[rand.IntN(len(deals))], buyerTokens[rand.IntN(len(buyerTokens))], nil, http.StatusOK, nil)
+		}
+		writes.Add(1)
+		return cl.Do(ctx, http.MethodPost, "/v1/deals", sellerTokens[rand.IntN(len(sellerTokens))], body, http.StatusCreated, nil)
+	}
+	stop := r.profile(ScenarioConcurrency)
+	var t Tally
+	elapsed := openLoop(ctx, c.Rate, r.cfg.duration(), &t, send)
+	stop()
+	kinds, errs := t.Errors()
+	res.Requests, res.Errors, res.Seconds = t.Requests(), errs, round(elapsed.Seconds())
+	if errs > 0 {
+		res.ErrorKinds = kinds
+		r.log.Warn("bench: requests failed", "errors", sortedKinds(kinds), "first", t.FirstError())
+	}
+	res.Reads, res.Writes = int(reads.Load()), int(writes.Load())
+	res.OpenConnsPeak = int(r.st.peakConns.Load())
+	res.APIRPS = round(perSecond(res.Requests-errs, elapsed))
+	// Failed requests count in the latency too: a timeout is the slowest answer.
+	all := t.Latency.Summary()
+	res.latency(all)
+	res.Met = errs == 0 && res.P99Ms <= 150 && res.Requests > 0
+	return res, nil
+}
+
+// changer makes deal changes through the API and tells a tracker when
+// each answer arrived.
+type changer struct {
+	cl     *Client
+	token  string
+	deals  []string
+	prices []atomic.Int64
+}
+
+func newChanger(cl *Client, token string, deals []string) *changer {
+	return &changer{cl: cl, token: token, deals: deals, prices: make([]atomic.Int64, len(deals))}
+}
+
+// change sets a new price on deal i mod len(deals), which always changes
+// it, so every call makes one deal.updated event.
+func (ch *changer) change(ctx context.Context, tr *Tracker, i int) error {
+	k := i % len(ch.deals)
+	p := 2000 + ch.prices[k].Add(1)
+	body := fmt.Appendf(nil, `{"total_price":%d,"items":[{"id":"i1","name":"Item","price":%d}]}`, p, p)
+	tr.started(time.Now())
+	var out struct {
+		ID      string `json:"id"`
+		Version int64  `json:"version"`
+	}
+	if err := ch.cl.Do(ctx, http.MethodPatch, "/v1/deals/"+ch.deals[k], ch.token, body, http.StatusOK, &out); err != nil {
+		return err
+	}
+	tr.sentChange(changeKey(out.ID, out.Version), time.Now())
+	return nil
+}
+
+// webhookSetup is a seller whose buyers each have one endpoint on recv,
+// with deals to change.
+func (r *runner) webhookSetup(ctx context.Context, buyers, deals int, recv *Receivers) (*changer, error) {
+	sellers, err := r.st.accounts(ctx, store.RoleSeller, 1)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := r.st.deals(ctx, sellers, deals)
+	if err != nil {
+		return nil, err
+	}
+	bs, err := r.st.accounts(ctx, store.RoleBuyer, buyers)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.st.grantAll(ctx, sellers, bs); err != nil {
+		return nil, err
+	}
+	if err := r.st.endpoints(ctx, bs, recv.URLs(buyers)); err != nil {
+		return nil, err
+	}
+	if err := r.st.analyze(ctx); err != nil {
+		return nil, err
+	}
+	token, err := r.st.token(store.RoleSeller, sellers[0])
+	if err != nil {
+		return nil, err
+	}
+	return newChanger(newClient(r.st.BaseURL, 256), token, ids), nil
+}
+
+// warmWebhooks sends one change per deal and waits for its deliveries, so
+// connections to the receivers are open and caches warm.
+func (r *runner) warmWebhooks(ctx context.Context, ch *changer, recv *Receivers, buyers int) error {
+	tr := newTracker()
+	recv.Track(tr)
+	for i := range ch.deals {
+		if err := ch.change(ctx, tr, i); err != nil {
+			return fmt.Errorf("warm-up change: %w", err)
+		}
+	}
+	tr.wait(ctx, buyers, r.cfg.Grace)
+	if d := tr.result(buyers); d.Lost > 0 {
+		return fmt.Errorf("warm-up: %d of %d deliveries did not arrive within %v", d.Lost, d.Expected, r.cfg.Grace)
+	}
+	if _, err := r.st.drain(ctx, r.cfg.DrainTimeout); err != nil {
+		r.note("webhook warm-up: %v", err)
+	}
+	return nil
+}
+
+// webhookLatency: a steady change rate; each change is delivered to every
+// buyer; latency is from the API's response to the receiver's arrival.
+func (r *runner) webhookLatency(ctx context.Context) (*WebhookResult, error) {
+	c := r.cfg.WebhookLatency
+	res := &WebhookResult{Common: Common{Goal: "p50_ms <= 25, p99_ms <= 100, lost = 0"}, ChangeRate: c.Rate, Buyers: c.Buyers}
+	recv, err := startReceivers(ctx, c.Buyers)
+	if err != nil {
+		return res, err
+	}
+	defer recv.Close()
+	ch, err := r.webhookSetup(ctx, c.Buyers, c.Deals, recv)
+	if err != nil {
+		return res, err
+	}
+	defer ch.cl.Close()
+	if err := r.warmWebhooks(ctx, ch, recv, c.Buyers); err != nil {
+		return res, err
+	}
+	tr := newTracker()
+	recv.Track(tr)
+	stop := r.profile(ScenarioWebhookLatency)
+	var t Tally
+	elapsed := openLoop(ctx, c.Rate, r.cfg.duration(), &t, func(ctx context.Context, i int) error { return ch.change(ctx, tr, i) })
+	tr.wait(ctx, c.Buyers, r.cfg.Grace)
+	stop()
+	d := tr.result(c.Buyers)
+	_, res.ChangeErrors = t.Errors()
+	res.Changes, res.Expected, res.Received = d.Changes, d.Expected, d.Received
+	res.Lost, res.Duplicates, res.Unexpected, res.Early = d.Lost, d.Duplicates, d.Unexpected, d.Early
+	res.Seconds = round(elapsed.Seconds())
+	res.ChangeP99Ms = round(t.Latency.Summary().P99)
+	res.latency(d.Latency)
+	res.Met = res.P50Ms <= 25 && res.P99Ms <= 100 && res.Lost == 0 && res.ChangeErrors == 0 && res.Received > 0
+	return res, nil
+}
+
+// webhookThroughput: the change rate grows step by step (every change to
+// every buyer) until the p99 passes a second, deliveries fall behind or
+// some are lost; the best step that kept up is the result.
+func (r *runner) webhookThroughput(ctx context.Context) (*ThroughputResult, error) {
+	c := r.cfg.WebhookThroughput
+	res := &ThroughputResult{Common: Common{Goal: "deliveries_per_s >= 5000 with lost = 0"}, Buyers: c.Buyers, BestStep: -1}
+	recv, err := startReceivers(ctx, c.Buyers)
+	if err != nil {
+		return res, err
+	}
+	defer recv.Close()
+	ch, err := r.webhookSetup(ctx, c.Buyers, c.Deals, recv)
+	if err != nil {
+		return res, err
+	}
+	defer ch.cl.Close()
+	if err := r.warmWebhooks(ctx, ch, recv, c.Buyers); err != nil {
+		return res, err
+	}
+	stepTime := time.Duration(min(c.StepSeconds, r.cfg.Seconds)) * time.Second
+	stop := r.profile(ScenarioWebhookThroughput)
+	defer stop()
+	rate := float64(c.StartRate)
+	res.StopReason = "reached the last step"
+	for k := range c.MaxSteps {
+		tr := newTracker()
+		recv.Track(tr)
+		var t Tally
+		n := int(rate)
+		elapsed := openLoop(ctx, n, stepTime, &t, func(ctx context.Context, i int) error { return ch.change(ctx, tr, i) })
+		tr.wait(ctx, c.Buyers, r.cfg.Grace)
+		d := tr.result(c.Buyers)
+		_, changeErrs := t.Errors()
+		s := ThroughputStep{
+			ChangeRate: n, Offered: n * c.Buyers, Changes: d.Changes, ChangeErrors: changeErrs,
+			Expected: d.Expected, Received: d.Received, Lost: d.Lost, Duplicates: d.Duplicates,
+			P50Ms: round(d.Latency.P50), P99Ms: round(d.Latency.P99), Seconds: round(max(elapsed, d.Span).Seconds()),
+		}
+		s.DeliveriesPerS = round(perSecond(d.Received, max(elapsed, d.Span)))
+		s.KeptUp = s.DeliveriesPerS >= 0.9*float64(s.Offered) && s.Lost == 0 && changeErrs == 0
+		res.Steps = append(res.Steps, s)
+		r.log.Info("bench: throughput step", "changes_per_s", n, "offered", s.Offered, "delivered_per_s", s.DeliveriesPerS,
+			"p99_ms", s.P99Ms, "lost", s.Lost, "kept_up", s.KeptUp)
+		if reason := stepStop(s); reason != "" {
+			res.StopReason = reason
+			break
+		}
+		if k+1 < c.MaxSteps {
+			if _, err := r.st.drain(ctx, r.cfg.DrainTimeout); err != nil {
+				r.note("webhook_throughput: after %d changes/s: %v", n, err)
+			}
+		}
+		rate = math.Ceil(rate * c.Factor)
+	}
+	res.BestStep, res.Sustained = bestStep(res.Steps)
+	if res.BestStep >= 0 {
+		b := res.Steps[res.BestStep]
+		res.DeliveriesPerS, res.Lost, res.Duplicates, res.P50Ms, res.P99Ms = b.DeliveriesPerS, b.Lost, b.Duplicates, b.P50Ms, b.P99Ms
+	} else if len(res.Steps) > 0 {
+		b := res.Steps[0]
+		res.Lost, res.Duplicates, res.P50Ms, res.P99Ms = b.Lost, b.Duplicates, b.P50Ms, b.P99Ms
+	}
+	res.Met = res.DeliveriesPerS >= 5000 && res.Lost == 0 && res.BestStep >= 0
+	return res, nil
+}
+
+// stepStop says why the throughput search ends after step s, or "".
+func stepStop(s ThroughputStep) string {
+	switch {
+	case s.Lost > 0:
+		return fmt.Sprintf("%d deliveries lost at %d changes/s", s.Lost, s.ChangeRate)
+	case s.P99Ms > 1000:
+		return fmt.Sprintf("p99 passed 1 s at %d changes/s", s.ChangeRate)
+	case !s.KeptUp:
+		return fmt.Sprintf("deliveries fell behind at %d changes/s (%.0f of %d/s)", s.ChangeRate, s.DeliveriesPerS, s.Offered)
+	}
+	return ""
+}
+
+// bestStep is the fastest step with nothing lost that kept up with p99
+// within a second (sustained), else the fastest with nothing lost.
+func bestStep(steps []ThroughputStep) (int, bool) {
+	best, sustained := -1, false
+	for i, s := range steps {
+		ok := s.Lost == 0 && s.KeptUp && s.P99Ms <= 1000
+		switch {
+		case ok && (!sustained || s.DeliveriesPerS > steps[best].DeliveriesPerS):
+			best, sustained = i, true
+		case !sustained && s.Lost == 0 && (best < 0 || s.DeliveriesPerS > steps[best].DeliveriesPerS):
+			best = i
+		}
+	}
+	return best, sustained
+}
+
+// fanout: one change of a seller that authorised every buyer, each buyer
+// with one endpoint spread over a few receiver servers; the figure is the
+// time from the API's response to the last arrival.
+func (r *runner) fanout(ctx context.Context) (*FanoutResult, error) {
+	c := r.cfg.Fanout
+	res := &FanoutResult{Common: Common{Goal: "seconds <= 5 to the last arrival, lost = 0"}, Buyers: c.Buyers, Receivers: c.Receivers}
+	recv, err := startReceivers(ctx, c.Receivers)
+	if err != nil {
+		return res, err
+	}
+	defer recv.Close()
+	ch, err := r.webhookSetup(ctx, c.Buyers, 1, recv)
+	if err != nil {
+		return res, err
+	}
+	defer ch.cl.Close()
+	tr := newTracker()
+	recv.Track(tr)
+	stop := r.profile(ScenarioFanout)
+	if err := ch.change(ctx, tr, 0); err != nil {
+		stop()
+		return res, err
+	}
+	tr.wait(ctx, c.Buyers, max(r.cfg.Grace, 2*time.Minute))
+	stop()
+	d := tr.result(c.Buyers)
+	res.Expected, res.Received, res.Lost, res.Duplicates = d.Expected, d.Received, d.Lost, d.Duplicates
+	res.Seconds = round(d.LastAfter.Seconds())
+	res.PerS = round(perSecond(d.Received, d.LastAfter))
+	res.latency(d.Latency)
+	res.Met = res.Seconds <= 5 && res.Lost == 0 && res.Received > 0
+	return res, nil
+}
