@@ -35,6 +35,17 @@ lint: ## gofmt, go vet and staticcheck
 openapi: ## Print the OpenAPI 3.1 document
 	@$(GO) run ./cmd/dealcast openapi
 
+.PHONY: openapi-file
+openapi-file: ## Write api/openapi.yaml (OpenAPI 3.1) from the code; a test fails while it is stale
+	$(GO) run ./cmd/dealcast openapi --yaml > api/openapi.yaml.tmp
+	mv api/openapi.yaml.tmp api/openapi.yaml
+
+.PHONY: sdk
+sdk: openapi-file ## Regenerate the Go client in sdk/go/dealcast (oapi-codegen, from the 3.0 document)
+	$(GO) run ./cmd/dealcast openapi --version 3.0 --yaml > sdk/go/dealcast/openapi-3.0.yaml.tmp
+	mv sdk/go/dealcast/openapi-3.0.yaml.tmp sdk/go/dealcast/openapi-3.0.yaml
+	$(GO) generate ./sdk/go/dealcast
+
 .PHONY: clean
 clean: ## Remove build output and local dev state
 	rm -rf bin .data
