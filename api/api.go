@@ -5,7 +5,9 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -56,21 +58,49 @@ type Delivery interface {
 	Redeliver(context.Context, store.EventRef) error
 }
 
+// Bounds on what a problem echoes back. huma puts the offending value in
+// each error, and for an unexpected property that value is the whole
+// object: a 1 MiB body with 20,000 unknown keys would be answered with
+// 20,000 copies of itself. Problems name the field; they need not repeat it.
+const (
+	maxProblemErrors = 50
+	maxEchoedText    = 200
+)
+
 func init() {
-	// huma reports a missing required property at its parent ("body");
-	// the contract wants each error to name its field ("body.name").
 	base := huma.NewError
 	huma.NewError = func(status int, msg string, errs ...error) huma.StatusError {
+		if len(errs) > maxProblemErrors {
+			errs = append(errs[:maxProblemErrors:maxProblemErrors], &huma.ErrorDetail{
+				Message: fmt.Sprintf("and %d more errors", len(errs)-maxProblemErrors)})
+		}
 		for _, e := range errs {
 			var d *huma.ErrorDetail
 			if errors.As(e, &d) {
+				// huma reports a missing required property at its parent
+				// ("body"); the contract wants the field named ("body.name").
 				if prop, ok := missingProperty(d.Message); ok {
 					d.Location += "." + prop
 				}
+				d.Value = echoable(d.Value)
 			}
 		}
 		return base(status, msg, errs...)
 	}
+}
+
+// echoable keeps a short scalar value for an error detail and drops any
+// other: objects, arrays and long text are the client's own input.
+func echoable(v any) any {
+	switch x := v.(type) {
+	case nil, bool, int, int64, float64, json.Number:
+		return x
+	case string:
+		if len(x) <= maxEchoedText {
+			return x
+		}
+	}
+	return nil
 }
 
 // missingProperty extracts X from huma's "expected required property X to be present".
