@@ -225,6 +225,8 @@ var matrix = map[string]matrixRow{
 type specOperation struct {
 	ID, Method, Path string
 	Secured          bool
+	// Body says the operation takes a request body.
+	Body bool
 }
 
 // servedOperations reads /openapi.json from the handler.
@@ -234,13 +236,15 @@ func servedOperations(e *env) []specOperation {
 		Paths map[string]map[string]struct {
 			OperationID string           `json:"operationId"`
 			Security    []map[string]any `json:"security"`
+			RequestBody json.RawMessage  `json:"requestBody"`
 		} `json:"paths"`
 	}
 	e.do(http.MethodGet, "/openapi.json", "", nil).want(http.StatusOK).decode(&doc)
 	var ops []specOperation
 	for path, item := range doc.Paths {
 		for method, op := range item {
-			ops = append(ops, specOperation{ID: op.OperationID, Method: strings.ToUpper(method), Path: path, Secured: len(op.Security) > 0})
+			ops = append(ops, specOperation{ID: op.OperationID, Method: strings.ToUpper(method), Path: path,
+				Secured: len(op.Security) > 0, Body: len(op.RequestBody) > 0})
 		}
 	}
 	sort.Slice(ops, func(i, j int) bool { return ops[i].ID < ops[j].ID })
@@ -291,8 +295,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 	}
 }
 
-func checkCell(e *env, op specOperation, row matrixRow, c caller, w *world) {
-	t := e.t
+// requestPath is op's path on w's targets, with row's query.
+func requestPath(t testing.TB, op specOperation, row matrixRow, w *world) string {
 	t.Helper()
 	var params map[string]string
 	if row.params != nil {
@@ -309,6 +313,23 @@ func checkCell(e *env, op specOperation, row matrixRow, c caller, w *world) {
 	if row.query != nil {
 		path += "?" + row.query(w)
 	}
+	return path
+}
+
+// entitled is the first caller that the row lets succeed.
+func (row matrixRow) entitled() caller {
+	for c := range callerCount {
+		if row.want[c] >= 200 && row.want[c] < 300 {
+			return c
+		}
+	}
+	panic("no caller may use the operation")
+}
+
+func checkCell(e *env, op specOperation, row matrixRow, c caller, w *world) {
+	t := e.t
+	t.Helper()
+	path := requestPath(t, op, row, w)
 	var body any
 	if row.body != nil {
 		body = row.body(w)
