@@ -60,7 +60,7 @@ type Deal struct {
 	Currency   string    `json:"currency" doc:"ISO 4217 code, lowercase." example:"gbp"`
 	Discount   *Discount `json:"discount" doc:"Optional discount; null when there is none."`
 	Status     Status    `json:"status" enum:"available,sold"`
-	Items      []Item    `json:"items"`
+	Items      []Item    `json:"items" nullable:"false"`
 	Version    int64     `json:"version" doc:"Starts at 1 and grows by one on every change; also the ETag." example:"1"`
 	CreatedAt  time.Time `json:"created_at"`
 	UpdatedAt  time.Time `json:"updated_at"`
@@ -70,7 +70,7 @@ type Deal struct {
 // fields the server owns.
 type Draft struct {
 	Name       string    `json:"name" minLength:"1" maxLength:"200" doc:"Deal name." example:"Winter bundle"`
-	Items      []Item    `json:"items" minItems:"1" maxItems:"1000" doc:"The items; ids unique within the deal."`
+	Items      []Item    `json:"items" nullable:"false" minItems:"1" maxItems:"1000" doc:"The items; ids unique within the deal."`
 	TotalPrice int64     `json:"total_price" minimum:"0" maximum:"1000000000000000000" doc:"Must equal the sum of items[].price." example:"10000"`
 	Currency   string    `json:"currency" minLength:"3" maxLength:"3" doc:"ISO 4217 code in any case; stored lowercase." example:"gbp"`
 	Discount   *Discount `json:"discount,omitempty" doc:"Optional discount."`

@@ -56,7 +56,8 @@ func (a Amount) MarshalJSON() ([]byte, error) {
 
 // Schema documents the amount as a JSON number in the OpenAPI document.
 func (Amount) Schema(huma.Registry) *huma.Schema {
-	return &huma.Schema{Type: huma.TypeNumber, Examples: []any{1000}}
+	// double, so generated clients do not truncate it to a float32.
+	return &huma.Schema{Type: huma.TypeNumber, Format: "double", Examples: []any{1000}}
 }
 
 // rat is the exact value, or nil when the literal is not a number.

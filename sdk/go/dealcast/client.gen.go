@@ -267,8 +267,8 @@ type Deal struct {
 	Discount nullable.Nullable[Discount] `json:"discount"`
 
 	// Id Deal ID.
-	Id    openapi_types.UUID        `json:"id"`
-	Items nullable.Nullable[[]Item] `json:"items"`
+	Id    openapi_types.UUID `json:"id"`
+	Items []Item             `json:"items"`
 
 	// Name Example: Winter bundle
 	Name string `json:"name"`
@@ -302,7 +302,7 @@ type Discount struct {
 	// Amount Minor units for flat (0 < amount <= total_price); percent for percentage (0 < amount <= 100, up to two decimals).
 	//
 	// Example: 1000
-	Amount float32 `json:"amount"`
+	Amount float64 `json:"amount"`
 
 	// Type flat: amount is in minor units; percentage: amount is a percent with up to two decimals.
 	//
@@ -324,7 +324,7 @@ type Draft struct {
 	Discount nullable.Nullable[Discount] `json:"discount,omitempty"`
 
 	// Items The items; ids unique within the deal.
-	Items nullable.Nullable[[]Item] `json:"items"`
+	Items []Item `json:"items"`
 
 	// Name Deal name.
 	//

@@ -146,7 +146,7 @@ func TestSDK(t *testing.T) {
 	items := []dealcast.Item{{Id: "sku-1", Name: "Bundle", Price: 6000}, {Id: "sku-2", Name: "Crate", Price: 4000}}
 	draft := dealcast.CreateDealJSONRequestBody{
 		Name: "Winter bundle", Currency: "GBP", TotalPrice: 10000,
-		Items:    nullable.NewNullableWithValue(items),
+		Items:    items,
 		Discount: nullable.NewNullableWithValue(dealcast.Discount{Type: dealcast.Flat, Amount: 1000}),
 	}
 	key := "sdk-" + seller.Id.String()
@@ -214,7 +214,7 @@ func TestSDK(t *testing.T) {
 		t.Fatal(err)
 	}
 	status(t, "buyer gets deal", gd.StatusCode(), gd.Body, http.StatusOK)
-	if got := gd.JSON200; got.Id != d.Id || got.Version != 3 || got.Name != "Winter bundle" || len(got.Items.MustGet()) != 1 {
+	if got := gd.JSON200; got.Id != d.Id || got.Version != 3 || got.Name != "Winter bundle" || len(got.Items) != 1 {
 		t.Errorf("buyer's view %+v", got)
 	}
 	if etag := gd.HTTPResponse.Header.Get("ETag"); !strings.Contains(etag, "3") {
@@ -362,7 +362,7 @@ func TestSDKErrors(t *testing.T) {
 	sc := client(t, base, store.RoleSeller, sr.JSON201.Id.String())
 	bad := dealcast.CreateDealJSONRequestBody{
 		Name: "Mismatch", Currency: "gbp", TotalPrice: 5,
-		Items: nullable.NewNullableWithValue([]dealcast.Item{{Id: "a", Name: "A", Price: 3}}),
+		Items: []dealcast.Item{{Id: "a", Name: "A", Price: 3}},
 	}
 	vr, err := sc.CreateDealWithResponse(ctx, nil, bad)
 	if err != nil {
