@@ -14,8 +14,12 @@ help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: run
-run: build ## Run everything locally (dealcast dev): database, migrations, API
+run: build ## Run everything locally (dealcast dev): database, migrations, embedded Temporal and its UI, worker, API
 	./$(BIN) dev
+
+.PHONY: demo
+demo: build ## Guided tour against a running `make run` (API on :8080): a deal's life and its webhooks
+	./$(BIN) demo
 
 .PHONY: build
 build: ## Build bin/dealcast
