@@ -405,15 +405,7 @@ func serveAPI(ctx context.Context, cfg config.Config, deps api.Deps, log *slog.L
 	}
 	deps.Verifier = v
 	handler, _ := api.New(deps)
-	srv := &http.Server{
-		Addr:              cfg.HTTPAddr,
-		Handler:           handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-	}
+	srv := newHTTPServer(cfg.HTTPAddr, handler)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
 	fmt.Fprint(os.Stderr, banner)
@@ -427,6 +419,21 @@ func serveAPI(ctx context.Context, cfg config.Config, deps api.Deps, log *slog.L
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	return srv.Shutdown(shutdownCtx)
+}
+
+// newHTTPServer is the API's server: every phase of a request has a
+// deadline, so slow or stalled clients cannot hold connections (and
+// goroutines) for long.
+func newHTTPServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
 }
 
 // firstError waits for n goroutines' results and returns the first
