@@ -300,7 +300,7 @@ func TestWorkerRestartDeliversEveryPair(t *testing.T) {
 	}
 	wg.Wait()
 	s.startWorker()
-	eventually(t, 30*time.Second, "every (event, endpoint) pair", func() bool {
+	eventually(t, 90*time.Second, "every (event, endpoint) pair", func() bool {
 		for _, r := range receivers {
 			ids := map[string]bool{}
 			for _, a := range r.got() {
