@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -44,6 +45,20 @@ func dialTemporal(cfg config.Config, log *slog.Logger, lazy bool) (client.Client
 		MetricsHandler: temporalotel.NewMetricsHandler(temporalotel.MetricsHandlerOptions{
 			OnError: func(err error) { log.Warn("temporal sdk metric", "err", err) },
 		}),
+	}
+	// Temporal Cloud and secured clusters: an API key, or a client
+	// certificate for mTLS; either turns TLS on.
+	if cfg.TemporalAPIKey != "" {
+		opts.Credentials = client.NewAPIKeyStaticCredentials(cfg.TemporalAPIKey)
+		opts.ConnectionOptions.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if cfg.TemporalTLSCert != "" || cfg.TemporalTLSKey != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TemporalTLSCert, cfg.TemporalTLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("TEMPORAL_TLS_CERT/TEMPORAL_TLS_KEY: %w", err)
+		}
+		opts.Credentials = client.NewMTLSCredentials(cert)
+		opts.ConnectionOptions.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
 	if lazy {
 		return client.NewLazyClient(opts)

@@ -34,6 +34,12 @@ type Config struct {
 	ShutdownTimeout     time.Duration
 	// TemporalNamespace is where delivery workflows run.
 	TemporalNamespace string
+	// TemporalAPIKey authenticates to Temporal Cloud (TLS is then on).
+	TemporalAPIKey string
+	// TemporalTLSCert and TemporalTLSKey are files of a client certificate
+	// for mTLS to the Temporal frontend (TLS is then on).
+	TemporalTLSCert string
+	TemporalTLSKey  string
 	// SecretKey (base64 of 32 bytes) encrypts webhook secrets at rest.
 	SecretKey string
 	// RateLimitRPS is the request rate each API caller may keep up, with
@@ -54,6 +60,9 @@ func FromEnv() (Config, error) {
 		JWTAudience:       os.Getenv("DEALCAST_JWT_AUDIENCE"),
 		DataDir:           getenv("DEALCAST_DATA_DIR", "./.data"),
 		TemporalNamespace: getenv("TEMPORAL_NAMESPACE", "default"),
+		TemporalAPIKey:    os.Getenv("TEMPORAL_API_KEY"),
+		TemporalTLSCert:   os.Getenv("TEMPORAL_TLS_CERT"),
+		TemporalTLSKey:    os.Getenv("TEMPORAL_TLS_KEY"),
 		SecretKey:         os.Getenv("DEALCAST_SECRET_KEY"),
 		ShutdownTimeout:   20 * time.Second,
 		RateLimitRPS:      DefaultRateLimitRPS,
@@ -95,6 +104,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("database_url", redactURL(c.DatabaseURL)),
 		slog.String("temporal_address", c.TemporalAddress),
 		slog.String("temporal_namespace", c.TemporalNamespace),
+		slog.String("temporal_api_key", mask(c.TemporalAPIKey)),
+		slog.String("temporal_tls_cert", c.TemporalTLSCert),
 		slog.String("secret_key", mask(c.SecretKey)),
 		slog.String("http_addr", c.HTTPAddr),
 		slog.String("jwt_secret", mask(c.JWTSecret)),
