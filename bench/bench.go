@@ -42,7 +42,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Results, error) {
 	}
 	defer st.Close()
 	res.Machine.PostgresVersion = st.serverVersion(ctx)
-	r := &runner{cfg: cfg, st: st, log: log, res: res}
+	r := &runner{cfg: cfg, st: st, log: log, res: res, cpu: map[string]*CPUUse{}}
 	if cfg.runs(ScenarioRead) || cfg.runs(ScenarioWrite) {
 		r.pgbench, err = newPgbench(ctx, cfg.DatabaseURL, cfg.Pgbench.Scale)
 		if err != nil {
@@ -90,7 +90,11 @@ func selectedIn(cfg Config, order []string) []string {
 // one; when they do not within the drain timeout, the backlog is noted
 // and, with Isolate, thrown away with a fresh delivery side.
 func (r *runner) settle(ctx context.Context, scenario string) {
-	d, err := r.st.drain(ctx, r.cfg.DrainTimeout)
+	timeout := r.cfg.DrainTimeout
+	if r.skipDrain {
+		timeout, r.skipDrain = 0, false
+	}
+	d, err := r.st.drain(ctx, timeout)
 	if err == nil {
 		if d > 2*time.Second {
 			r.log.Info("bench: deliveries drained", "after", scenario, "took", d.Round(100*time.Millisecond))
@@ -115,6 +119,9 @@ type runner struct {
 	log     *slog.Logger
 	res     *Results
 	pgbench *Pgbench
+	cpu     map[string]*CPUUse
+	// skipDrain says the scenario already waited for its backlog.
+	skipDrain bool
 }
 
 func (r *runner) note(format string, args ...any) {
@@ -129,6 +136,12 @@ func (r *runner) run(ctx context.Context, name string) error {
 		common *Common
 		err    error
 	)
+	errs0, busy0 := r.st.temporalErrors.Load(), r.st.sqliteBusy.Load()
+	defer func() {
+		common.CPU = r.cpu[name]
+		common.TemporalErrors = r.st.temporalErrors.Load() - errs0
+		common.SQLiteBusy = r.st.sqliteBusy.Load() - busy0
+	}()
 	switch name {
 	case ScenarioRead:
 		var x *ReadWriteResult
@@ -167,9 +180,21 @@ func (r *runner) run(ctx context.Context, name string) error {
 	return err
 }
 
-// profile starts a CPU profile of the whole process for scenario, when
-// asked for, and returns the function that stops it.
+// profile marks the start of scenario's measured phase: it takes a CPU
+// reading and, when asked for, starts a CPU profile of the whole process.
+// The function it returns ends both.
 func (r *runner) profile(scenario string) func() {
+	start := r.st.cpuSnapshot(context.Background())
+	usage := func() { r.cpu[scenario] = r.st.cpuSince(context.Background(), start) }
+	stopProfile := r.startProfile(scenario)
+	return func() {
+		stopProfile()
+		usage()
+	}
+}
+
+// startProfile starts a CPU profile for scenario when asked for.
+func (r *runner) startProfile(scenario string) func() {
 	if r.cfg.CPUProfile == "" {
 		return func() {}
 	}

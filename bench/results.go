@@ -67,6 +67,13 @@ type Common struct {
 	MaxMs float64 `json:"max_ms"`
 	// Error is set when the scenario could not run to the end.
 	Error string `json:"error,omitempty"`
+	// CPU is where the CPU went during the measured phase.
+	CPU *CPUUse `json:"cpu,omitempty"`
+	// TemporalErrors counts the embedded Temporal server's error log
+	// records during the scenario; SQLiteBusy those saying its SQLite file
+	// was locked (SQLITE_BUSY).
+	TemporalErrors int64 `json:"temporal_errors"`
+	SQLiteBusy     int64 `json:"temporal_sqlite_busy"`
 }
 
 func (c *Common) latency(s Summary) {
@@ -120,7 +127,7 @@ type ListResult struct {
 
 // Explain is EXPLAIN ANALYZE of the buyer's list query.
 type Explain struct {
-	Page        string  `json:"page"` // "first" or "middle"
+	Page        string  `json:"page"` // "first", "middle" or a rewrite
 	ExecutionMs float64 `json:"execution_ms"`
 	PlanningMs  float64 `json:"planning_ms"`
 	Plan        string  `json:"plan"`
@@ -336,11 +343,74 @@ func (r *Results) Markdown() string {
 				s.ChangeRate, s.Offered, s.DeliveriesPerS, s.P50Ms, s.P99Ms, s.Lost, s.Duplicates, s.KeptUp)
 		}
 	}
+	b.WriteString(r.cpuTable())
+	if l := r.List; l != nil && len(l.Explain) > 0 {
+		b.WriteString("\nEXPLAIN ANALYZE of the buyer's list query after the list scenario:")
+		for _, e := range l.Explain {
+			fmt.Fprintf(&b, " %s page %.1f ms;", e.Page, e.ExecutionMs)
+		}
+		b.WriteString(" plans in latest.json (`list.explain`).\n")
+	}
+	if w := r.Write; w != nil && w.Backlog != nil {
+		bl := w.Backlog
+		fmt.Fprintf(&b, "\nDelivery backlog the write scenario left (every deal starts a delivery workflow): %d events not yet handed to Temporal and %d workflows running; "+
+			"with no other load it drained at %.1f events/s (drained: %v after %.0f s).\n",
+			bl.Undispatched, bl.Running, bl.WorkflowsPerS, bl.Drained, bl.DrainSeconds)
+	}
 	if len(r.Notes) > 0 {
 		b.WriteString("\nNotes from the run:\n\n")
 		for _, n := range r.Notes {
 			fmt.Fprintf(&b, "- %s\n", n)
 		}
+	}
+	return b.String()
+}
+
+// cpuTable shows where the CPU went in each scenario's measured phase.
+func (r *Results) cpuTable() string {
+	type row struct {
+		name string
+		c    *Common
+	}
+	var rows []row
+	add := func(name string, c *Common) {
+		if c != nil && c.CPU != nil {
+			rows = append(rows, row{name, c})
+		}
+	}
+	if r.Read != nil {
+		add(ScenarioRead, &r.Read.Common)
+	}
+	if r.Write != nil {
+		add(ScenarioWrite, &r.Write.Common)
+	}
+	if r.List != nil {
+		add(ScenarioList, &r.List.Common)
+	}
+	if r.Concurrency != nil {
+		add(ScenarioConcurrency, &r.Concurrency.Common)
+	}
+	if r.WebhookLatency != nil {
+		add(ScenarioWebhookLatency, &r.WebhookLatency.Common)
+	}
+	if r.WebhookThroughput != nil {
+		add(ScenarioWebhookThroughput, &r.WebhookThroughput.Common)
+	}
+	if r.Fanout != nil {
+		add(ScenarioFanout, &r.Fanout.Common)
+	}
+	if len(rows) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\nCPU seconds during each measured phase (capacity = wall time × cores; the bench process holds the service, " +
+		"the embedded Temporal server, the load generator and the receivers; other = the rest of the machine):\n\n")
+	b.WriteString("| scenario | wall s | capacity s | bench process s | PostgreSQL s | other s | Temporal errors (SQLITE_BUSY) |\n")
+	b.WriteString("| --- | --- | --- | --- | --- | --- | --- |\n")
+	for _, x := range rows {
+		c := x.c.CPU
+		fmt.Fprintf(&b, "| `%s` | %.1f | %.1f | %.1f | %.1f | %.1f | %d (%d) |\n",
+			x.name, c.WallS, c.CapacityS, c.ProcessS, c.PostgresS, c.OtherS, x.c.TemporalErrors, x.c.SQLiteBusy)
 	}
 	return b.String()
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,6 +73,9 @@ type Stack struct {
 	// muted silences the service's log once Close begins: requests and
 	// workflow starts cut short by the shutdown are expected.
 	muted *atomic.Bool
+	// temporalErrors counts the embedded Temporal server's error records;
+	// sqliteBusy those of them that say its SQLite file was locked.
+	temporalErrors, sqliteBusy atomic.Int64
 }
 
 // deliveryStack is the embedded Temporal server with the dispatcher, the
@@ -192,7 +196,7 @@ func (s *Stack) startDelivery(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	quiet := slog.New(levelHandler{min: slog.LevelError, next: s.log.Handler()})
+	quiet := slog.New(errorCounter{s: s, next: levelHandler{min: slog.LevelError, next: s.log.Handler()}})
 	pprof.Do(ctx, pprof.Labels("part", "temporal-server"), func(ctx context.Context) {
 		ds.temporal, err = devtemporal.Start(ctx, devtemporal.Options{
 			DataDir:          ds.dataDir,
@@ -495,4 +499,41 @@ func (h muteHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h muteHandler) WithGroup(name string) slog.Handler {
 	return muteHandler{muted: h.muted, next: h.next.WithGroup(name)}
+}
+
+// errorCounter counts the error records of the Temporal server, and those
+// about a locked SQLite database, before passing them on.
+type errorCounter struct {
+	s    *Stack
+	next slog.Handler
+}
+
+func (h errorCounter) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelError || h.next.Enabled(ctx, l)
+}
+
+func (h errorCounter) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelError {
+		h.s.temporalErrors.Add(1)
+		locked := strings.Contains(r.Message, "database is locked")
+		r.Attrs(func(a slog.Attr) bool {
+			locked = locked || strings.Contains(a.Value.String(), "database is locked")
+			return !locked
+		})
+		if locked {
+			h.s.sqliteBusy.Add(1)
+		}
+	}
+	if !h.next.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return h.next.Handle(ctx, r)
+}
+
+func (h errorCounter) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return errorCounter{s: h.s, next: h.next.WithAttrs(attrs)}
+}
+
+func (h errorCounter) WithGroup(name string) slog.Handler {
+	return errorCounter{s: h.s, next: h.next.WithGroup(name)}
 }
