@@ -57,3 +57,21 @@ clean: ## Remove build output and local dev state
 .PHONY: bench
 bench: build ## Benchmark against pgbench (needs PostgreSQL and pgbench; BENCH_SECONDS shortens it): bench/results/latest.json, docs/performance.md
 	./$(BIN) bench
+
+# Native Go fuzz targets, as package:Target. `make test` replays their seed
+# corpora (f.Add and testdata/fuzz/); this explores beyond them.
+FUZZTIME ?= 30s
+FUZZ_TARGETS := \
+	internal/deal:FuzzValidateDraft \
+	internal/deal:FuzzApplyPatch \
+	internal/store:FuzzDecodeCursor \
+	internal/webhook:FuzzSignVerify \
+	internal/webhook:FuzzCheckURL
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (default 30s); new failing inputs land in testdata/fuzz/
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "== $$fn ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) ./$$pkg; \
+	done
