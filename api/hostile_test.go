@@ -619,3 +619,23 @@ func TestAbortedBodyIsNotAServerError(t *testing.T) {
 		t.Errorf("status %d: %s", r.Status, r.Body)
 	}
 }
+
+// TestPatchMemberNamesAreExact: JSON member names are case-sensitive, and
+// a merge patch (RFC 7396) sets exactly the members it names. Both huma's
+// schema check and encoding/json match member names without regard to
+// case, so {"NAME": "x"} renames a deal; but deal.Patch looks for null
+// members by their exact name only, so {"NAME": null} is taken as an
+// empty patch (200) where {"name": null} is refused (422), and
+// {"name": "x", "NAME": null} silently drops the new name.
+func TestPatchMemberNamesAreExact(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	_, seller := e.seller()
+	c := dealClient{e, seller}
+	d := c.create(dealDraft(100))
+	for _, body := range []string{`{"NAME":null}`, `{"Items":null}`, `{"name":"Renamed","NAME":null}`} {
+		if r := c.patch(d.ID, body); r.Status != http.StatusUnprocessableEntity {
+			t.Errorf("PATCH %s: status %d, want 422: %.200s", body, r.Status, r.Body)
+		}
+	}
+}

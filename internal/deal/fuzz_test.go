@@ -219,8 +219,8 @@ func FuzzApplyPatch(f *testing.F) {
 		// Merge patch semantics: a field absent from the patch keeps its
 		// value; the change record names exactly the fields that differ,
 		// with their old values. (encoding/json matches member names
-		// without regard to case; the API's schema check refuses any
-		// spelling but the exact one before a Patch is decoded.)
+		// without regard to case, and so does the API's schema check:
+		// "NAME" sets name. See TestPatchMemberNamesAreExact in api.)
 		var fields map[string]json.RawMessage
 		_ = json.Unmarshal(data, &fields)
 		has := func(k string) bool {
