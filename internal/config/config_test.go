@@ -1,6 +1,11 @@
 package config
 
-import "testing"
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+)
 
 func TestRateLimitFromEnv(t *testing.T) {
 	for _, tc := range []struct {
@@ -27,5 +32,27 @@ func TestRateLimitFromEnv(t *testing.T) {
 		case !tc.bad && c.RateLimitRPS != tc.want:
 			t.Errorf("DEALCAST_RATE_LIMIT_RPS=%q gives %v, want %v", tc.env, c.RateLimitRPS, tc.want)
 		}
+	}
+}
+
+// TestLogValueMasksSecrets: the configuration is logged at start; its
+// secrets must not be.
+func TestLogValueMasksSecrets(t *testing.T) {
+	c := Config{
+		DatabaseURL: "postgres://dealcast:db-password-1@db.internal:26257/dealcast?sslmode=verify-full",
+		JWTSecret:   "jwt-secret-2",
+		SecretKey:   "c2VhbGluZy1rZXktMy1zZWFsaW5nLWtleS0zLXNlYWw=",
+		JWKSURL:     "https://idp.example/jwks.json",
+		HTTPAddr:    ":8080",
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("starting", "config", c)
+	for _, secret := range []string{"db-password-1", "jwt-secret-2", c.SecretKey} {
+		if strings.Contains(buf.String(), secret) {
+			t.Errorf("the logged configuration contains %q: %s", secret, buf.String())
+		}
+	}
+	if !strings.Contains(buf.String(), "db.internal") || !strings.Contains(buf.String(), "idp.example") {
+		t.Errorf("the logged configuration lost what is not secret: %s", buf.String())
 	}
 }
