@@ -184,8 +184,8 @@ func (r *runner) run(ctx context.Context, name string) error {
 // reading and, when asked for, starts a CPU profile of the whole process.
 // The function it returns ends both.
 func (r *runner) profile(scenario string) func() {
-	start := r.st.cpuSnapshot(context.Background())
-	usage := func() { r.cpu[scenario] = r.st.cpuSince(context.Background(), start) }
+	meter := r.st.startCPUMeter(context.Background())
+	usage := func() { r.cpu[scenario] = meter.Stop(context.Background()) }
 	stopProfile := r.startProfile(scenario)
 	return func() {
 		stopProfile()

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -60,18 +61,69 @@ func (s *Stack) cpuSnapshot(ctx context.Context) cpuSnapshot {
 	return snap
 }
 
-// cpuSince is the CPU spent from start to now. Backends that appeared in
-// between count from zero; those that went away are missed.
-func (s *Stack) cpuSince(ctx context.Context, start cpuSnapshot) *CPUUse {
-	end := s.cpuSnapshot(ctx)
+// cpuMeter follows the CPU of the PostgreSQL backends while a phase
+// runs: it samples them every half second, so a backend that starts and
+// ends within the phase (a connection closed by a cancelled query) still
+// counts up to its last sample.
+type cpuMeter struct {
+	s     *Stack
+	start cpuSnapshot
+	mu    sync.Mutex
+	first map[int]float64 // ticks when first seen (0 for backends born during the phase)
+	last  map[int]float64
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+func (s *Stack) startCPUMeter(ctx context.Context) *cpuMeter {
+	m := &cpuMeter{s: s, start: s.cpuSnapshot(ctx), first: map[int]float64{}, last: map[int]float64{},
+		stop: make(chan struct{}), done: make(chan struct{})}
+	for pid, t := range m.start.backends {
+		m.first[pid], m.last[pid] = t, t
+	}
+	go func() {
+		defer close(m.done)
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-m.stop:
+				return
+			case <-t.C:
+				m.sample(s.cpuSnapshot(ctx).backends)
+			}
+		}
+	}()
+	return m
+}
+
+func (m *cpuMeter) sample(backends map[int]float64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for pid, t := range backends {
+		if _, ok := m.first[pid]; !ok {
+			m.first[pid] = 0
+		}
+		m.last[pid] = t
+	}
+}
+
+// Stop ends the measurement and returns the CPU spent since the start.
+func (m *cpuMeter) Stop(ctx context.Context) *CPUUse {
+	close(m.stop)
+	<-m.done
+	end := m.s.cpuSnapshot(ctx)
+	m.sample(end.backends)
 	u := &CPUUse{
-		WallS:        end.at.Sub(start.at).Seconds(),
-		ProcessS:     end.process - start.process,
-		MachineBusyS: end.busy - start.busy,
+		WallS:        end.at.Sub(m.start.at).Seconds(),
+		ProcessS:     end.process - m.start.process,
+		MachineBusyS: end.busy - m.start.busy,
 	}
-	for pid, t := range end.backends {
-		u.PostgresS += t - start.backends[pid]
+	m.mu.Lock()
+	for pid, t := range m.last {
+		u.PostgresS += t - m.first[pid]
 	}
+	m.mu.Unlock()
 	u.CapacityS = u.WallS * float64(runtime.NumCPU())
 	u.OtherS = max(u.MachineBusyS-u.ProcessS-u.PostgresS, 0)
 	for _, p := range []*float64{&u.WallS, &u.ProcessS, &u.PostgresS, &u.MachineBusyS, &u.OtherS, &u.CapacityS} {

@@ -104,8 +104,14 @@ type Backlog struct {
 	DrainSeconds float64 `json:"drain_seconds"`
 	Drained      bool    `json:"drained"` // false: the drain timed out
 	// WorkflowsPerS is how many events per second went from
-	// outstanding to finished while draining, with no other load.
+	// outstanding to finished while draining, with no other load (the
+	// running count is Temporal's visibility, which may lag).
 	WorkflowsPerS float64 `json:"workflows_per_s"`
+	// StartedPerS is how many events per second the dispatcher and the
+	// sweeper handed to Temporal meanwhile (from the outbox table).
+	StartedPerS float64 `json:"started_per_s"`
+	// RunningAfter is the running count when the drain ended.
+	RunningAfter int64 `json:"running_after"`
 }
 
 // ListResult is one buyer paging through many sellers' deals.
@@ -145,7 +151,11 @@ type ConcurrencyResult struct {
 	APIRPS        float64        `json:"api_rps"`
 	Connections   int            `json:"connections"`
 	OpenConnsPeak int            `json:"open_conns_peak"`
-	Seconds       float64        `json:"seconds"`
+	// OpenConnsStart is how many API connections were open when the
+	// measured phase began (the peak is higher when timed-out requests'
+	// connections are replaced before the server sees them close).
+	OpenConnsStart int     `json:"open_conns_start"`
+	Seconds        float64 `json:"seconds"`
 }
 
 // WebhookResult is webhook_latency: response to arrival at a steady rate.
@@ -244,7 +254,7 @@ func (r *Results) Figures() []Figure {
 		add(ScenarioList, x.Common, "api_rps", "reported", fmt.Sprintf("%.0f", x.APIRPS), true, counts)
 	}
 	if x := r.Concurrency; x != nil {
-		counts := fmt.Sprintf("%d requests (%d reads, %d writes) at %d/s target, %.0f/s done, %d conns open (peak)", x.Requests, x.Reads, x.Writes, x.TargetRPS, x.APIRPS, x.OpenConnsPeak)
+		counts := fmt.Sprintf("%d requests (%d reads, %d writes) at %d/s target, %.0f/s answered, %d conns open at the start (%d peak)", x.Requests, x.Reads, x.Writes, x.TargetRPS, x.APIRPS, x.OpenConnsStart, x.OpenConnsPeak)
 		add(ScenarioConcurrency, x.Common, "errors", "= 0", fmt.Sprint(x.Errors), x.Errors == 0, counts)
 		add(ScenarioConcurrency, x.Common, "p99_ms", "<= 150", fmt.Sprintf("%.1f", x.P99Ms), x.P99Ms <= 150 && x.Requests > 0, counts)
 	}
@@ -353,9 +363,9 @@ func (r *Results) Markdown() string {
 	}
 	if w := r.Write; w != nil && w.Backlog != nil {
 		bl := w.Backlog
-		fmt.Fprintf(&b, "\nDelivery backlog the write scenario left (every deal starts a delivery workflow): %d events not yet handed to Temporal and %d workflows running; "+
-			"with no other load it drained at %.1f events/s (drained: %v after %.0f s).\n",
-			bl.Undispatched, bl.Running, bl.WorkflowsPerS, bl.Drained, bl.DrainSeconds)
+		fmt.Fprintf(&b, "\nDelivery backlog the write scenario left (every deal starts a delivery workflow): %d events not yet handed to Temporal and %d workflows running. "+
+			"With no other load from the bench, events were handed to Temporal at %.1f/s and the outstanding total fell by %.1f/s; %d workflows were running after %.0f s (drained: %v).\n",
+			bl.Undispatched, bl.Running, bl.StartedPerS, bl.WorkflowsPerS, bl.RunningAfter, bl.DrainSeconds, bl.Drained)
 	}
 	if len(r.Notes) > 0 {
 		b.WriteString("\nNotes from the run:\n\n")

@@ -147,15 +147,17 @@ func (r *runner) measureBacklog(ctx context.Context) *Backlog {
 	b := &Backlog{Undispatched: undispatched, Running: running}
 	took, err := r.st.drain(ctx, r.cfg.DrainTimeout)
 	b.DrainSeconds, b.Drained = round(took.Seconds()), err == nil
-	left := int64(0)
+	var leftUndispatched, leftRunning int64
 	var backlog *BacklogError
 	if errors.As(err, &backlog) {
-		left = backlog.Undispatched + backlog.Running
+		leftUndispatched, leftRunning = backlog.Undispatched, backlog.Running
 	} else if err != nil {
 		r.note("write: draining the delivery backlog: %v", err)
 		return b
 	}
-	b.WorkflowsPerS = round(perSecond(int(undispatched+running-left), took))
+	b.RunningAfter = leftRunning
+	b.WorkflowsPerS = round(perSecond(int(undispatched+running-leftUndispatched-leftRunning), took))
+	b.StartedPerS = round(perSecond(int(undispatched-leftUndispatched), took))
 	// The drain was the wait: what is left is thrown away at once.
 	r.skipDrain = !b.Drained
 	return b
@@ -410,6 +412,7 @@ func (r *runner) concurrency(ctx context.Context) (*ConcurrencyResult, error) {
 		return res, fmt.Errorf("opening %d connections: %w", c.Conns, err)
 	}
 	r.st.peakConns.Store(r.st.openConns.Load())
+	res.OpenConnsStart = int(r.st.openConns.Load())
 	// Every token's account is looked up once, outside the measurement.
 	for i, tok := range buyerTokens {
 		if err := cl.Do(ctx, http.MethodGet, "/v1/deals/"+deals[i%len(deals)], tok, nil, http.StatusOK, nil); err != nil {
