@@ -32,6 +32,9 @@ type Activities struct {
 	Sealer *webhook.Sealer
 	// Concurrency bounds the requests in flight within one round.
 	Concurrency int
+	// PerBuyer bounds the requests in flight to one buyer's endpoints
+	// within one round (DefaultPerBuyer when zero).
+	PerBuyer int
 }
 
 // RoundInput asks for one page of one delivery round of an event.
@@ -141,30 +144,73 @@ type outcome struct {
 
 // send delivers ev to every target, at most Concurrency at a time, and
 // returns the outcomes in target order.
+//
+// Buyers are served fairly: requests start in round-robin order across
+// buyers, and one buyer has at most PerBuyer requests in flight, so a
+// buyer whose many endpoints hang holds a few of the round's slots, not
+// all of them, and other buyers' deliveries are not held behind it.
 func (a *Activities) send(ctx context.Context, ev store.EventRecord, targets []store.Target, in RoundInput) []outcome {
 	out := make([]outcome, len(targets))
-	limit := max(a.Concurrency, 1)
-	sem := make(chan struct{}, limit)
+	sem := make(chan struct{}, max(a.Concurrency, 1))
+	perBuyer := a.PerBuyer
+	if perBuyer <= 0 {
+		perBuyer = DefaultPerBuyer
+	}
+	buyerSem := map[string]chan struct{}{}
 	var wg sync.WaitGroup
-	// The timestamp is that of this round: receivers see when the request
-	// was signed, and the body and webhook-id stay the same on every retry.
+	// next_attempt_at is reckoned from the round's start.
 	now := time.Now()
-	for i, t := range targets {
+	for _, i := range fairOrder(targets) {
+		t := targets[i]
 		if t.Cancelled != "" {
 			reason := "not attempted: " + t.Cancelled
 			out[i] = outcome{Attempt: store.Attempt{EndpointID: t.EndpointID, BuyerID: t.BuyerID, Status: store.DeliveryFailed, Error: &reason}}
 			continue
 		}
-		sem <- struct{}{}
+		bs, ok := buyerSem[t.BuyerID]
+		if !ok {
+			bs = make(chan struct{}, perBuyer)
+			buyerSem[t.BuyerID] = bs
+		}
 		wg.Add(1)
 		go func() {
-			defer func() { <-sem; wg.Done() }()
+			defer wg.Done()
+			bs <- struct{}{}
+			defer func() { <-bs }()
+			sem <- struct{}{}
+			defer func() { <-sem }()
 			out[i] = a.attempt(ctx, ev, t, in, now)
 			activity.RecordHeartbeat(ctx, i)
 		}()
 	}
 	wg.Wait()
 	return out
+}
+
+// DefaultPerBuyer is how many requests of one round may be in flight to
+// one buyer's endpoints when Activities.PerBuyer is unset.
+const DefaultPerBuyer = 4
+
+// fairOrder returns target indexes taking each buyer's first endpoint,
+// then each buyer's second, and so on.
+func fairOrder(targets []store.Target) []int {
+	var buyers []string
+	byBuyer := map[string][]int{}
+	for i, t := range targets {
+		if _, ok := byBuyer[t.BuyerID]; !ok {
+			buyers = append(buyers, t.BuyerID)
+		}
+		byBuyer[t.BuyerID] = append(byBuyer[t.BuyerID], i)
+	}
+	order := make([]int, 0, len(targets))
+	for round := 0; len(order) < len(targets); round++ {
+		for _, b := range buyers {
+			if idx := byBuyer[b]; round < len(idx) {
+				order = append(order, idx[round])
+			}
+		}
+	}
+	return order
 }
 
 // attempt sends ev to one target and classifies the result.
