@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
@@ -25,6 +26,19 @@ import (
 
 // Version is the API version in the OpenAPI document.
 const Version = "1.0.0"
+
+// MaxBody is the largest request body accepted; larger ones get 413.
+const MaxBody = 1 << 20
+
+// errNotUTF8 refuses a body that is not UTF-8.
+var errNotUTF8 = errors.New("the request body is not valid UTF-8")
+
+func unmarshalUTF8(data []byte, v any) error {
+	if !utf8.Valid(data) {
+		return errNotUTF8
+	}
+	return json.Unmarshal(data, v)
+}
 
 // Deps are what the operations need.
 type Deps struct {
@@ -70,6 +84,11 @@ const (
 func init() {
 	base := huma.NewError
 	huma.NewError = func(status int, msg string, errs ...error) huma.StatusError {
+		if status == http.StatusInternalServerError && msg == "cannot read request body" {
+			// The client's connection broke while sending: its failure,
+			// not the server's, and the read error's text is internal.
+			status, msg, errs = http.StatusBadRequest, "the request body could not be read to its end", nil
+		}
 		if len(errs) > maxProblemErrors {
 			errs = append(errs[:maxProblemErrors:maxProblemErrors], &huma.ErrorDetail{
 				Message: fmt.Sprintf("and %d more errors", len(errs)-maxProblemErrors)})
@@ -96,7 +115,7 @@ func echoable(v any) any {
 	case nil, bool, int, int64, float64, json.Number:
 		return x
 	case string:
-		if len(x) <= maxEchoedText {
+		if len(x) <= maxEchoedText && utf8.ValidString(x) {
 			return x
 		}
 	}
@@ -120,6 +139,17 @@ func Config() huma.Config {
 	// The default hooks add a "$schema" link to every response body; the
 	// contract's objects carry no such field.
 	cfg.CreateHooks = nil
+	// JSON text must be UTF-8 (RFC 8259); encoding/json would quietly turn
+	// each bad byte into U+FFFD and store text the client never sent.
+	strictJSON := huma.Format{Marshal: huma.DefaultJSONFormat.Marshal, Unmarshal: unmarshalUTF8}
+	cfg.Formats = map[string]huma.Format{"application/json": strictJSON, "json": strictJSON}
+	// A body of exactly 1 MiB is within the limit; huma refuses one that
+	// fills its limit, so the limit is one byte more.
+	cfg.OnAddOperation = append(cfg.OnAddOperation, func(_ *huma.OpenAPI, op *huma.Operation) {
+		if op.MaxBodyBytes == 0 {
+			op.MaxBodyBytes = MaxBody + 1
+		}
+	})
 	cfg.Info.Description = "Sellers post deals; the buyers they authorise read them and receive a webhook for every change."
 	cfg.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
 		bearerScheme: {Type: "http", Scheme: "bearer", BearerFormat: "JWT",

@@ -569,11 +569,9 @@ func TestNULAndControlBytesInHeaders(t *testing.T) {
 	})
 }
 
-// TestInvalidUTF8TextIsRefused: JSON text must be UTF-8 (RFC 8259 §8.1).
-// The API means to refuse strings that are not ("must be valid UTF-8" in
-// api/text.go and internal/deal), but the JSON decoder has already
-// replaced each bad byte with U+FFFD by then, so the request succeeds and
-// stores text the client never sent.
+// TestInvalidUTF8TextIsRefused: JSON text must be UTF-8 (RFC 8259 §8.1),
+// so a body that is not is malformed: 400, before the JSON decoder could
+// replace each bad byte with U+FFFD and store text the client never sent.
 func TestInvalidUTF8TextIsRefused(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
@@ -587,8 +585,8 @@ func TestInvalidUTF8TextIsRefused(t *testing.T) {
 		{endpointsPath, buyer, "{\"url\":\"https://hooks.example.com/h\",\"description\":\"\xed\xa0\x80\"}", "body.description"},
 	} {
 		r := e.do(http.MethodPost, tc.path, tc.token, tc.body)
-		if r.Status != http.StatusUnprocessableEntity {
-			t.Errorf("POST %s with invalid UTF-8: status %d, want 422 naming %s: %s", tc.path, r.Status, tc.location, r.Body)
+		if r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), "not valid UTF-8") {
+			t.Errorf("POST %s with invalid UTF-8 in %s: status %d, want 400 saying so: %s", tc.path, tc.location, r.Status, r.Body)
 		}
 	}
 }

@@ -77,6 +77,22 @@ type Draft struct {
 	Status     Status    `json:"status,omitempty" enum:"available,sold" default:"available" doc:"Defaults to available."`
 }
 
+var draftMembers = []string{"name", "items", "total_price", "currency", "discount", "status"}
+
+// UnmarshalJSON decodes a draft whose member names are exactly the
+// fields' names (see exactMembers).
+func (d *Draft) UnmarshalJSON(b []byte) error {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return err
+	}
+	if err := exactMembers(fields, draftMembers); err != nil {
+		return err
+	}
+	type plain Draft
+	return json.Unmarshal(b, (*plain)(d))
+}
+
 // clone returns a deep copy, so a patched deal never shares items with the original.
 func (d Deal) clone() Deal {
 	c := d

@@ -2,6 +2,7 @@ package deal
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"slices"
 
@@ -32,6 +33,9 @@ func (p *Patch) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &fields); err != nil {
 		return err
 	}
+	if err := exactMembers(fields, patchMembers); err != nil {
+		return err
+	}
 	if err := json.Unmarshal(b, (*plain)(p)); err != nil {
 		return err
 	}
@@ -39,6 +43,20 @@ func (p *Patch) UnmarshalJSON(b []byte) error {
 	for _, name := range []string{"name", "total_price", "currency", "status", "items"} {
 		if v, ok := fields[name]; ok && string(v) == "null" {
 			p.nulls = append(p.nulls, name)
+		}
+	}
+	return nil
+}
+
+var patchMembers = []string{"name", "total_price", "currency", "discount", "status", "items"}
+
+// exactMembers refuses member names that match a field only without
+// regard to case: JSON names are case-sensitive, while encoding/json (and
+// huma's schema check) would take "NAME" for "name".
+func exactMembers(fields map[string]json.RawMessage, names []string) error {
+	for k := range fields {
+		if !slices.Contains(names, k) {
+			return fmt.Errorf("unknown member %q (member names are case-sensitive)", k)
 		}
 	}
 	return nil
