@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dealcast/dealcast/internal/store"
+	"github.com/dealcast/dealcast/internal/webhook"
 )
 
 // TestStalledReceiverDoesNotDelayOthers: one buyer's endpoint hangs past
@@ -16,11 +17,15 @@ import (
 func TestStalledReceiverDoesNotDelayOthers(t *testing.T) {
 	t.Parallel()
 	const (
-		stall = 3 * time.Second // the stack's sender gives up after 2 s
+		stall = 8 * time.Second // the sender below gives up after 6 s
 		fast  = 5
-		bound = time.Second
+		// Far below the 6 s a delivery held behind the stall would take,
+		// and far above a fast delivery's time even on a loaded machine
+		// under the race detector.
+		bound = 3 * time.Second
 	)
 	s := newStack(t)
+	s.acts.Sender = webhook.NewSender(webhook.ClientOptions{AllowPrivate: true, Timeout: 6 * time.Second})
 	seller, sellerTok := s.account(store.RoleSeller)
 
 	stalledBuyer, stalledTok := s.account(store.RoleBuyer)
@@ -116,11 +121,15 @@ func TestStalledReceiverDoesNotDelayOthers(t *testing.T) {
 func TestManyStalledEndpointsOfOneBuyerDoNotDelayOthers(t *testing.T) {
 	t.Parallel()
 	const (
-		stall = 3 * time.Second // the stack's sender gives up after 2 s
+		stall = 8 * time.Second // the sender below gives up after 6 s
 		fast  = 5
-		bound = time.Second
+		// Far below the 6 s a delivery held behind the stall would take,
+		// and far above a fast delivery's time even on a loaded machine
+		// under the race detector.
+		bound = 3 * time.Second
 	)
 	s := newStack(t)
+	s.acts.Sender = webhook.NewSender(webhook.ClientOptions{AllowPrivate: true, Timeout: 6 * time.Second})
 	seller, sellerTok := s.account(store.RoleSeller)
 
 	hog, hogTok := s.account(store.RoleBuyer)
