@@ -92,6 +92,8 @@ type ReadWriteResult struct {
 	Errors      int            `json:"errors"`
 	ErrorKinds  map[string]int `json:"error_kinds,omitempty"`
 	Pgbench     *Baseline      `json:"pgbench,omitempty"`
+	// PgbenchError is why the baseline is missing, if it is.
+	PgbenchError string `json:"pgbench_error,omitempty"`
 	// Backlog is, for write, the delivery work left when the measurement
 	// ended (every deal starts a workflow) and how fast it then drained.
 	Backlog *Backlog `json:"delivery_backlog,omitempty"`
