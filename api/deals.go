@@ -201,14 +201,18 @@ func (h *handlers) registerDeals(a huma.API) {
 	})
 }
 
-// acceptPlainJSON documents that the PATCH at path also takes
-// application/json: the same merge patch under the common content type.
+// acceptPlainJSON documents that the PATCH at path takes its merge patch
+// as application/merge-patch+json and as plain application/json alike.
 func acceptPlainJSON(a huma.API, path string) {
 	op := a.OpenAPI().Paths[path].Patch
 	if op == nil || op.RequestBody == nil {
 		return
 	}
-	if mt, ok := op.RequestBody.Content["application/merge-patch+json"]; ok {
-		op.RequestBody.Content["application/json"] = mt
+	c := op.RequestBody.Content
+	for _, ct := range []string{"application/merge-patch+json", "application/json"} {
+		if mt, ok := c[ct]; ok {
+			c["application/merge-patch+json"], c["application/json"] = mt, mt
+			return
+		}
 	}
 }

@@ -184,6 +184,7 @@ func (h *handlers) registerEndpoints(a huma.API) {
 		Method:      http.MethodGet,
 		Path:        "/v1/webhook-endpoints/{id}",
 		Summary:     "Get a webhook endpoint",
+		Description: "One of the buyer's own endpoints, without its secret (shown only on create and rotation).",
 		Tags:        tags,
 		Security:    secured(),
 		Errors:      errorsOf(http.StatusForbidden, http.StatusNotFound, http.StatusUnprocessableEntity),
@@ -203,7 +204,7 @@ func (h *handlers) registerEndpoints(a huma.API) {
 		Method:      http.MethodPatch,
 		Path:        "/v1/webhook-endpoints/{id}",
 		Summary:     "Update a webhook endpoint",
-		Description: "Change the URL, event types or description, or set enabled to turn delivery off and on.",
+		Description: "A merge patch: change the URL, event types or description, or set enabled to turn delivery off and on.",
 		Tags:        tags,
 		Security:    secured(),
 		Errors:      errorsOf(http.StatusBadRequest, http.StatusForbidden, http.StatusNotFound, http.StatusUnprocessableEntity),
@@ -246,6 +247,7 @@ func (h *handlers) registerEndpoints(a huma.API) {
 		}
 		return &EndpointOutput{Body: toEndpoint(e)}, nil
 	})
+	acceptPlainJSON(a, "/v1/webhook-endpoints/{id}")
 	huma.Register(a, huma.Operation{
 		OperationID:   "delete-webhook-endpoint",
 		Method:        http.MethodDelete,

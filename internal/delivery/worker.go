@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
@@ -23,6 +24,10 @@ func NewWorker(c client.Client, taskQueue string, acts *activities.Activities) w
 		// without letting one slow page starve the rest.
 		MaxConcurrentActivityExecutionSize:     64,
 		MaxConcurrentWorkflowTaskExecutionSize: 64,
+		// On shutdown, running delivery rounds get this long to finish
+		// (a round's requests time out after 10 s) before they are
+		// cancelled and left to Temporal to retry elsewhere.
+		WorkerStopTimeout: 15 * time.Second,
 	})
 	w.RegisterWorkflow(workflows.DeliverEvent)
 	w.RegisterActivity(acts)

@@ -689,6 +689,9 @@ type CreateWebhookEndpointJSONRequestBody = CreateEndpointInputBody
 // UpdateWebhookEndpointJSONRequestBody defines body for UpdateWebhookEndpoint for application/json ContentType.
 type UpdateWebhookEndpointJSONRequestBody = UpdateEndpointInputBody
 
+// UpdateWebhookEndpointApplicationMergePatchPlusJSONRequestBody defines body for UpdateWebhookEndpoint for application/merge-patch+json ContentType.
+type UpdateWebhookEndpointApplicationMergePatchPlusJSONRequestBody = UpdateEndpointInputBody
+
 // RequestEditorFn is the function signature for the RequestEditor callback function
 type RequestEditorFn func(ctx context.Context, req *http.Request) error
 
@@ -955,12 +958,14 @@ type ClientInterface interface {
 
 	// GetWebhookEndpoint Get a webhook endpoint
 	//
+	// One of the buyer's own endpoints, without its secret (shown only on create and rotation).
+	//
 	// Corresponds with GET /v1/webhook-endpoints/{id} (the `GetWebhookEndpoint` operationId).
 	GetWebhookEndpoint(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// UpdateWebhookEndpointWithBody Update a webhook endpoint
 	//
-	// Change the URL, event types or description, or set enabled to turn delivery off and on.
+	// A merge patch: change the URL, event types or description, or set enabled to turn delivery off and on.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -969,12 +974,21 @@ type ClientInterface interface {
 
 	// UpdateWebhookEndpoint Update a webhook endpoint
 	//
-	// Change the URL, event types or description, or set enabled to turn delivery off and on.
+	// A merge patch: change the URL, event types or description, or set enabled to turn delivery off and on.
 	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with PATCH /v1/webhook-endpoints/{id} (the `UpdateWebhookEndpoint` operationId).
 	UpdateWebhookEndpoint(ctx context.Context, id openapi_types.UUID, body UpdateWebhookEndpointJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateWebhookEndpointWithApplicationMergePatchPlusJSONBody Update a webhook endpoint
+	//
+	// A merge patch: change the URL, event types or description, or set enabled to turn delivery off and on.
+	//
+	// Takes a body of the `application/merge-patch+json` content type.
+	//
+	// Corresponds with PATCH /v1/webhook-endpoints/{id} (the `UpdateWebhookEndpoint` operationId).
+	UpdateWebhookEndpointWithApplicationMergePatchPlusJSONBody(ctx context.Context, id openapi_types.UUID, body UpdateWebhookEndpointApplicationMergePatchPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// RotateWebhookEndpointSecret Rotate an endpoint's signing secret
 	//
@@ -1416,6 +1430,8 @@ func (c *Client) DeleteWebhookEndpoint(ctx context.Context, id openapi_types.UUI
 
 // GetWebhookEndpoint Get a webhook endpoint
 //
+// One of the buyer's own endpoints, without its secret (shown only on create and rotation).
+//
 // Corresponds with GET /v1/webhook-endpoints/{id} (the `GetWebhookEndpoint` operationId).
 func (c *Client) GetWebhookEndpoint(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetWebhookEndpointRequest(c.Server, id)
@@ -1431,7 +1447,7 @@ func (c *Client) GetWebhookEndpoint(ctx context.Context, id openapi_types.UUID, 
 
 // UpdateWebhookEndpointWithBody Update a webhook endpoint
 //
-// Change the URL, event types or description, or set enabled to turn delivery off and on.
+// A merge patch: change the URL, event types or description, or set enabled to turn delivery off and on.
 //
 // Takes any type of body and a specified content type.
 //
@@ -1450,13 +1466,32 @@ func (c *Client) UpdateWebhookEndpointWithBody(ctx context.Context, id openapi_t
 
 // UpdateWebhookEndpoint Update a webhook endpoint
 //
-// Change the URL, event types or description, or set enabled to turn delivery off and on.
+// A merge patch: change the URL, event types or description, or set enabled to turn delivery off and on.
 //
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with PATCH /v1/webhook-endpoints/{id} (the `UpdateWebhookEndpoint` operationId).
 func (c *Client) UpdateWebhookEndpoint(ctx context.Context, id openapi_types.UUID, body UpdateWebhookEndpointJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewUpdateWebhookEndpointRequest(c.Server, id, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateWebhookEndpointWithApplicationMergePatchPlusJSONBody Update a webhook endpoint
+//
+// A merge patch: change the URL, event types or description, or set enabled to turn delivery off and on.
+//
+// Takes a body of the `application/merge-patch+json` content type.
+//
+// Corresponds with PATCH /v1/webhook-endpoints/{id} (the `UpdateWebhookEndpoint` operationId).
+func (c *Client) UpdateWebhookEndpointWithApplicationMergePatchPlusJSONBody(ctx context.Context, id openapi_types.UUID, body UpdateWebhookEndpointApplicationMergePatchPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateWebhookEndpointRequestWithApplicationMergePatchPlusJSONBody(c.Server, id, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2499,6 +2534,17 @@ func NewUpdateWebhookEndpointRequest(server string, id openapi_types.UUID, body 
 	return NewUpdateWebhookEndpointRequestWithBody(server, id, "application/json", bodyReader)
 }
 
+// NewUpdateWebhookEndpointRequestWithApplicationMergePatchPlusJSONBody calls the generic UpdateWebhookEndpoint builder with application/merge-patch+json body
+func NewUpdateWebhookEndpointRequestWithApplicationMergePatchPlusJSONBody(server string, id openapi_types.UUID, body UpdateWebhookEndpointApplicationMergePatchPlusJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewUpdateWebhookEndpointRequestWithBody(server, id, "application/merge-patch+json", bodyReader)
+}
+
 // NewUpdateWebhookEndpointRequestWithBody constructs an http.Request for the UpdateWebhookEndpoint method, with any body, and a specified content type
 func NewUpdateWebhookEndpointRequestWithBody(server string, id openapi_types.UUID, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
@@ -2831,6 +2877,8 @@ type ClientWithResponsesInterface interface {
 
 	// GetWebhookEndpointWithResponse Get a webhook endpoint
 	//
+	// One of the buyer's own endpoints, without its secret (shown only on create and rotation).
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /v1/webhook-endpoints/{id} (the `GetWebhookEndpoint` operationId).
@@ -2838,7 +2886,7 @@ type ClientWithResponsesInterface interface {
 
 	// UpdateWebhookEndpointWithBodyWithResponse Update a webhook endpoint
 	//
-	// Change the URL, event types or description, or set enabled to turn delivery off and on.
+	// A merge patch: change the URL, event types or description, or set enabled to turn delivery off and on.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -2847,12 +2895,21 @@ type ClientWithResponsesInterface interface {
 
 	// UpdateWebhookEndpointWithResponse Update a webhook endpoint
 	//
-	// Change the URL, event types or description, or set enabled to turn delivery off and on.
+	// A merge patch: change the URL, event types or description, or set enabled to turn delivery off and on.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with PATCH /v1/webhook-endpoints/{id} (the `UpdateWebhookEndpoint` operationId).
 	UpdateWebhookEndpointWithResponse(ctx context.Context, id openapi_types.UUID, body UpdateWebhookEndpointJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateWebhookEndpointResponse, error)
+
+	// UpdateWebhookEndpointWithApplicationMergePatchPlusJSONBodyWithResponse Update a webhook endpoint
+	//
+	// A merge patch: change the URL, event types or description, or set enabled to turn delivery off and on.
+	//
+	// Takes a body of the `application/merge-patch+json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /v1/webhook-endpoints/{id} (the `UpdateWebhookEndpoint` operationId).
+	UpdateWebhookEndpointWithApplicationMergePatchPlusJSONBodyWithResponse(ctx context.Context, id openapi_types.UUID, body UpdateWebhookEndpointApplicationMergePatchPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateWebhookEndpointResponse, error)
 
 	// RotateWebhookEndpointSecretWithResponse Rotate an endpoint's signing secret
 	//
@@ -5276,6 +5333,8 @@ func (c *ClientWithResponses) DeleteWebhookEndpointWithResponse(ctx context.Cont
 
 // GetWebhookEndpointWithResponse Get a webhook endpoint
 //
+// One of the buyer's own endpoints, without its secret (shown only on create and rotation).
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /v1/webhook-endpoints/{id} (the `GetWebhookEndpoint` operationId).
@@ -5289,7 +5348,7 @@ func (c *ClientWithResponses) GetWebhookEndpointWithResponse(ctx context.Context
 
 // UpdateWebhookEndpointWithBodyWithResponse Update a webhook endpoint
 //
-// Change the URL, event types or description, or set enabled to turn delivery off and on.
+// A merge patch: change the URL, event types or description, or set enabled to turn delivery off and on.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -5304,13 +5363,28 @@ func (c *ClientWithResponses) UpdateWebhookEndpointWithBodyWithResponse(ctx cont
 
 // UpdateWebhookEndpointWithResponse Update a webhook endpoint
 //
-// Change the URL, event types or description, or set enabled to turn delivery off and on.
+// A merge patch: change the URL, event types or description, or set enabled to turn delivery off and on.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with PATCH /v1/webhook-endpoints/{id} (the `UpdateWebhookEndpoint` operationId).
 func (c *ClientWithResponses) UpdateWebhookEndpointWithResponse(ctx context.Context, id openapi_types.UUID, body UpdateWebhookEndpointJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateWebhookEndpointResponse, error) {
 	rsp, err := c.UpdateWebhookEndpoint(ctx, id, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateWebhookEndpointResponse(rsp)
+}
+
+// UpdateWebhookEndpointWithApplicationMergePatchPlusJSONBodyWithResponse Update a webhook endpoint
+//
+// A merge patch: change the URL, event types or description, or set enabled to turn delivery off and on.
+//
+// Takes a body of the `application/merge-patch+json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /v1/webhook-endpoints/{id} (the `UpdateWebhookEndpoint` operationId).
+func (c *ClientWithResponses) UpdateWebhookEndpointWithApplicationMergePatchPlusJSONBodyWithResponse(ctx context.Context, id openapi_types.UUID, body UpdateWebhookEndpointApplicationMergePatchPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateWebhookEndpointResponse, error) {
+	rsp, err := c.UpdateWebhookEndpointWithApplicationMergePatchPlusJSONBody(ctx, id, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
