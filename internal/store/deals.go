@@ -27,6 +27,15 @@ type Idempotency struct {
 const dealColumns = `id::TEXT, seller_id::TEXT, name, total_price, net_price, currency,
 	discount_type, discount_amount, status, items, version, created_at, updated_at`
 
+// dealColumnsOf is dealColumns qualified by a table name or alias.
+func dealColumnsOf(t string) string {
+	cols := strings.Split(dealColumns, ",")
+	for i, c := range cols {
+		cols[i] = t + "." + strings.TrimSpace(c)
+	}
+	return strings.Join(cols, ", ")
+}
+
 func scanDeal(row pgx.Row) (deal.Deal, error) {
 	var (
 		d        deal.Deal
@@ -236,38 +245,67 @@ func (s *Store) SellerDeals(ctx context.Context, seller string, f DealFilter, cu
 	if f.Seller != "" && f.Seller != seller {
 		return Page[deal.Deal]{}, nil // another seller's deals are never visible
 	}
-	return s.listDeals(ctx, []string{"seller_id = $1"}, []any{seller}, f.Status, cursor, limit)
-}
-
-// BuyerDeals lists the deals of every seller that authorises buyer, newest first.
-func (s *Store) BuyerDeals(ctx context.Context, buyer string, f DealFilter, cursor string, limit int) (Page[deal.Deal], error) {
-	where := []string{"seller_id IN (SELECT seller_id FROM grants WHERE buyer_id = $1)"}
-	args := []any{buyer}
-	if f.Seller != "" {
-		args = append(args, f.Seller)
-		where = append(where, fmt.Sprintf("seller_id = $%d", len(args)))
-	}
-	return s.listDeals(ctx, where, args, f.Status, cursor, limit)
-}
-
-// listDeals runs one keyset-paginated deal query: conditions in where
-// (placeholders numbered from $1 over args), newest first.
-func (s *Store) listDeals(ctx context.Context, where []string, args []any, status deal.Status, cursor string, limit int) (Page[deal.Deal], error) {
 	pos, err := decodeCursor(cursor)
 	if err != nil {
 		return Page[deal.Deal]{}, err
 	}
+	args := []any{seller}
+	where := "deals.seller_id = $1" + dealConditions(&args, f.Status, pos)
+	args = append(args, limit+1)
+	// Columns are qualified throughout: unqualified, ORDER BY id would
+	// name the id::TEXT output column and sort text without the index.
+	return s.listDeals(ctx, fmt.Sprintf(`SELECT %s FROM deals WHERE %s
+		ORDER BY deals.created_at DESC, deals.id DESC LIMIT $%d`, dealColumnsOf("deals"), where, len(args)), args, limit)
+}
+
+// BuyerDeals lists the deals of every seller that authorises buyer, newest
+// first. Each granting seller's newest deals come from its own index range
+// (deals_by_seller), at most one page of them, and the page is the newest
+// of those: the work grows with the sellers, not with their deals.
+func (s *Store) BuyerDeals(ctx context.Context, buyer string, f DealFilter, cursor string, limit int) (Page[deal.Deal], error) {
+	pos, err := decodeCursor(cursor)
+	if err != nil {
+		return Page[deal.Deal]{}, err
+	}
+	args := []any{buyer}
+	grantWhere := "g.buyer_id = $1"
+	if f.Seller != "" {
+		args = append(args, f.Seller)
+		grantWhere += fmt.Sprintf(" AND g.seller_id = $%d", len(args))
+	}
+	inner := "deals.seller_id = g.seller_id" + dealConditions(&args, f.Status, pos)
+	args = append(args, limit+1)
+	n := len(args)
+	// The page is chosen on index columns alone (an index-only scan per
+	// seller); only its rows are then read whole, items included.
+	return s.listDeals(ctx, fmt.Sprintf(`
+		SELECT %s FROM deals JOIN (
+			SELECT k.id FROM grants g,
+			LATERAL (SELECT deals.created_at, deals.id FROM deals WHERE %s
+			         ORDER BY deals.created_at DESC, deals.id DESC LIMIT $%d) k
+			WHERE %s
+			ORDER BY k.created_at DESC, k.id DESC LIMIT $%d
+		) page ON page.id = deals.id
+		ORDER BY deals.created_at DESC, deals.id DESC`, dealColumnsOf("deals"), inner, n, grantWhere, n), args, limit)
+}
+
+// dealConditions appends the status filter and the keyset position to a
+// deals query, adding their arguments to args.
+func dealConditions(args *[]any, status deal.Status, pos *position) string {
+	cond := ""
 	if status != "" {
-		args = append(args, string(status))
-		where = append(where, fmt.Sprintf("status = $%d", len(args)))
+		*args = append(*args, string(status))
+		cond += fmt.Sprintf(" AND deals.status = $%d", len(*args))
 	}
 	if pos != nil {
-		args = append(args, pos.At, pos.ID)
-		where = append(where, fmt.Sprintf("(created_at, id) < ($%d, $%d)", len(args)-1, len(args)))
+		*args = append(*args, pos.At, pos.ID)
+		cond += fmt.Sprintf(" AND (deals.created_at, deals.id) < ($%d, $%d)", len(*args)-1, len(*args))
 	}
-	args = append(args, limit+1)
-	query := fmt.Sprintf(`SELECT %s FROM deals WHERE %s ORDER BY created_at DESC, id DESC LIMIT $%d`,
-		dealColumns, strings.Join(where, " AND "), len(args))
+	return cond
+}
+
+// listDeals runs a deal list query fetching limit+1 rows and makes the page.
+func (s *Store) listDeals(ctx context.Context, query string, args []any, limit int) (Page[deal.Deal], error) {
 	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
 		return Page[deal.Deal]{}, translate(err)

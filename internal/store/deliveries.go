@@ -82,10 +82,10 @@ func (s *Store) Deliveries(ctx context.Context, buyer string, f DeliveryFilter, 
 		add("status = $%d", f.Status)
 	}
 	if pos != nil {
-		add("(created_at, id) < ($%d, $%d)", pos.At, pos.ID)
+		add("(webhook_deliveries.created_at, webhook_deliveries.id) < ($%d, $%d)", pos.At, pos.ID)
 	}
 	args = append(args, limit+1)
-	rows, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT %s FROM webhook_deliveries WHERE %s ORDER BY created_at DESC, id DESC LIMIT $%d`,
+	rows, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT %s FROM webhook_deliveries WHERE %s ORDER BY webhook_deliveries.created_at DESC, webhook_deliveries.id DESC LIMIT $%d`,
 		deliveryColumns, strings.Join(where, " AND "), len(args)), args...)
 	if err != nil {
 		return Page[Delivery]{}, translate(err)

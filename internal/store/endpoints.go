@@ -68,7 +68,7 @@ func (s *Store) Endpoints(ctx context.Context, buyer, cursor string, limit int) 
 		after = pos.ID
 	}
 	rows, err := s.pool.Query(ctx, `SELECT `+endpointColumns+` FROM webhook_endpoints
-		WHERE buyer_id = $1 AND id > $2 ORDER BY id LIMIT $3`, buyer, after, limit+1)
+		WHERE buyer_id = $1 AND webhook_endpoints.id > $2 ORDER BY webhook_endpoints.id LIMIT $3`, buyer, after, limit+1)
 	if err != nil {
 		return Page[Endpoint]{}, translate(err)
 	}
