@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"net/http"
 	"strings"
@@ -55,7 +56,15 @@ func authenticate(a huma.API, v *auth.Verifier, s *store.Store) func(huma.Contex
 			unauthorized("missing bearer token")
 			return
 		}
-		p, err := v.Verify(token)
+		var (
+			p   auth.Principal
+			err error
+		)
+		if checked, ok := ctx.Context().Value(verifiedKey{}).(*verification); ok && subtle.ConstantTimeCompare([]byte(checked.token), []byte(token)) == 1 {
+			p, err = checked.principal, checked.err
+		} else {
+			p, err = v.Verify(token)
+		}
 		if err != nil {
 			unauthorized("invalid token")
 			return

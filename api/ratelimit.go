@@ -54,8 +54,14 @@ func rateLimit(a huma.API, l RateLimit, v *auth.Verifier) func(huma.Context, fun
 			next(ctx)
 			return
 		}
-		wait := lim.take(callerKey(ctx, v))
+		key, checked := callerKey(ctx, v)
+		wait := lim.take(key)
 		if wait == 0 {
+			if checked != nil {
+				// Authentication reuses this check instead of verifying
+				// the token a second time.
+				ctx = huma.WithValue(ctx, verifiedKey{}, checked)
+			}
 			next(ctx)
 			return
 		}
@@ -67,18 +73,31 @@ func rateLimit(a huma.API, l RateLimit, v *auth.Verifier) func(huma.Context, fun
 }
 
 // callerKey names the bucket of a request: the account of a valid bearer
-// token, else the client's address.
-func callerKey(ctx huma.Context, v *auth.Verifier) string {
+// token, else the client's address. It returns the token's check, if it
+// made one.
+func callerKey(ctx huma.Context, v *auth.Verifier) (string, *verification) {
 	if v != nil {
 		scheme, token, ok := strings.Cut(ctx.Header("Authorization"), " ")
 		if ok && strings.EqualFold(scheme, "Bearer") && token != "" {
-			if p, err := v.Verify(token); err == nil {
-				return string(p.Role) + ":" + p.Subject
+			p, err := v.Verify(token)
+			checked := &verification{token: token, principal: p, err: err}
+			if err == nil {
+				return string(p.Role) + ":" + p.Subject, checked
 			}
+			return "addr:" + clientNetwork(ctx.RemoteAddr()), checked
 		}
 	}
-	return "addr:" + clientNetwork(ctx.RemoteAddr())
+	return "addr:" + clientNetwork(ctx.RemoteAddr()), nil
 }
+
+// verification is the outcome of checking one request's token.
+type verification struct {
+	token     string
+	principal auth.Principal
+	err       error
+}
+
+type verifiedKey struct{}
 
 // clientNetwork is the client's IP address, or its /64 for IPv6: one host
 // commonly holds a whole /64, and could otherwise pick a new address (and
