@@ -14,16 +14,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dealcast/dealcast/internal/auth"
+	"github.com/dealcast/dealcast/internal/config"
 	"github.com/dealcast/dealcast/internal/dbtest"
 	"github.com/dealcast/dealcast/internal/delivery"
 	"github.com/dealcast/dealcast/internal/devtemporal"
+	"github.com/dealcast/dealcast/internal/store"
 )
 
 // TestDevStackDemoReadinessAndShutdown runs `dealcast dev` as a user
 // would (against a Temporal server it did not start, so ports are free
 // ones), then the guided demo against it; then takes the database and
 // Temporal away and back, checking /readyz follows without a restart; then
-// stops the stack and checks it drains and returns.
+// stops the stack while a request is in flight and checks that request is
+// answered and the stack returns.
 func TestDevStackDemoReadinessAndShutdown(t *testing.T) {
 	ctx := context.Background()
 	db, err := dbtest.Create(ctx, "dev")
@@ -81,7 +85,35 @@ func TestDevStackDemoReadinessAndShutdown(t *testing.T) {
 	restartTemporal(t, dataDir, tsrv.FrontendAddress())
 	waitReady(t, base, true)
 
+	// A request in flight when the stop signal comes is served to its end.
+	inflight := make(chan int, 1)
+	body, feed := io.Pipe()
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, base+"/v1/sellers", body)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+operatorToken(t))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			inflight <- -1
+			return
+		}
+		resp.Body.Close()
+		inflight <- resp.StatusCode
+	}()
+	_, _ = feed.Write([]byte(`{"name":`))
+	time.Sleep(200 * time.Millisecond) // the request is on the server now
 	stop()
+	time.Sleep(300 * time.Millisecond) // shutdown has begun
+	_, _ = feed.Write([]byte(`"Late Ltd"}`))
+	feed.Close()
+	select {
+	case code := <-inflight:
+		if code != http.StatusCreated {
+			t.Fatalf("the request in flight at shutdown got %d, want 201", code)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the request in flight at shutdown got no answer")
+	}
 	select {
 	case err := <-done:
 		if err != nil {
@@ -90,6 +122,24 @@ func TestDevStackDemoReadinessAndShutdown(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("dev did not stop within 30 s of its signal")
 	}
+}
+
+// operatorToken mints a token with the secret dev kept in its data dir.
+func operatorToken(t *testing.T) string {
+	t.Helper()
+	cfg, err := config.FromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := devTokenSecret(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := auth.Mint(secret, store.RoleOperator, "ops", time.Hour, auth.MintOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 func startTemporal(t *testing.T, dataDir string) *devtemporal.Server {
