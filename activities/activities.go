@@ -218,8 +218,17 @@ func (a *Activities) attempt(ctx context.Context, ev store.EventRecord, t store.
 	o := outcome{Attempt: store.Attempt{EndpointID: t.EndpointID, BuyerID: t.BuyerID, Counted: true}}
 	secrets, err := a.secrets(t)
 	if err != nil {
+		// Most likely this worker's DEALCAST_SECRET_KEY differs from the
+		// API's: a configuration error, so the delivery stays pending and
+		// is retried on the schedule once the key is put right.
 		msg := "cannot read the endpoint's signing secret"
-		o.Status, o.Error = store.DeliveryFailed, &msg
+		o.Status, o.Error, o.Counted = store.DeliveryPending, &msg, false
+		if in.Final {
+			o.Status = store.DeliveryFailed
+		} else {
+			next := now.Add(in.NextAttemptIn).UTC()
+			o.NextAttemptAt = &next
+		}
 		activity.GetLogger(ctx).Error("unsealing webhook secret failed", "endpoint", t.EndpointID, "err", err)
 		return o
 	}

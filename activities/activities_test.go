@@ -926,7 +926,7 @@ func TestConcurrencyBound(t *testing.T) {
 	}
 }
 
-func TestUnreadableSecretFailsThatEndpointOnly(t *testing.T) {
+func TestUnreadableSecretHoldsThatEndpointOnly(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	b := f.buyer(true)
@@ -946,8 +946,11 @@ func TestUnreadableSecretFailsThatEndpointOnly(t *testing.T) {
 
 	ev := f.event()
 	res := f.mustDeliver(activities.RoundInput{EventID: ev.ID, Limit: 100, NextAttemptIn: time.Minute})
-	if res.Succeeded != 1 || res.Failed != 1 || res.Pending != 0 {
-		t.Errorf("result %+v, want 1 succeeded and 1 failed", res)
+	// An unreadable secret is a configuration error (most likely the
+	// worker's sealing key): that delivery stays pending for the schedule's
+	// next round, unattempted.
+	if res.Succeeded != 1 || res.Failed != 0 || res.Pending != 1 || res.Sent != 1 {
+		t.Errorf("result %+v, want 1 succeeded and 1 pending", res)
 	}
 	if len(bad.got()) != 0 {
 		t.Error("a request went out without a usable secret")
@@ -958,8 +961,8 @@ func TestUnreadableSecretFailsThatEndpointOnly(t *testing.T) {
 		checkRequest(t, got[0], ev.ID, f.payload(ev.ID), goodSecret)
 	}
 	d := f.delivery(b, ev.ID, badID)
-	if d.Status != store.DeliveryFailed || d.LastError == nil || !strings.Contains(*d.LastError, "secret") {
-		t.Errorf("delivery %+v, want failed naming the secret", d)
+	if d.Status != store.DeliveryPending || d.Attempts != 0 || d.NextAttemptAt == nil || d.LastError == nil || !strings.Contains(*d.LastError, "secret") {
+		t.Errorf("delivery %+v, want pending, unattempted, naming the secret", d)
 	}
 	if d.LastError != nil && strings.Contains(*d.LastError, "whsec_") {
 		t.Errorf("last_error %q shows a secret", *d.LastError)
@@ -1052,7 +1055,7 @@ func TestForbiddenAddressFailsWithoutRetry(t *testing.T) {
 	}
 }
 
-func TestMalformedSecretFailsThatEndpointOnly(t *testing.T) {
+func TestMalformedSecretHoldsThatEndpointOnly(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	b := f.buyer(true)
@@ -1065,14 +1068,19 @@ func TestMalformedSecretFailsThatEndpointOnly(t *testing.T) {
 	f.updateEndpoint(b, id, func(e *store.Endpoint) { e.Secret = sealed })
 	ev := f.event()
 	res := f.mustDeliver(activities.RoundInput{EventID: ev.ID, Limit: 100, NextAttemptIn: time.Minute})
-	if res.Failed != 1 || res.Pending != 0 {
-		t.Errorf("result %+v, want 1 failed", res)
+	if res.Failed != 0 || res.Pending != 1 {
+		t.Errorf("result %+v, want 1 pending", res)
 	}
 	if len(r.got()) != 0 {
 		t.Error("a request went out with an unusable secret")
 	}
-	if d := f.delivery(b, ev.ID, id); d.Status != store.DeliveryFailed || !strings.Contains(errorOf(d), "secret") {
-		t.Errorf("delivery %+v, want failed naming the secret", d)
+	if d := f.delivery(b, ev.ID, id); d.Status != store.DeliveryPending || !strings.Contains(errorOf(d), "secret") {
+		t.Errorf("delivery %+v, want pending naming the secret", d)
+	}
+	// The last round of the schedule gives up on it.
+	res = f.mustDeliver(activities.RoundInput{EventID: ev.ID, Retry: true, Limit: 100, NextAttemptIn: time.Minute, Final: true})
+	if res.Failed != 1 {
+		t.Errorf("final round: %+v, want 1 failed", res)
 	}
 }
 

@@ -81,14 +81,18 @@ func discountColumns(d *deal.Discount) (typ *string, amount *int64) {
 // ErrIdempotencyConflict for the same key with another body.
 // The returned event is nil on a replay: no new event was written.
 func (s *Store) CreateDeal(ctx context.Context, d deal.Deal, idem *Idempotency) (created deal.Deal, replayed bool, event *EventRef, err error) {
-	now := s.timestamp()
-	d.CreatedAt, d.UpdatedAt = now, now
-	ev := deal.Created(d)
-	response, err := json.Marshal(d)
-	if err != nil {
-		return deal.Deal{}, false, nil, err
-	}
+	var ev deal.Event
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		// Stamped on each attempt: a transaction retried after a
+		// serialization conflict must not commit with its first try's
+		// time, which the events feed would take for an older event.
+		now := s.timestamp()
+		d.CreatedAt, d.UpdatedAt = now, now
+		ev = deal.Created(d)
+		response, err := json.Marshal(d)
+		if err != nil {
+			return err
+		}
 		replayed = false
 		if idem != nil {
 			first, claimed, err := claimIdempotencyKey(ctx, tx, d.Seller, idem, response, now)
