@@ -32,6 +32,7 @@ import (
 	"github.com/dealcast/dealcast/internal/database"
 	"github.com/dealcast/dealcast/internal/delivery"
 	"github.com/dealcast/dealcast/internal/devtemporal"
+	"github.com/dealcast/dealcast/internal/logfilter"
 	"github.com/dealcast/dealcast/internal/store"
 	"github.com/dealcast/dealcast/internal/telemetry"
 	"github.com/dealcast/dealcast/internal/webhook"
@@ -104,7 +105,7 @@ func (s *switchable) Redeliver(ctx context.Context, ev store.EventRef) error {
 // on the server of cfg.DatabaseURL; Close takes it all down and drops it.
 func startStack(ctx context.Context, cfg Config, log *slog.Logger) (_ *Stack, err error) {
 	muted := new(atomic.Bool)
-	log = slog.New(muteHandler{muted: muted, next: log.Handler()})
+	log = slog.New(logfilter.Mutable(log.Handler(), muted))
 	s := &Stack{log: log, namespace: "default", PoolMaxConns: cfg.PoolMaxConns, muted: muted}
 	defer func() {
 		if err != nil {
@@ -196,7 +197,7 @@ func (s *Stack) startDelivery(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	quiet := slog.New(errorCounter{s: s, next: levelHandler{min: slog.LevelError, next: s.log.Handler()}})
+	quiet := slog.New(errorCounter{s: s, next: logfilter.AtLeast(s.log.Handler(), slog.LevelError)})
 	pprof.Do(ctx, pprof.Labels("part", "temporal-server"), func(ctx context.Context) {
 		ds.temporal, err = devtemporal.Start(ctx, devtemporal.Options{
 			DataDir:          ds.dataDir,
@@ -216,7 +217,7 @@ func (s *Stack) startDelivery(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	sdkLog := slog.New(levelHandler{min: slog.LevelWarn, next: s.log.Handler()}).With("component", "temporal-sdk")
+	sdkLog := slog.New(logfilter.AtLeast(s.log.Handler(), slog.LevelWarn)).With("component", "temporal-sdk")
 	pprof.Do(ctx, pprof.Labels("part", "temporal-client"), func(context.Context) {
 		ds.client, err = client.Dial(client.Options{
 			HostPort:     ds.temporal.FrontendAddress(),
@@ -454,51 +455,6 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// levelHandler drops records below min.
-type levelHandler struct {
-	min  slog.Level
-	next slog.Handler
-}
-
-func (h levelHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= h.min && h.next.Enabled(ctx, l)
-}
-
-func (h levelHandler) Handle(ctx context.Context, r slog.Record) error { return h.next.Handle(ctx, r) }
-
-func (h levelHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return levelHandler{min: h.min, next: h.next.WithAttrs(attrs)}
-}
-
-func (h levelHandler) WithGroup(name string) slog.Handler {
-	return levelHandler{min: h.min, next: h.next.WithGroup(name)}
-}
-
-// muteHandler drops every record once muted is set.
-type muteHandler struct {
-	muted *atomic.Bool
-	next  slog.Handler
-}
-
-func (h muteHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return !h.muted.Load() && h.next.Enabled(ctx, l)
-}
-
-func (h muteHandler) Handle(ctx context.Context, r slog.Record) error {
-	if h.muted.Load() {
-		return nil
-	}
-	return h.next.Handle(ctx, r)
-}
-
-func (h muteHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return muteHandler{muted: h.muted, next: h.next.WithAttrs(attrs)}
-}
-
-func (h muteHandler) WithGroup(name string) slog.Handler {
-	return muteHandler{muted: h.muted, next: h.next.WithGroup(name)}
 }
 
 // errorCounter counts the error records of the Temporal server, and those

@@ -7,57 +7,9 @@ import (
 
 	"go.temporal.io/server/common/log"
 	"go.temporal.io/server/common/log/tag"
+
+	"github.com/dealcast/dealcast/internal/logfilter"
 )
-
-// minLevelHandler drops records below min before they reach the wrapped handler.
-type minLevelHandler struct {
-	min  slog.Level
-	next slog.Handler
-}
-
-func (h minLevelHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= h.min && h.next.Enabled(ctx, l)
-}
-
-func (h minLevelHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Level < h.min {
-		return nil
-	}
-	return h.next.Handle(ctx, r)
-}
-
-func (h minLevelHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return minLevelHandler{min: h.min, next: h.next.WithAttrs(attrs)}
-}
-
-func (h minLevelHandler) WithGroup(name string) slog.Handler {
-	return minLevelHandler{min: h.min, next: h.next.WithGroup(name)}
-}
-
-// mutableHandler drops every record once muted is set.
-type mutableHandler struct {
-	muted *atomic.Bool
-	next  slog.Handler
-}
-
-func (h mutableHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return !h.muted.Load() && h.next.Enabled(ctx, l)
-}
-
-func (h mutableHandler) Handle(ctx context.Context, r slog.Record) error {
-	if h.muted.Load() {
-		return nil
-	}
-	return h.next.Handle(ctx, r)
-}
-
-func (h mutableHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return mutableHandler{muted: h.muted, next: h.next.WithAttrs(attrs)}
-}
-
-func (h mutableHandler) WithGroup(name string) slog.Handler {
-	return mutableHandler{muted: h.muted, next: h.next.WithGroup(name)}
-}
 
 // quietLogger returns l (or a discarding logger when nil) restricted to
 // records at level min or above.
@@ -65,7 +17,7 @@ func quietLogger(l *slog.Logger, min slog.Level) *slog.Logger {
 	if l == nil {
 		return slog.New(slog.DiscardHandler)
 	}
-	return slog.New(minLevelHandler{min: min, next: l.Handler()})
+	return slog.New(logfilter.AtLeast(l.Handler(), min))
 }
 
 // serverLogger adapts a *slog.Logger to the Temporal server's log.Logger.
@@ -101,7 +53,7 @@ func (s serverLogger) With(tags ...tag.Tag) log.Logger {
 // SLog lets the server use the (level-filtered, mutable) slog logger directly
 // where it wants one.
 func (s serverLogger) SLog() *slog.Logger {
-	return slog.New(mutableHandler{muted: s.muted, next: s.sl.Handler()})
+	return slog.New(logfilter.Mutable(s.sl.Handler(), s.muted))
 }
 
 func (s serverLogger) log(level slog.Level, msg string, tags []tag.Tag) {
