@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/MicahParks/keyfunc/v3"
@@ -62,6 +63,9 @@ type Verifier struct {
 	// 10 s. Beyond that such tokens are refused at once, never queued: the
 	// kid is read before any signature check, so anyone can make them up.
 	refresh *rate.Limiter
+	// knownKIDs are the key ids found in the key set, so the common case
+	// needs no look at the limiter.
+	knownKIDs sync.Map
 }
 
 // NewVerifier builds a verifier. With a JWKS URL the key set is fetched in
@@ -118,20 +122,26 @@ func (v *Verifier) key(t *jwt.Token) (any, error) {
 	}
 	kid, _ := t.Header["kid"].(string)
 	key, err, _ := v.lookups.Do(t.Method.Alg()+"\x00"+kid, func() (any, error) {
-		if !v.knownKID(kid) && !v.refresh.Allow() {
+		_, known := v.knownKIDs.Load(kid)
+		if !known && kid != "" && !v.inKeySet(kid) && !v.refresh.Allow() {
 			return nil, fmt.Errorf("%w: unknown key id %q", ErrInvalidToken, kid)
 		}
-		return v.jwks.Keyfunc(t)
+		key, err := v.jwks.Keyfunc(t)
+		// Only kids the key set really holds are remembered, so the set
+		// stays as small as the key set.
+		if err == nil {
+			v.knownKIDs.Store(kid, struct{}{})
+		} else {
+			v.knownKIDs.Delete(kid)
+		}
+		return key, err
 	})
 	return key, err
 }
 
-// knownKID reports whether the key set already holds kid, without
-// refreshing it. A token without a kid is matched against every key.
-func (v *Verifier) knownKID(kid string) bool {
-	if kid == "" {
-		return true
-	}
+// inKeySet reports whether the key set already holds kid, without
+// refreshing it: the first token of each real kid, before knownKIDs has it.
+func (v *Verifier) inKeySet(kid string) bool {
 	keys, err := v.jwks.Storage().KeyReadAll(context.Background())
 	if err != nil {
 		return false
