@@ -163,12 +163,14 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		DatabaseName: dbPath,
 		// Write-ahead logging with synchronous=normal: a commit appends to
 		// the log without waiting for fsync (a power cut may lose the last
-		// transactions of this development server, never corrupt it), and
-		// readers no longer wait for the writer. Each workflow step is a
-		// commit here, so this is what sets delivery latency under dev.
+		// transactions of this development server, never corrupt it). Each
+		// workflow step is a commit here, so this sets delivery latency
+		// under dev. One connection: with more, SQLite's single writer
+		// answered "database is locked" hundreds of times a minute under
+		// load, and each stalled a history shard (measured in docs/performance.md).
 		ConnectAttributes: map[string]string{"mode": "rwc", "journal_mode": "wal", "synchronous": "normal", "busy_timeout": "10000"},
-		MaxConns:          4,
-		MaxIdleConns:      4,
+		MaxConns:          1,
+		MaxIdleConns:      1,
 	}
 	if err := ensureSchema(ctx, sqlCfg, dbPath); err != nil {
 		return nil, err
