@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -42,6 +43,8 @@ type Dispatcher struct {
 
 	mu      sync.Mutex
 	started []string // event IDs started but not yet marked dispatched
+	// overflow counts events the full queue left to the sweeper.
+	overflow atomic.Int64
 }
 
 // queued is an event waiting for its workflow start, with the trace of
@@ -81,7 +84,9 @@ func (d *Dispatcher) Dispatch(ctx context.Context, ev store.EventRef) {
 	select {
 	case d.queue <- queued{ev: ev, span: trace.SpanContextFromContext(ctx)}:
 	default:
-		d.log.Warn("dispatch queue full; the sweeper will start the event", "event", ev.ID)
+		// Counted and reported once per flush, not logged per event: a
+		// full queue means overload, when a line per request would add to it.
+		d.overflow.Add(1)
 	}
 }
 
@@ -147,6 +152,9 @@ func (d *Dispatcher) Run(ctx context.Context, workers int) {
 // flush marks started events dispatched in one statement. If it fails the
 // sweeper starts them again, which Temporal refuses harmlessly.
 func (d *Dispatcher) flush(ctx context.Context) {
+	if n := d.overflow.Swap(0); n > 0 {
+		d.log.Warn("dispatch queue full; the sweeper will start these events", "count", n)
+	}
 	d.mu.Lock()
 	ids := d.started
 	d.started = nil
