@@ -538,24 +538,36 @@ func (r *runner) warmWebhooks(ctx context.Context, ch *changer, recv *Receivers,
 	return nil
 }
 
+// warmWebhookStack starts one receiver per buyer, seeds a seller with
+// buyers, endpoints and deals, and warms delivery; closeAll undoes it.
+func (r *runner) warmWebhookStack(ctx context.Context, buyers, deals int) (recv *Receivers, ch *changer, closeAll func(), err error) {
+	recv, err = startReceivers(ctx, buyers)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ch, err = r.webhookSetup(ctx, buyers, deals, recv)
+	if err != nil {
+		recv.Close()
+		return nil, nil, nil, err
+	}
+	closeAll = func() { ch.cl.Close(); recv.Close() }
+	if err := r.warmWebhooks(ctx, ch, recv, buyers); err != nil {
+		closeAll()
+		return nil, nil, nil, err
+	}
+	return recv, ch, closeAll, nil
+}
+
 // webhookLatency: a steady change rate; each change is delivered to every
 // buyer; latency is from the API's response to the receiver's arrival.
 func (r *runner) webhookLatency(ctx context.Context) (*WebhookResult, error) {
 	c := r.cfg.WebhookLatency
 	res := &WebhookResult{Common: Common{Goal: "p50_ms <= 25, p99_ms <= 100, lost = 0"}, ChangeRate: c.Rate, Buyers: c.Buyers}
-	recv, err := startReceivers(ctx, c.Buyers)
+	recv, ch, closeAll, err := r.warmWebhookStack(ctx, c.Buyers, c.Deals)
 	if err != nil {
 		return res, err
 	}
-	defer recv.Close()
-	ch, err := r.webhookSetup(ctx, c.Buyers, c.Deals, recv)
-	if err != nil {
-		return res, err
-	}
-	defer ch.cl.Close()
-	if err := r.warmWebhooks(ctx, ch, recv, c.Buyers); err != nil {
-		return res, err
-	}
+	defer closeAll()
 	tr := newTracker()
 	recv.Track(tr)
 	stop := r.profile(ScenarioWebhookLatency)
@@ -580,19 +592,11 @@ func (r *runner) webhookLatency(ctx context.Context) (*WebhookResult, error) {
 func (r *runner) webhookThroughput(ctx context.Context) (*ThroughputResult, error) {
 	c := r.cfg.WebhookThroughput
 	res := &ThroughputResult{Common: Common{Goal: "deliveries_per_s >= 5000 with lost = 0"}, Buyers: c.Buyers, BestStep: -1}
-	recv, err := startReceivers(ctx, c.Buyers)
+	recv, ch, closeAll, err := r.warmWebhookStack(ctx, c.Buyers, c.Deals)
 	if err != nil {
 		return res, err
 	}
-	defer recv.Close()
-	ch, err := r.webhookSetup(ctx, c.Buyers, c.Deals, recv)
-	if err != nil {
-		return res, err
-	}
-	defer ch.cl.Close()
-	if err := r.warmWebhooks(ctx, ch, recv, c.Buyers); err != nil {
-		return res, err
-	}
+	defer closeAll()
 	stepTime := time.Duration(min(c.StepSeconds, r.cfg.Seconds)) * time.Second
 	stop := r.profile(ScenarioWebhookThroughput)
 	defer stop()
