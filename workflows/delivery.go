@@ -42,6 +42,14 @@ type DeliveryInput struct {
 	Round int
 	// PageSize overrides PageSize (tests use small pages).
 	PageSize int
+	// LocalFirstPage sends the first page of the first round as a local
+	// activity, inside the workflow task that starts the workflow. With an
+	// eager start the happy path then costs the server one start and one
+	// task completion instead of an activity's schedule, dispatch,
+	// completion and a second workflow task. Workflows started before this
+	// field existed ran a regular activity there; the input, not the code,
+	// decides, so their histories still replay.
+	LocalFirstPage bool
 }
 
 // DeliveryResult tells how the event's delivery ended.
@@ -56,6 +64,25 @@ var (
 	deliverRound    = (*activities.Activities)(nil).DeliverRound
 	postponeRetries = (*activities.Activities)(nil).PostponeRetries
 )
+
+// localPage runs one page as a local activity and reports whether it
+// succeeded. It is tried once: on any failure the caller runs the same
+// page as a regular activity, whose retries are durable (a retried page
+// skips the recipients already reached).
+func localPage(ctx workflow.Context, in activities.RoundInput) (activities.RoundResult, bool) {
+	ctx = workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		// As long as a regular page may take; past the workflow task
+		// timeout the SDK keeps the task alive with heartbeats.
+		StartToCloseTimeout: 5 * time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
+	})
+	var res activities.RoundResult
+	if err := workflow.ExecuteLocalActivity(ctx, deliverRound, in).Get(ctx, &res); err != nil {
+		workflow.GetLogger(ctx).Warn("local delivery page failed; retrying it as an activity", "event", in.EventID, "err", err)
+		return res, false
+	}
+	return res, true
+}
 
 // postpone records on the event's pending deliveries that the next round
 // waits for a receiver's Retry-After rather than the schedule. Each page
@@ -102,14 +129,22 @@ func DeliverEvent(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error
 		total.Rounds++
 		pending, after := 0, ""
 		var wait time.Duration
+		local := in.LocalFirstPage && !retrying && total.Rounds == 1
 		for {
-			var res activities.RoundResult
-			err := workflow.ExecuteActivity(ctx, deliverRound, activities.RoundInput{
+			page := activities.RoundInput{
 				EventID: in.EventID, Retry: retrying, After: after, Limit: pageSize,
 				NextAttemptIn: next, Final: final,
-			}).Get(ctx, &res)
-			if err != nil {
-				return 0, 0, err
+			}
+			var res activities.RoundResult
+			ok := false
+			if local {
+				local = false
+				res, ok = localPage(ctx, page)
+			}
+			if !ok {
+				if err := workflow.ExecuteActivity(ctx, deliverRound, page).Get(ctx, &res); err != nil {
+					return 0, 0, err
+				}
 			}
 			total.Sent += res.Sent
 			total.Succeeded += res.Succeeded
@@ -160,7 +195,7 @@ func DeliverEvent(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error
 		}
 		if pending > 0 && !final && workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
 			return total, workflow.NewContinueAsNewError(ctx, DeliverEvent, DeliveryInput{
-				EventID: in.EventID, EventType: in.EventType, DealID: in.DealID, Resume: true, Round: n + 1, PageSize: in.PageSize,
+				EventID: in.EventID, EventType: in.EventType, DealID: in.DealID, Resume: true, Round: n + 1, PageSize: in.PageSize, LocalFirstPage: in.LocalFirstPage,
 			})
 		}
 	}

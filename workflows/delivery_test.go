@@ -2,10 +2,12 @@ package workflows
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/dealcast/dealcast/activities"
@@ -22,10 +24,19 @@ type rounds struct {
 	final *activities.RoundResult
 	// postponed records the Retry-After waits written to deliveries.
 	postponed []activities.PostponeInput
+	// local records, per call, whether it ran as a local activity.
+	local []bool
+	// failLocal makes every local activity call fail.
+	failLocal bool
 }
 
-func (r *rounds) call(_ context.Context, in activities.RoundInput) (activities.RoundResult, error) {
+func (r *rounds) call(ctx context.Context, in activities.RoundInput) (activities.RoundResult, error) {
+	isLocal := activity.GetInfo(ctx).IsLocalActivity
+	r.local = append(r.local, isLocal)
 	r.inputs = append(r.inputs, in)
+	if isLocal && r.failLocal {
+		return activities.RoundResult{}, errors.New("database unavailable")
+	}
 	if in.Final && r.final != nil {
 		return *r.final, nil
 	}
@@ -202,5 +213,53 @@ func TestResumeGoesStraightToPending(t *testing.T) {
 	run(t, env, DeliveryInput{EventID: testEvent, Resume: true, Now: true})
 	if len(r.inputs) != 1 || !r.inputs[0].Retry || len(*timers) != 0 {
 		t.Fatalf("resume ran %+v with timers %v", r.inputs, *timers)
+	}
+}
+
+func TestLocalFirstPageHappyPath(t *testing.T) {
+	r := &rounds{results: []activities.RoundResult{{Sent: 10, Succeeded: 10}}}
+	env, timers := newEnv(t, r)
+	res := run(t, env, DeliveryInput{EventID: testEvent, LocalFirstPage: true})
+	if len(r.inputs) != 1 || !r.local[0] || len(*timers) != 0 {
+		t.Fatalf("happy path: calls %+v local %v timers %v, want one local call", r.inputs, r.local, *timers)
+	}
+	if res.Succeeded != 10 || res.Rounds != 1 {
+		t.Fatalf("result %+v", res)
+	}
+}
+
+func TestLocalFirstPageOnlyTheFirstPageOfTheFirstRound(t *testing.T) {
+	// Later pages and retry rounds are regular activities: their retries
+	// must be durable, and history grows with pages either way.
+	r := &rounds{results: []activities.RoundResult{
+		{Sent: 2, Succeeded: 1, Pending: 1, Next: "ep-2"},
+		{Sent: 1, Succeeded: 1},
+		{Sent: 1, Succeeded: 1},
+	}}
+	env, _ := newEnv(t, r)
+	run(t, env, DeliveryInput{EventID: testEvent, LocalFirstPage: true, PageSize: 2})
+	want := []bool{true, false, false}
+	if len(r.local) != 3 || r.local[0] != want[0] || r.local[1] != want[1] || r.local[2] != want[2] {
+		t.Fatalf("local per call %v, want %v", r.local, want)
+	}
+	if r.inputs[1].After != "ep-2" || !r.inputs[2].Retry {
+		t.Fatalf("calls %+v", r.inputs)
+	}
+}
+
+func TestLocalFirstPageFailureFallsBackToAnActivity(t *testing.T) {
+	// The local attempt fails once and is not retried locally: the same
+	// page runs as a regular activity with durable retries.
+	r := &rounds{results: []activities.RoundResult{{Sent: 3, Succeeded: 3}}, failLocal: true}
+	env, _ := newEnv(t, r)
+	res := run(t, env, DeliveryInput{EventID: testEvent, LocalFirstPage: true})
+	if len(r.local) != 2 || !r.local[0] || r.local[1] {
+		t.Fatalf("local per call %v, want [true false]", r.local)
+	}
+	if r.inputs[0] != r.inputs[1] {
+		t.Fatalf("the fallback ran %+v, want the same page %+v", r.inputs[1], r.inputs[0])
+	}
+	if res.Succeeded != 3 {
+		t.Fatalf("result %+v", res)
 	}
 }

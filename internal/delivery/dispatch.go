@@ -103,7 +103,7 @@ func (d *Dispatcher) Start(ctx context.Context, ev store.EventRef) error {
 			DealIDAttr.ValueSet(ev.DealID),
 			EventTypeAttr.ValueSet(ev.Type),
 		),
-	}, workflows.DeliverEvent, workflows.DeliveryInput{EventID: ev.ID, EventType: ev.Type, DealID: ev.DealID})
+	}, workflows.DeliverEvent, workflows.DeliveryInput{EventID: ev.ID, EventType: ev.Type, DealID: ev.DealID, LocalFirstPage: true})
 	if err != nil && !temporal.IsWorkflowExecutionAlreadyStartedError(err) {
 		return err
 	}
