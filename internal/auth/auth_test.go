@@ -695,3 +695,31 @@ func TestVerifyAfterContextEnds(t *testing.T) {
 	id := uuid.NewString()
 	accepted(t, v, sign(t, jwt.SigningMethodES256, k.ec, "ec", claims("seller", id)), store.RoleSeller, id)
 }
+
+func TestVerifiedTokenIsNotTrustedPastItsExpiry(t *testing.T) {
+	t.Parallel()
+	v := newVerifier(t, auth.Options{Secret: secret})
+	id := uuid.NewString()
+	c := claims("buyer", id)
+	// Inside the leeway for one to two more seconds.
+	exp := time.Now().Add(-auth.Leeway + 2*time.Second).Unix()
+	c["exp"] = exp
+	tok := hs256(t, c)
+	accepted(t, v, tok, store.RoleBuyer, id)
+	accepted(t, v, tok, store.RoleBuyer, id) // from the cache
+	time.Sleep(time.Until(time.Unix(exp, 0).Add(auth.Leeway + 100*time.Millisecond)))
+	refused(t, v, tok)
+}
+
+func TestVerifiedTokensDoNotMix(t *testing.T) {
+	t.Parallel()
+	v := newVerifier(t, auth.Options{Secret: secret})
+	for range 200 {
+		id := uuid.NewString()
+		tok := hs256(t, claims("seller", id))
+		accepted(t, v, tok, store.RoleSeller, id)
+		accepted(t, v, tok, store.RoleSeller, id)
+		// The same claims under another signature are checked afresh.
+		refused(t, v, tok[:len(tok)-2]+"xx")
+	}
+}
