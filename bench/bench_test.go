@@ -35,12 +35,12 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("temporal started %d times, want once", res.Settings.TemporalStarts)
 	}
 
-	if r := res.Read; r == nil || r.Requests == 0 || r.Errors > 0 || r.APIRPS <= 0 {
+	if r := res.Read; r == nil || r.Requests == 0 || r.Errors > 0 || r.APIRPS <= 0 || r.Floor == nil || r.Floor.RPS <= 0 || r.Floor.Errors > 0 {
 		t.Errorf("read: %+v", r)
 	} else if r.Pgbench != nil && r.Ratio <= 0 {
 		t.Errorf("read: pgbench ran but no ratio: %+v", r)
 	}
-	if r := res.Write; r == nil || r.Requests == 0 || r.Errors > 0 || r.Backlog == nil {
+	if r := res.Write; r == nil || r.Requests == 0 || r.Errors > 0 || r.Backlog == nil || r.Floor == nil || r.Floor.RPS <= 0 {
 		t.Errorf("write: %+v", r)
 	}
 	if r := res.List; r == nil || r.Pages == 0 || r.Errors > 0 || r.Passes == 0 || len(r.Explain) != 3 {

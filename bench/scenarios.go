@@ -70,7 +70,28 @@ func (r *runner) read(ctx context.Context) (*ReadWriteResult, error) {
 	elapsed := closedLoop(ctx, c.Conns, r.cfg.duration(), &t, send)
 	stop()
 	r.fillReadWrite(res, &t, elapsed)
+	r.httpFloor(ctx, cl, c.Conns, res)
 	return res, nil
+}
+
+// httpFloor runs the scenario's closed loop once more, on GET /healthz:
+// through the same server, instrumentation and client, without
+// authentication, database or JSON. Its rate is the ceiling the
+// scenario's API rate approaches as the service's own work shrinks.
+func (r *runner) httpFloor(ctx context.Context, cl *Client, conns int, res *ReadWriteResult) {
+	send := func(ctx context.Context, _ int) error {
+		return cl.Do(ctx, http.MethodGet, "/healthz", "", nil, http.StatusOK, nil)
+	}
+	var t Tally
+	elapsed := closedLoop(ctx, conns, r.cfg.duration(), &t, send)
+	_, errs := t.Errors()
+	s := t.Latency.Summary()
+	f := &Floor{Path: "/healthz", Requests: t.Requests(), Errors: errs,
+		RPS: round(perSecond(t.Requests()-errs, elapsed)), P50Ms: round(s.P50), P99Ms: round(s.P99)}
+	if res.PgbenchTPS > 0 {
+		f.Ratio = round(f.RPS / res.PgbenchTPS)
+	}
+	res.Floor = f
 }
 
 // write: POST /v1/deals (the deal and its event in one transaction), one
@@ -113,6 +134,7 @@ func (r *runner) write(ctx context.Context) (*ReadWriteResult, error) {
 	stop()
 	res.Backlog = r.measureBacklog(ctx)
 	r.fillReadWrite(res, &t, elapsed)
+	r.httpFloor(ctx, cl, c.Conns, res)
 	return res, nil
 }
 
