@@ -43,7 +43,7 @@ func TestSmoke(t *testing.T) {
 	if r := res.Write; r == nil || r.Requests == 0 || r.Errors > 0 || r.Backlog == nil || r.Floor == nil || r.Floor.RPS <= 0 {
 		t.Errorf("write: %+v", r)
 	}
-	if r := res.List; r == nil || r.Pages == 0 || r.Errors > 0 || r.Passes == 0 || len(r.Explain) != 3 {
+	if r := res.List; r == nil || r.Pages == 0 || r.Errors > 0 || r.Passes == 0 || len(r.Explain) != 2 {
 		t.Errorf("list: %+v", r)
 	}
 	if r := res.Concurrency; r == nil || r.Requests == 0 || r.Errors > 0 || r.Writes == 0 || r.OpenConnsPeak < cfg.Concurrency.Conns {

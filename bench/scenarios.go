@@ -292,7 +292,7 @@ func (r *runner) list(ctx context.Context) (*ListResult, error) {
 	res.APIRPS = round(perSecond(res.Pages, elapsed))
 	res.latency(t.Latency.Summary())
 	res.Met = res.P99Ms <= 50 && errs == 0 && res.Pages > 0
-	if res.Explain, err = r.explainList(ctx, buyers[0], sellers, c); err != nil {
+	if res.Explain, err = r.explainList(ctx, buyers[0], c); err != nil {
 		r.note("list: EXPLAIN ANALYZE failed: %v", err)
 	}
 	return res, nil
@@ -319,68 +319,30 @@ func (c *Client) listPage(ctx context.Context, path, token string) (string, erro
 	return *next, nil
 }
 
-// listQuery is the query store.BuyerDeals runs for a buyer's list, first
-// page and later pages, copied here to EXPLAIN it with real parameters.
-const (
-	listColumns = `id::TEXT, seller_id::TEXT, name, total_price, net_price, currency,
-	discount_type, discount_amount, status, items, version, created_at, updated_at`
-	listFirst = `SELECT ` + listColumns + ` FROM deals WHERE seller_id IN (SELECT seller_id FROM grants WHERE buyer_id = $1)
-	ORDER BY created_at DESC, id DESC LIMIT $2`
-	listAfter = `SELECT ` + listColumns + ` FROM deals WHERE seller_id IN (SELECT seller_id FROM grants WHERE buyer_id = $1)
-	AND (created_at, id) < ($2, $3) ORDER BY created_at DESC, id DESC LIMIT $4`
-	// listLateral is not the service's query but a rewrite to compare it
-	// with: one index range scan per granting seller (deals_by_seller),
-	// merged; ordering by the uuid column, not its text.
-	listLateral = `SELECT d.id::TEXT, d.seller_id::TEXT, d.name, d.total_price, d.net_price, d.currency,
-	d.discount_type, d.discount_amount, d.status, d.items, d.version, d.created_at, d.updated_at
-	FROM grants g CROSS JOIN LATERAL (
-		SELECT * FROM deals x WHERE x.seller_id = g.seller_id AND (x.created_at, x.id) < ($2, $3)
-		ORDER BY x.created_at DESC, x.id DESC LIMIT $4) d
-	WHERE g.buyer_id = $1 ORDER BY d.created_at DESC, d.id DESC LIMIT $4`
-)
-
 var (
 	executionTime = regexp.MustCompile(`Execution Time: ([0-9.]+) ms`)
 	planningTime  = regexp.MustCompile(`Planning Time: ([0-9.]+) ms`)
 )
 
-// explainList runs EXPLAIN (ANALYZE, BUFFERS) of the buyer's first page
-// and of a page in the middle of the list.
-func (r *runner) explainList(ctx context.Context, buyer string, sellers []string, c ListConfig) ([]Explain, error) {
-	var (
-		at time.Time
-		id string
-	)
-	err := r.st.pool.QueryRow(ctx, `SELECT created_at, id::TEXT FROM deals WHERE seller_id = ANY ($1::UUID[])
-		ORDER BY created_at DESC, id DESC OFFSET $2 LIMIT 1`, sellers, c.Deals/2).Scan(&at, &id)
-	if err != nil {
-		return nil, err
+// explainList runs EXPLAIN (ANALYZE, BUFFERS) of the service's own query
+// (store.BuyerDeals) for the buyer's first page and for a page in the
+// middle of the list, reached by paging as a client does.
+func (r *runner) explainList(ctx context.Context, buyer string, c ListConfig) ([]Explain, error) {
+	middle := ""
+	for range c.Deals / c.Limit / 2 {
+		p, err := r.st.store.BuyerDeals(ctx, buyer, store.DealFilter{}, middle, c.Limit)
+		if err != nil {
+			return nil, err
+		}
+		if p.Next == "" {
+			break
+		}
+		middle = p.Next
 	}
 	var out []Explain
-	for _, q := range []struct {
-		page string
-		sql  string
-		args []any
-	}{
-		{"first", listFirst, []any{buyer, c.Limit + 1}},
-		{"middle", listAfter, []any{buyer, at, id, c.Limit + 1}},
-		{"middle, rewritten as one LATERAL index scan per seller (not the service's query)", listLateral, []any{buyer, at, id, c.Limit + 1}},
-	} {
-		rows, err := r.st.pool.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS) "+q.sql, q.args...)
+	for _, q := range []struct{ page, cursor string }{{"first", ""}, {"middle", middle}} {
+		lines, err := r.st.store.ExplainBuyerDeals(ctx, buyer, store.DealFilter{}, q.cursor, c.Limit)
 		if err != nil {
-			return out, err
-		}
-		var lines []string
-		for rows.Next() {
-			var line string
-			if err := rows.Scan(&line); err != nil {
-				rows.Close()
-				return out, err
-			}
-			lines = append(lines, line)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return out, err
 		}
 		plan := strings.Join(lines, "\n")

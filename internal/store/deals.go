@@ -267,9 +267,33 @@ func (s *Store) SellerDeals(ctx context.Context, seller string, f DealFilter, cu
 // (deals_by_seller), at most one page of them, and the page is the newest
 // of those: the work grows with the sellers, not with their deals.
 func (s *Store) BuyerDeals(ctx context.Context, buyer string, f DealFilter, cursor string, limit int) (Page[deal.Deal], error) {
-	pos, err := decodeCursor(cursor)
+	query, args, err := buyerDealsQuery(buyer, f, cursor, limit)
 	if err != nil {
 		return Page[deal.Deal]{}, err
+	}
+	return s.listDeals(ctx, query, args, limit)
+}
+
+// ExplainBuyerDeals runs EXPLAIN (ANALYZE, BUFFERS) of the query BuyerDeals
+// runs for the same arguments and returns the plan's lines: the benchmark
+// reports the plan of the service's own query, not of a copy.
+func (s *Store) ExplainBuyerDeals(ctx context.Context, buyer string, f DealFilter, cursor string, limit int) ([]string, error) {
+	query, args, err := buyerDealsQuery(buyer, f, cursor, limit)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS) "+query, args...)
+	if err != nil {
+		return nil, translate(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return lines, translate(err)
+}
+
+func buyerDealsQuery(buyer string, f DealFilter, cursor string, limit int) (string, []any, error) {
+	pos, err := decodeCursor(cursor)
+	if err != nil {
+		return "", nil, err
 	}
 	args := []any{buyer}
 	grantWhere := "g.buyer_id = $1"
@@ -282,7 +306,7 @@ func (s *Store) BuyerDeals(ctx context.Context, buyer string, f DealFilter, curs
 	n := len(args)
 	// The page is chosen on index columns alone (an index-only scan per
 	// seller); only its rows are then read whole, items included.
-	return s.listDeals(ctx, fmt.Sprintf(`
+	return fmt.Sprintf(`
 		SELECT %s FROM deals JOIN (
 			SELECT k.id FROM grants g,
 			LATERAL (SELECT deals.created_at, deals.id FROM deals WHERE %s
@@ -290,7 +314,7 @@ func (s *Store) BuyerDeals(ctx context.Context, buyer string, f DealFilter, curs
 			WHERE %s
 			ORDER BY k.created_at DESC, k.id DESC LIMIT $%d
 		) page ON page.id = deals.id
-		ORDER BY deals.created_at DESC, deals.id DESC`, dealColumnsOf("deals"), inner, n, grantWhere, n), args, limit)
+		ORDER BY deals.created_at DESC, deals.id DESC`, dealColumnsOf("deals"), inner, n, grantWhere, n), args, nil
 }
 
 // dealConditions appends the status filter and the keyset position to a
