@@ -128,13 +128,17 @@ func (r *runner) write(ctx context.Context) (*ReadWriteResult, error) {
 	if _, err := r.st.drain(ctx, r.cfg.DrainTimeout); err != nil {
 		r.note("write: warm-up deliveries still running at the start: %v", err)
 	}
+	// The floor first: after the writes, their delivery backlog would
+	// still be draining beside it.
+	floor := &ReadWriteResult{PgbenchTPS: res.PgbenchTPS}
+	r.httpFloor(ctx, cl, c.Conns, floor)
+	res.Floor = floor.Floor
 	stop := r.profile(ScenarioWrite)
 	var t Tally
 	elapsed := closedLoop(ctx, c.Conns, r.cfg.duration(), &t, send)
 	stop()
 	res.Backlog = r.measureBacklog(ctx)
 	r.fillReadWrite(res, &t, elapsed)
-	r.httpFloor(ctx, cl, c.Conns, res)
 	return res, nil
 }
 
