@@ -17,6 +17,7 @@ import (
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
 
 	"github.com/dealcast/dealcast/internal/auth"
 	"github.com/dealcast/dealcast/internal/deal"
@@ -186,7 +187,11 @@ func New(d Deps) (http.Handler, huma.API) {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	return otelhttp.NewHandler(mux, "http.request"), a
+	// otelhttp makes the server span and reads the caller's trace context;
+	// its own request metrics would repeat dealcast.http.server.duration
+	// (which knows the operation) at a cost on every request, so they go
+	// nowhere.
+	return otelhttp.NewHandler(mux, "http.request", otelhttp.WithMeterProvider(noop.NewMeterProvider())), a
 }
 
 // Register adds every operation to a.
