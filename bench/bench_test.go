@@ -171,3 +171,24 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
+
+func TestBisect(t *testing.T) {
+	for _, tc := range []struct {
+		good, bad, want int
+		ok              bool
+	}{
+		{32, 64, 48, true},
+		{32, 48, 40, true},
+		{40, 48, 44, true},
+		{40, 44, 0, false}, // within an eighth of 40
+		{0, 2, 0, false},   // nothing held
+		{8, 0, 0, false},   // nothing failed
+		{1, 3, 2, true},
+		{1, 2, 0, false},
+	} {
+		got, ok := bisect(tc.good, tc.bad)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("bisect(%d, %d) = %d, %v; want %d, %v", tc.good, tc.bad, got, ok, tc.want, tc.ok)
+		}
+	}
+}

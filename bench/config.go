@@ -131,13 +131,15 @@ type WebhookLatencyConfig struct {
 
 // WebhookThroughputConfig sizes webhook_throughput: the change rate is
 // multiplied by Factor each step until the p99 passes a second or
-// deliveries stop keeping up.
+// deliveries stop keeping up; then up to Refine more steps bisect between
+// the last rate that held and the first that did not.
 type WebhookThroughputConfig struct {
 	Buyers      int
 	Deals       int // deals the changes go round
 	StartRate   int // changes per second of the first step
 	Factor      float64
 	MaxSteps    int
+	Refine      int
 	StepSeconds int // at most Seconds
 }
 
@@ -166,7 +168,7 @@ func Default() Config {
 			Rate: 20, Buyers: 10, Deals: 16,
 		},
 		WebhookThroughput: WebhookThroughputConfig{
-			Buyers: 50, Deals: 64, StartRate: 2, Factor: 2, MaxSteps: 8, StepSeconds: 10,
+			Buyers: 50, Deals: 64, StartRate: 2, Factor: 2, MaxSteps: 8, Refine: 3, StepSeconds: 10,
 		},
 		Fanout: FanoutConfig{Buyers: 10_000, Receivers: 4},
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -225,6 +226,8 @@ type ThroughputStep struct {
 	P99Ms          float64 `json:"p99_ms"`
 	Seconds        float64 `json:"seconds"`
 	KeptUp         bool    `json:"kept_up"`
+	// Refined marks a step between two earlier ones, bisecting the rate.
+	Refined bool `json:"refined,omitempty"`
 }
 
 // FanoutResult is one change to every buyer's endpoint.
@@ -373,8 +376,12 @@ func (r *Results) Markdown() string {
 		b.WriteString("\nwebhook_throughput steps:\n\n| changes/s | offered deliveries/s | delivered/s | p50 ms | p99 ms | lost | duplicates | kept up |\n")
 		b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- |\n")
 		for _, s := range t.Steps {
-			fmt.Fprintf(&b, "| %d | %d | %.0f | %.1f | %.1f | %d | %d | %v |\n",
-				s.ChangeRate, s.Offered, s.DeliveriesPerS, s.P50Ms, s.P99Ms, s.Lost, s.Duplicates, s.KeptUp)
+			rate := strconv.Itoa(s.ChangeRate)
+			if s.Refined {
+				rate += " (bisecting)"
+			}
+			fmt.Fprintf(&b, "| %s | %d | %.0f | %.1f | %.1f | %d | %d | %v |\n",
+				rate, s.Offered, s.DeliveriesPerS, s.P50Ms, s.P99Ms, s.Lost, s.Duplicates, s.KeptUp)
 		}
 	}
 	b.WriteString(r.cpuTable())

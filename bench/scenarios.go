@@ -588,13 +588,10 @@ func (r *runner) webhookThroughput(ctx context.Context) (*ThroughputResult, erro
 	stepTime := time.Duration(min(c.StepSeconds, r.cfg.Seconds)) * time.Second
 	stop := r.profile(ScenarioWebhookThroughput)
 	defer stop()
-	rate := float64(c.StartRate)
-	res.StopReason = "reached the last step"
-	for k := range c.MaxSteps {
+	step := func(n int) ThroughputStep {
 		tr := newTracker()
 		recv.Track(tr)
 		var t Tally
-		n := int(rate)
 		elapsed := openLoop(ctx, n, stepTime, &t, func(ctx context.Context, i int) error { return ch.change(ctx, tr, i) })
 		tr.wait(ctx, c.Buyers, r.cfg.Grace)
 		d := tr.result(c.Buyers)
@@ -606,19 +603,49 @@ func (r *runner) webhookThroughput(ctx context.Context) (*ThroughputResult, erro
 		}
 		s.DeliveriesPerS = round(perSecond(d.Received, max(elapsed, d.Span)))
 		s.KeptUp = s.DeliveriesPerS >= 0.9*float64(s.Offered) && s.Lost == 0 && changeErrs == 0
-		res.Steps = append(res.Steps, s)
 		r.log.Info("bench: throughput step", "changes_per_s", n, "offered", s.Offered, "delivered_per_s", s.DeliveriesPerS,
 			"p99_ms", s.P99Ms, "lost", s.Lost, "kept_up", s.KeptUp)
+		return s
+	}
+	drain := func(n int) {
+		if _, err := r.st.drain(ctx, r.cfg.DrainTimeout); err != nil {
+			r.note("webhook_throughput: after %d changes/s: %v", n, err)
+		}
+	}
+	rate := float64(c.StartRate)
+	res.StopReason = "reached the last step"
+	good, bad := 0, 0 // the fastest rate that held, the first that did not
+	for k := range c.MaxSteps {
+		n := int(rate)
+		s := step(n)
+		res.Steps = append(res.Steps, s)
 		if reason := stepStop(s); reason != "" {
 			res.StopReason = reason
+			bad = n
 			break
 		}
+		good = n
 		if k+1 < c.MaxSteps {
-			if _, err := r.st.drain(ctx, r.cfg.DrainTimeout); err != nil {
-				r.note("webhook_throughput: after %d changes/s: %v", n, err)
-			}
+			drain(n)
 		}
 		rate = math.Ceil(rate * c.Factor)
+	}
+	// The doubling is coarse: the limit lies anywhere between the last
+	// rate that held and the first that did not. Bisect a few times.
+	for range c.Refine {
+		n, ok := bisect(good, bad)
+		if !ok || lostIn(res.Steps) {
+			break
+		}
+		drain(bad)
+		s := step(n)
+		s.Refined = true
+		res.Steps = append(res.Steps, s)
+		if stepStop(s) == "" {
+			good = n
+		} else {
+			bad = n
+		}
 	}
 	res.BestStep, res.Sustained = bestStep(res.Steps)
 	if res.BestStep >= 0 {
@@ -630,6 +657,27 @@ func (r *runner) webhookThroughput(ctx context.Context) (*ThroughputResult, erro
 	}
 	res.Met = res.DeliveriesPerS >= 5000 && res.Lost == 0 && res.BestStep >= 0
 	return res, nil
+}
+
+// bisect returns the rate halfway between good (held) and bad (did not),
+// or false when there is nothing to bisect or the two are within an
+// eighth of good of each other.
+func bisect(good, bad int) (int, bool) {
+	if good <= 0 || bad <= good || bad-good <= max(1, good/8) {
+		return 0, false
+	}
+	return (good + bad) / 2, true
+}
+
+// lostIn reports whether any step lost a delivery: then searching on
+// would only measure a broken system.
+func lostIn(steps []ThroughputStep) bool {
+	for _, s := range steps {
+		if s.Lost > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // stepStop says why the throughput search ends after step s, or "".
