@@ -1,9 +1,6 @@
 package api_test
 
 import (
-	"context"
-	"fmt"
-	"os"
 	"testing"
 
 	"github.com/dealcast/dealcast/internal/dbtest"
@@ -13,14 +10,4 @@ import (
 // makes its own accounts, so tests never see each other's rows.
 var testDB *dbtest.Database
 
-func TestMain(m *testing.M) {
-	db, err := dbtest.Create(context.Background(), "api")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	testDB = db
-	code := m.Run()
-	db.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { dbtest.Main(m, "api", &testDB) }

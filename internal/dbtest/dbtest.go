@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -70,4 +71,19 @@ func (db *Database) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_ = database.Drop(ctx, db.URL)
+}
+
+// Main is a test package's TestMain for the common case: it creates the
+// package's database into *db, runs the tests, drops the database and
+// exits with the tests' status.
+func Main(m *testing.M, prefix string, db **Database) {
+	d, err := Create(context.Background(), prefix)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	*db = d
+	code := m.Run()
+	d.Close()
+	os.Exit(code)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"testing"
 	"time"
@@ -17,17 +16,7 @@ import (
 
 var testDB *dbtest.Database
 
-func TestMain(m *testing.M) {
-	db, err := dbtest.Create(context.Background(), "store")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	testDB = db
-	code := m.Run()
-	db.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { dbtest.Main(m, "store", &testDB) }
 
 // TestBuyerDealsMatchesOneFullOrdering pages through a buyer's list with
 // many page sizes and filters and compares it with the whole list sorted

@@ -1,9 +1,6 @@
 package dealcast_test
 
 import (
-	"context"
-	"fmt"
-	"os"
 	"testing"
 
 	"github.com/dealcast/dealcast/internal/dbtest"
@@ -12,14 +9,4 @@ import (
 // testDB is this package's own migrated database.
 var testDB *dbtest.Database
 
-func TestMain(m *testing.M) {
-	db, err := dbtest.Create(context.Background(), "sdk")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	testDB = db
-	code := m.Run()
-	db.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { dbtest.Main(m, "sdk", &testDB) }
