@@ -70,7 +70,7 @@ func (r *runner) read(ctx context.Context) (*ReadWriteResult, error) {
 	elapsed := closedLoop(ctx, c.Conns, r.cfg.duration(), &t, send)
 	stop()
 	r.fillReadWrite(res, &t, elapsed)
-	r.httpFloor(ctx, cl, c.Conns, res)
+	res.Floor = r.httpFloor(ctx, cl, c.Conns, res.PgbenchTPS)
 	return res, nil
 }
 
@@ -78,7 +78,7 @@ func (r *runner) read(ctx context.Context) (*ReadWriteResult, error) {
 // through the same server, instrumentation and client, without
 // authentication, database or JSON. Its rate is the ceiling the
 // scenario's API rate approaches as the service's own work shrinks.
-func (r *runner) httpFloor(ctx context.Context, cl *Client, conns int, res *ReadWriteResult) {
+func (r *runner) httpFloor(ctx context.Context, cl *Client, conns int, pgbenchTPS float64) *Floor {
 	send := func(ctx context.Context, _ int) error {
 		return cl.Do(ctx, http.MethodGet, "/healthz", "", nil, http.StatusOK, nil)
 	}
@@ -88,10 +88,10 @@ func (r *runner) httpFloor(ctx context.Context, cl *Client, conns int, res *Read
 	s := t.Latency.Summary()
 	f := &Floor{Path: "/healthz", Requests: t.Requests(), Errors: errs,
 		RPS: round(perSecond(t.Requests()-errs, elapsed)), P50Ms: round(s.P50), P99Ms: round(s.P99)}
-	if res.PgbenchTPS > 0 {
-		f.Ratio = round(f.RPS / res.PgbenchTPS)
+	if pgbenchTPS > 0 {
+		f.Ratio = round(f.RPS / pgbenchTPS)
 	}
-	res.Floor = f
+	return f
 }
 
 // write: POST /v1/deals (the deal and its event in one transaction), one
@@ -130,9 +130,7 @@ func (r *runner) write(ctx context.Context) (*ReadWriteResult, error) {
 	}
 	// The floor first: after the writes, their delivery backlog would
 	// still be draining beside it.
-	floor := &ReadWriteResult{PgbenchTPS: res.PgbenchTPS}
-	r.httpFloor(ctx, cl, c.Conns, floor)
-	res.Floor = floor.Floor
+	res.Floor = r.httpFloor(ctx, cl, c.Conns, res.PgbenchTPS)
 	stop := r.profile(ScenarioWrite)
 	var t Tally
 	elapsed := closedLoop(ctx, c.Conns, r.cfg.duration(), &t, send)

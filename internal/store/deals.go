@@ -282,10 +282,7 @@ func (s *Store) BuyerDeals(ctx context.Context, buyer string, f DealFilter, curs
 		return Page[deal.Deal]{}, err
 	}
 	want := limit + 1
-	per := want
-	if f.Seller == "" { // one seller's range needs no first pass
-		per = min(want, firstPassPerSeller)
-	}
+	per := firstPass(f, want)
 	for {
 		query, args := buyerDealsQuery(buyer, f, pos, want, per)
 		rows, err := s.pool.Query(ctx, query, args...)
@@ -315,6 +312,15 @@ func (s *Store) BuyerDeals(ctx context.Context, buyer string, f DealFilter, curs
 // times what an even spread puts on a page.
 const firstPassPerSeller = 8
 
+// firstPass is how many entries per seller BuyerDeals takes first for a
+// page of want entries: one seller's range needs no first pass.
+func firstPass(f DealFilter, want int) int {
+	if f.Seller != "" {
+		return want
+	}
+	return min(want, firstPassPerSeller)
+}
+
 // ExplainBuyerDeals runs EXPLAIN (ANALYZE, BUFFERS) of the first pass of
 // BuyerDeals for the same arguments and returns the plan's lines: the
 // benchmark reports the plan of the service's own query, not of a copy.
@@ -323,7 +329,7 @@ func (s *Store) ExplainBuyerDeals(ctx context.Context, buyer string, f DealFilte
 	if err != nil {
 		return nil, err
 	}
-	query, args := buyerDealsQuery(buyer, f, pos, limit+1, min(limit+1, firstPassPerSeller))
+	query, args := buyerDealsQuery(buyer, f, pos, limit+1, firstPass(f, limit+1))
 	rows, err := s.pool.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS) "+query, args...)
 	if err != nil {
 		return nil, translate(err)
