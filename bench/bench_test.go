@@ -192,3 +192,27 @@ func TestBisect(t *testing.T) {
 		}
 	}
 }
+
+func TestIsWrite(t *testing.T) {
+	for _, tc := range []struct {
+		n     int
+		share float64
+		want  int
+	}{
+		{30, 0.1, 3},
+		{10, 0.1, 1},
+		{100, 0.25, 25},
+		{50, 0, 0},
+		{7, 1, 7},
+	} {
+		got := 0
+		for i := 0; i < tc.n; i++ {
+			if isWrite(i, tc.share) {
+				got++
+			}
+		}
+		if got != tc.want {
+			t.Errorf("%d requests at write share %v: %d writes, want %d", tc.n, tc.share, got, tc.want)
+		}
+	}
+}

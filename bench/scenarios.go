@@ -414,8 +414,8 @@ func (r *runner) concurrency(ctx context.Context) (*ConcurrencyResult, error) {
 		}
 	}
 	var reads, writes atomic.Int64
-	send := func(ctx context.Context, _ int) error {
-		if rand.Float64() < c.ReadShare {
+	send := func(ctx context.Context, i int) error {
+		if !isWrite(i, 1-c.ReadShare) {
 			reads.Add(1)
 			return cl.Do(ctx, http.MethodGet, "/v1/deals/"+deals[rand.IntN(len(deals))], buyerTokens[rand.IntN(len(buyerTokens))], nil, http.StatusOK, nil)
 		}
@@ -440,6 +440,14 @@ func (r *runner) concurrency(ctx context.Context) (*ConcurrencyResult, error) {
 	res.latency(all)
 	res.Met = errs == 0 && res.P99Ms <= 150 && res.Requests > 0
 	return res, nil
+}
+
+// isWrite spreads writes evenly over the request sequence so that any run,
+// however short, has its share of them: request i is a write when it
+// crosses the next multiple of 1/share. A coin toss per request left a
+// 30-request run without a single write now and then.
+func isWrite(i int, share float64) bool {
+	return math.Floor(float64(i+1)*share) > math.Floor(float64(i)*share)
 }
 
 // changer makes deal changes through the API and tells a tracker when
