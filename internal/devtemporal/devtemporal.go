@@ -71,6 +71,9 @@ const (
 	// schemaCompleteMarker is the last object the SQLite schema scripts create;
 	// a file that has tables but not this one was only partly set up.
 	schemaCompleteMarker = "executions_visibility_au"
+
+	// namespaceRefresh is how often the server's services reread namespaces.
+	namespaceRefresh = 2 * time.Second
 )
 
 // Options configure Start. Zero values take the documented defaults.
@@ -174,6 +177,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	if err := ensureSchema(ctx, sqlCfg, dbPath); err != nil {
 		return nil, err
+	}
+	if err := trimVisibilityIndexes(ctx, dbPath); err != nil {
+		return nil, fmt.Errorf("devtemporal: visibility indexes in %s: %w", dbPath, err)
 	}
 	nsCfg, err := sqliteschema.NewNamespaceConfig(clusterName, o.Namespace, false, nil)
 	if err != nil {
@@ -298,6 +304,57 @@ func ensureSchema(ctx context.Context, sqlCfg *config.SQL, dbPath string) error 
 	return nil
 }
 
+// keptVisibilityIndexes are the indexes of the visibility table that the
+// embedded server keeps: the Web UI's default order and its filters on
+// workflow ID, type, status, task queue and start time, and the keyword
+// search attributes (where DealId and EventType land).
+var keptVisibilityIndexes = map[string]bool{
+	"default_idx": true, "by_execution_time": true, "by_workflow_id": true,
+	"by_workflow_type": true, "by_status": true, "by_task_queue": true,
+}
+
+// trimVisibilityIndexes drops the visibility table's other indexes. The
+// schema indexes every predefined and pre-allocated search attribute (58
+// indexes, most over JSON extracted from each row), and every workflow's
+// started and closed records update all of them: in a profile of 64
+// changes/s that upkeep was the largest single cost of the server. A query
+// on a dropped column still works, by scanning; a development database is
+// small. Runs at every start, so a file made before this change is
+// trimmed too; dropping is idempotent.
+func trimVisibilityIndexes(ctx context.Context, dbPath string) error {
+	db, err := sql.Open("sqlite", "file:"+dbPath+"?mode=rw&_pragma=busy_timeout(10000)")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = db.Close() }()
+	rows, err := db.QueryContext(ctx,
+		`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'executions_visibility' AND sql IS NOT NULL`)
+	if err != nil {
+		return err
+	}
+	var drop []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			_ = rows.Close()
+			return err
+		}
+		if !keptVisibilityIndexes[name] && !strings.HasPrefix(name, "by_keyword_") {
+			drop = append(drop, name)
+		}
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return err
+	}
+	for _, name := range drop {
+		// Names come from sqlite_master and are plain identifiers.
+		if _, err := db.ExecContext(ctx, `DROP INDEX IF EXISTS "`+name+`"`); err != nil {
+			return fmt.Errorf("drop index %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
 // inspectSchema counts the objects in the SQLite file (0 when it does not
 // exist) and reports whether the schema scripts ran to the end. It uses its
 // own short-lived read-only connection: the Temporal SQLite plugin keeps its
@@ -411,14 +468,22 @@ func buildServerOptions(o Options, sqlCfg *config.SQL, dialHost, frontendAddr st
 }
 
 // devDynamicConfig is the dynamic configuration of the dev server: every
-// feature dealcast may use switched on, caches that never hide a change.
+// feature dealcast may use switched on.
 func devDynamicConfig() dynamicconfig.StaticClient {
 	return dynamicconfig.StaticClient{
 		dynamicconfig.FrontendEnableUpdateWorkflowExecution.Key():              true,
 		dynamicconfig.FrontendEnableUpdateWorkflowExecutionAsyncAccepted.Key(): true,
-		dynamicconfig.ForceSearchAttributesCacheRefreshOnRead.Key():            true,
 		dynamicconfig.EnableEagerWorkflowStart.Key():                           true,
 		dynamicconfig.EnableActivityEagerExecution.Key():                       true,
+		// Each service's namespace registry refreshes on this period (the
+		// server's default, stated because waitReady relies on it). Unlike
+		// the Temporal CLI's dev server we leave
+		// ForceSearchAttributesCacheRefreshOnRead off: on, every workflow
+		// start and visibility record reread the namespace and the cluster
+		// metadata from the database, under a lock, on the one SQLite
+		// connection; waitReady covers the one moment it guards (just
+		// after search attributes are added).
+		dynamicconfig.NamespaceCacheRefreshInterval.Key(): namespaceRefresh,
 		// As the Temporal CLI's dev server: a bigger mutable-state cache and
 		// a visibility rate limit that a UI left open does not exhaust.
 		dynamicconfig.HistoryCacheHostLevelMaxSize.Key():                 8096,
@@ -459,7 +524,24 @@ func (s *Server) waitReady(ctx context.Context, attrs map[string]enumspb.Indexed
 	if len(attrs) == 0 {
 		return nil
 	}
-	return retry(ctx, func(ctx context.Context) error { return s.registerSearchAttributes(ctx, c, attrs) })
+	added := false
+	err = retry(ctx, func(ctx context.Context) error {
+		a, err := s.registerSearchAttributes(ctx, c, attrs)
+		added = added || a
+		return err
+	})
+	if err != nil || !added {
+		return err
+	}
+	// Each service reads a namespace's search attribute names from its own
+	// registry, refreshed every namespaceRefresh; two periods after the
+	// registration every one of them has the new names.
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(2 * namespaceRefresh):
+		return nil
+	}
 }
 
 // errPermanent marks an error retry must not retry.
@@ -468,7 +550,9 @@ type errPermanent struct{ err error }
 func (e errPermanent) Error() string { return e.err.Error() }
 func (e errPermanent) Unwrap() error { return e.err }
 
-func (s *Server) registerSearchAttributes(ctx context.Context, c client.Client, want map[string]enumspb.IndexedValueType) error {
+// registerSearchAttributes adds those of want the namespace lacks and
+// reports whether it added any.
+func (s *Server) registerSearchAttributes(ctx context.Context, c client.Client, want map[string]enumspb.IndexedValueType) (added bool, err error) {
 	op := c.OperatorService()
 	list := func() (map[string]enumspb.IndexedValueType, error) {
 		resp, err := op.ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: s.namespace})
@@ -479,7 +563,7 @@ func (s *Server) registerSearchAttributes(ctx context.Context, c client.Client, 
 	}
 	have, err := list()
 	if err != nil {
-		return err
+		return false, err
 	}
 	missing := map[string]enumspb.IndexedValueType{}
 	for name, typ := range want {
@@ -488,13 +572,15 @@ func (s *Server) registerSearchAttributes(ctx context.Context, c client.Client, 
 		case !ok:
 			missing[name] = typ
 		case got != typ:
-			return errPermanent{fmt.Errorf("devtemporal: search attribute %q exists with type %v, not %v (delete %s to start afresh)",
+			return false, errPermanent{fmt.Errorf("devtemporal: search attribute %q exists with type %v, not %v (delete %s to start afresh)",
 				name, got, typ, s.dbPath)}
 		}
 	}
 	if len(missing) == 0 {
-		return nil
+		return false, nil
 	}
+	// From here on the attributes may have been added, even when the
+	// answer says otherwise (a lost reply), so added is true.
 	_, err = op.AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
 		Namespace:        s.namespace,
 		SearchAttributes: missing,
@@ -503,21 +589,21 @@ func (s *Server) registerSearchAttributes(ctx context.Context, c client.Client, 
 	if err != nil && !errors.As(err, &exists) {
 		var invalid *serviceerror.InvalidArgument
 		if errors.As(err, &invalid) {
-			return errPermanent{fmt.Errorf("devtemporal: add search attributes: %w", err)}
+			return true, errPermanent{fmt.Errorf("devtemporal: add search attributes: %w", err)}
 		}
-		return err
+		return true, err
 	}
 	// Confirm (and, after an "already exists" race, re-check types).
 	have, err = list()
 	if err != nil {
-		return err
+		return true, err
 	}
 	for name := range missing {
 		if _, ok := have[name]; !ok {
-			return fmt.Errorf("devtemporal: search attribute %q not yet visible", name)
+			return true, fmt.Errorf("devtemporal: search attribute %q not yet visible", name)
 		}
 	}
-	return nil
+	return true, nil
 }
 
 // retry calls f until it succeeds, returns an errPermanent, or ctx ends.

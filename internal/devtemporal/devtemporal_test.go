@@ -131,6 +131,8 @@ func TestServerLifecycle(t *testing.T) {
 		t.Errorf("workflow result = %q", out)
 	}
 	w.Stop()
+	// Visibility answers a search attribute query with the trimmed indexes.
+	findByDeal(ctx, t, c, opts.Namespace, `DealId = "deal-1" AND ExecutionStatus = "Completed"`, "greet-1")
 
 	// The Web UI serves its pages and its API against this server.
 	for _, path := range []string{"/", "/api/v1/namespaces"} {
@@ -156,6 +158,12 @@ func TestServerLifecycle(t *testing.T) {
 		_ = conn.Close()
 		t.Error("UI still listening after Stop")
 	}
+
+	dbPath := filepath.Join(dataDir, DatabaseFileName)
+	checkVisibilityIndexes(t, dbPath)
+	// An index dropped before is dropped again at the next start (a file
+	// from before the trimming, or one an operator re-indexed).
+	execSQLite(t, dbPath, `CREATE INDEX by_int_01 ON executions_visibility (namespace_id, Int01)`)
 
 	// Restart on the same data dir, UI disabled, one more search attribute:
 	// the schema exists, the namespace and attributes are kept, and so is
@@ -186,10 +194,12 @@ func TestServerLifecycle(t *testing.T) {
 	if err := c2.GetWorkflow(ctx, "greet-1", run.GetRunID()).Get(ctx, &fetched); err != nil || fetched != out {
 		t.Errorf("workflow result after restart = %q, %v", fetched, err)
 	}
+	findByDeal(ctx, t, c2, opts.Namespace, `DealId = "deal-1"`, "greet-1")
 	c2.Close()
 	if err := srv2.Stop(); err != nil {
 		t.Fatalf("stop after restart: %v", err)
 	}
+	checkVisibilityIndexes(t, dbPath)
 
 	// A search attribute that exists with another type is refused.
 	opts.SearchAttributes = map[string]enumspb.IndexedValueType{"DealId": enumspb.INDEXED_VALUE_TYPE_INT}
@@ -231,5 +241,76 @@ func checkNamespaceAndAttributes(ctx context.Context, t *testing.T, c client.Cli
 		if got, ok := sas.GetCustomAttributes()[name]; !ok || got != typ {
 			t.Errorf("search attribute %s = %v (present %v), want %v", name, got, ok, typ)
 		}
+	}
+}
+
+// findByDeal waits until a visibility query finds exactly the workflow
+// wantID (records are written asynchronously).
+func findByDeal(ctx context.Context, t *testing.T, c client.Client, namespace, query, wantID string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: namespace, Query: query})
+		if err != nil {
+			t.Fatalf("list %q: %v", query, err)
+		}
+		if ex := resp.GetExecutions(); len(ex) == 1 && ex[0].GetExecution().GetWorkflowId() == wantID {
+			return
+		} else if len(ex) > 1 {
+			t.Fatalf("list %q: %d executions, want 1", query, len(ex))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("list %q: %s not found", query, wantID)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// checkVisibilityIndexes asserts that the visibility table has exactly the
+// kept indexes and the keyword ones.
+func checkVisibilityIndexes(t *testing.T, dbPath string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+dbPath+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = db.Close() }()
+	rows, err := db.Query(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'executions_visibility' AND sql IS NOT NULL`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = rows.Close() }()
+	kept, keywords := 0, 0
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case keptVisibilityIndexes[name]:
+			kept++
+		case strings.HasPrefix(name, "by_keyword_"):
+			keywords++
+		default:
+			t.Errorf("visibility index %s was not dropped", name)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if kept != len(keptVisibilityIndexes) || keywords != 10 {
+		t.Errorf("visibility indexes: %d of the %d kept, %d keyword ones; want all of them and 10", kept, len(keptVisibilityIndexes), keywords)
+	}
+}
+
+func execSQLite(t *testing.T, dbPath, stmt string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = db.Close() }()
+	if _, err := db.Exec(stmt); err != nil {
+		t.Fatalf("%s: %v", stmt, err)
 	}
 }
