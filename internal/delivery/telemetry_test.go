@@ -129,6 +129,20 @@ func TestOneTraceFromRequestToDelivery(t *testing.T) {
 			t.Errorf("metric %s missing", name)
 		}
 	}
+	// Attempts are counted by outcome; this test's delivery succeeded.
+	succeeded := false
+	if f := families["dealcast_webhook_attempts_total"]; f != nil {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "outcome" && l.GetValue() == "succeeded" && m.GetCounter().GetValue() >= 1 {
+					succeeded = true
+				}
+			}
+		}
+	}
+	if !succeeded {
+		t.Error(`no dealcast_webhook_attempts_total{outcome="succeeded"} count`)
+	}
 	temporalSeries := 0
 	for name := range families {
 		if strings.HasPrefix(name, "temporal_") {
