@@ -37,8 +37,8 @@ func TestSmoke(t *testing.T) {
 
 	if r := res.Read; r == nil || r.Requests == 0 || r.Errors > 0 || r.APIRPS <= 0 || r.Floor == nil || r.Floor.RPS <= 0 || r.Floor.Errors > 0 {
 		t.Errorf("read: %+v", r)
-	} else if r.Pgbench != nil && r.Ratio <= 0 {
-		t.Errorf("read: pgbench ran but no ratio: %+v", r)
+	} else if r.Pgbench != nil && (r.Ratio <= 0 || r.DBFloor == nil || r.DBFloor.Ratio <= 0) {
+		t.Errorf("read: pgbench ran but no ratio or database floor: %+v", r)
 	}
 	if r := res.Write; r == nil || r.Requests == 0 || r.Errors > 0 || r.Backlog == nil || r.Floor == nil || r.Floor.RPS <= 0 {
 		t.Errorf("write: %+v", r)
@@ -214,5 +214,19 @@ func TestIsWrite(t *testing.T) {
 		if got != tc.want {
 			t.Errorf("%d requests at write share %v: %d writes, want %d", tc.n, tc.share, got, tc.want)
 		}
+	}
+}
+
+func TestDBFloor(t *testing.T) {
+	res := &ReadWriteResult{PgbenchTPS: 20000,
+		Floor:   &Floor{MachineCPUUs: 100},
+		Pgbench: &Baseline{MachineCPUUs: 100}}
+	d := dbFloor(res, 2)
+	if d == nil || d.RPS != 10000 || d.Ratio != 0.5 {
+		t.Errorf("got %+v, want 10000 rps, ratio 0.5", d)
+	}
+	res.Floor.MachineCPUUs = 0
+	if d := dbFloor(res, 2); d != nil {
+		t.Errorf("a floor without its CPU gave %+v", d)
 	}
 }

@@ -32,6 +32,9 @@ type Baseline struct {
 	TPS       float64 `json:"tps"`
 	LatencyMs float64 `json:"latency_avg_ms"`
 	Command   string  `json:"command"`
+	// MachineCPUUs is the whole machine's busy CPU per transaction while
+	// pgbench ran: PostgreSQL's backend, pgbench's client and the kernel.
+	MachineCPUUs float64 `json:"machine_cpu_us_per_tx,omitempty"`
 }
 
 // ErrNoPgbench means the pgbench program is not installed.

@@ -101,6 +101,8 @@ type ReadWriteResult struct {
 	// after the API in the same run: the most any endpoint of this
 	// process could answer on this machine.
 	Floor *Floor `json:"http_floor,omitempty"`
+	// DBFloor adds one pgbench transaction's cost to the HTTP floor's.
+	DBFloor *DBFloor `json:"db_floor,omitempty"`
 	// Backlog is, for write, the delivery work left when the measurement
 	// ended (every deal starts a workflow) and how fast it then drained.
 	Backlog *Backlog `json:"delivery_backlog,omitempty"`
@@ -117,6 +119,19 @@ type Floor struct {
 	// Ratio is RPS / pgbench_tps: above it the scenario's ratio cannot go
 	// here, whatever the service does per request.
 	Ratio float64 `json:"ratio"`
+	// MachineCPUUs is the whole machine's busy CPU per request (server,
+	// load generator, kernel).
+	MachineCPUUs float64 `json:"machine_cpu_us_per_request,omitempty"`
+}
+
+// DBFloor is the ceiling of an endpoint that makes one database round
+// trip: each request costing one HTTP floor request and one pgbench
+// transaction, in machine CPU.
+type DBFloor struct {
+	HTTPCPUUs    float64 `json:"http_cpu_us"`
+	PgbenchCPUUs float64 `json:"pgbench_cpu_us"`
+	RPS          float64 `json:"rps"`
+	Ratio        float64 `json:"ratio"`
 }
 
 // Backlog is delivery work outstanding after a write load, and its drain.
@@ -271,6 +286,10 @@ func (r *Results) Figures() []Figure {
 			counts := fmt.Sprintf("%d requests, %d errors, %d conns, %.0f s", x.Requests, x.Errors, x.Connections, x.Seconds)
 			if f := x.Floor; f != nil {
 				counts += fmt.Sprintf("; HTTP floor (GET %s, same load) %.0f rps = ratio %.3f", f.Path, f.RPS, f.Ratio)
+			}
+			if d := x.DBFloor; d != nil {
+				counts += fmt.Sprintf("; HTTP floor + one pgbench transaction (%.0f + %.0f µs of machine CPU) %.0f rps = ratio %.3f",
+					d.HTTPCPUUs, d.PgbenchCPUUs, d.RPS, d.Ratio)
 			}
 			add(rw.name, x.Common, "ratio", ">= 0.7", fmt.Sprintf("%.3f (api_rps %.0f / pgbench_tps %.0f)", x.Ratio, x.APIRPS, x.PgbenchTPS), x.Ratio >= 0.7, counts)
 		}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,6 +72,7 @@ func (r *runner) read(ctx context.Context) (*ReadWriteResult, error) {
 	stop()
 	r.fillReadWrite(res, &t, elapsed)
 	res.Floor = r.httpFloor(ctx, cl, c.Conns, res.PgbenchTPS)
+	res.DBFloor = dbFloor(res, runtime.NumCPU())
 	return res, nil
 }
 
@@ -83,11 +85,16 @@ func (r *runner) httpFloor(ctx context.Context, cl *Client, conns int, pgbenchTP
 		return cl.Do(ctx, http.MethodGet, "/healthz", "", nil, http.StatusOK, nil)
 	}
 	var t Tally
+	busy := machineBusy()
 	elapsed := closedLoop(ctx, conns, r.cfg.duration(), &t, send)
+	busy = machineBusy() - busy
 	_, errs := t.Errors()
 	s := t.Latency.Summary()
 	f := &Floor{Path: "/healthz", Requests: t.Requests(), Errors: errs,
 		RPS: round(perSecond(t.Requests()-errs, elapsed)), P50Ms: round(s.P50), P99Ms: round(s.P99)}
+	if n := t.Requests(); n > 0 {
+		f.MachineCPUUs = round(busy / float64(n) * 1e6)
+	}
 	if pgbenchTPS > 0 {
 		f.Ratio = round(f.RPS / pgbenchTPS)
 	}
@@ -137,6 +144,7 @@ func (r *runner) write(ctx context.Context) (*ReadWriteResult, error) {
 	stop()
 	res.Backlog = r.measureBacklog(ctx)
 	r.fillReadWrite(res, &t, elapsed)
+	res.DBFloor = dbFloor(res, runtime.NumCPU())
 	return res, nil
 }
 
@@ -202,6 +210,7 @@ func (r *runner) baseline(ctx context.Context, mode string, res *ReadWriteResult
 		return nil
 	}
 	p := r.cfg.Pgbench
+	busy := machineBusy()
 	b, err := r.pgbench.Run(ctx, mode, p.Clients, p.Jobs, r.cfg.duration())
 	if err != nil {
 		// The API is still measured; without a baseline there is no ratio.
@@ -209,8 +218,27 @@ func (r *runner) baseline(ctx context.Context, mode string, res *ReadWriteResult
 		r.note("no pgbench %s baseline: %v", mode, err)
 		return nil
 	}
+	if n := b.TPS * float64(b.Seconds); n > 0 {
+		b.MachineCPUUs = round((machineBusy() - busy) / n * 1e6)
+	}
 	res.Pgbench, res.PgbenchTPS = &b, round(b.TPS)
 	return nil
+}
+
+// dbFloor is the rate at which this machine could answer if each request
+// cost what one request of the HTTP floor and one pgbench transaction
+// cost, in the whole machine's CPU: the ceiling of any endpoint that makes
+// one database round trip as cheap as pgbench's own. Both phases must
+// have kept the machine busy for this to hold; their CPU shares are in
+// the figures.
+func dbFloor(res *ReadWriteResult, cores int) *DBFloor {
+	if res.Floor == nil || res.Pgbench == nil || res.Floor.MachineCPUUs <= 0 || res.Pgbench.MachineCPUUs <= 0 || res.PgbenchTPS <= 0 {
+		return nil
+	}
+	per := res.Floor.MachineCPUUs + res.Pgbench.MachineCPUUs
+	rps := float64(cores) * 1e6 / per
+	return &DBFloor{HTTPCPUUs: res.Floor.MachineCPUUs, PgbenchCPUUs: res.Pgbench.MachineCPUUs,
+		RPS: round(rps), Ratio: round(rps / res.PgbenchTPS)}
 }
 
 func (r *runner) fillReadWrite(res *ReadWriteResult, t *Tally, elapsed time.Duration) {
