@@ -1,7 +1,8 @@
 // Package store keeps Dealcast's state in PostgreSQL or CockroachDB. It is
 // the only package that speaks SQL: every query is one both engines accept,
-// every multi-statement write runs in crdbpgxv5.ExecuteTx so CockroachDB's
-// serialization retries are handled, and driver errors are translated here
+// every multi-statement write runs in crdbpgxv5.ExecuteTx (and a write
+// that is one statement in crdb.ExecuteCtx) so CockroachDB's serialization
+// retries are handled, and driver errors are translated here
 // so no pgx type leaks upward.
 package store
 

@@ -1,0 +1,71 @@
+package store
+
+import (
+	"context"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/dealcast/dealcast/internal/deal"
+)
+
+func newTestDeal(t *testing.T, seller string) deal.Deal {
+	t.Helper()
+	d, err := deal.New(uuid.NewString(), seller, deal.Draft{Name: "lot", TotalPrice: 500, Currency: "EUR",
+		Items: []deal.Item{{ID: "i1", Name: "Item", Price: 500}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestCreateDealWritesTheDealAndItsEvent: without an Idempotency-Key the
+// deal and its event are one statement; both rows are there, and agree.
+func TestCreateDealWritesTheDealAndItsEvent(t *testing.T) {
+	ctx := context.Background()
+	s := New(testDB.Pool)
+	seller, err := s.CreateAccount(ctx, RoleSeller, "one-statement seller")
+	if err != nil {
+		t.Fatal(err)
+	}
+	created, replayed, ref, err := s.CreateDeal(ctx, newTestDeal(t, seller.ID), nil)
+	if err != nil || replayed || ref == nil {
+		t.Fatalf("CreateDeal: %v replayed=%v ref=%v", err, replayed, ref)
+	}
+	got, err := s.DealForSeller(ctx, created.ID, seller.ID)
+	if err != nil || got.Version != 1 || !got.CreatedAt.Equal(created.CreatedAt) {
+		t.Fatalf("deal read back: %+v, %v", got, err)
+	}
+	ev, err := s.Event(ctx, ref.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.DealID != created.ID || ev.Type != string(deal.EventCreated) || !ev.CreatedAt.Equal(created.CreatedAt) {
+		t.Errorf("event %+v does not match deal %s created at %v", ev, created.ID, created.CreatedAt)
+	}
+}
+
+// TestInsertDealIsAtomic: when the event row cannot be written, the deal
+// is not written either.
+func TestInsertDealIsAtomic(t *testing.T) {
+	ctx := context.Background()
+	s := New(testDB.Pool)
+	seller, err := s.CreateAccount(ctx, RoleSeller, "atomic seller")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := newTestDeal(t, seller.ID)
+	_, _, ref, err := s.CreateDeal(ctx, first, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := newTestDeal(t, seller.ID)
+	ev := deal.Created(second)
+	ev.ID = ref.ID // already taken: the event insert fails
+	if err := insertDeal(ctx, testDB.Pool, second, ev); err == nil {
+		t.Fatal("insert with a duplicate event id succeeded")
+	}
+	if _, err := s.DealForSeller(ctx, second.ID, seller.ID); err != ErrNotFound {
+		t.Errorf("the deal whose event failed exists: %v", err)
+	}
+}
