@@ -69,3 +69,38 @@ func TestInsertDealIsAtomic(t *testing.T) {
 		t.Errorf("the deal whose event failed exists: %v", err)
 	}
 }
+
+// TestUpdateDealFromAStaleVersionWritesNothing: the conditional write of a
+// patch that lost a race changes neither the deal nor the outbox.
+func TestUpdateDealFromAStaleVersionWritesNothing(t *testing.T) {
+	ctx := context.Background()
+	s := New(testDB.Pool)
+	seller, err := s.CreateAccount(ctx, RoleSeller, "stale seller")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _, _, err := s.CreateDeal(ctx, newTestDeal(t, seller.ID), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "renamed"
+	if _, _, err := s.PatchDeal(ctx, d.ID, seller.ID, nil, deal.Patch{Name: &name}); err != nil {
+		t.Fatal(err)
+	}
+	// A writer that read version 1 and lost the race to the patch above.
+	stale := d
+	stale.Name, stale.Version = "stale", 2
+	change := deal.Change{Deal: stale, Previous: map[string]any{"name": d.Name}}
+	applied, err := updateDeal(ctx, testDB.Pool, 1, stale, deal.Updated(change))
+	if err != nil || applied {
+		t.Fatalf("stale update: applied=%v err=%v", applied, err)
+	}
+	got, err := s.DealForSeller(ctx, d.ID, seller.ID)
+	if err != nil || got.Name != "renamed" || got.Version != 2 {
+		t.Errorf("deal after the stale update: %+v, %v", got, err)
+	}
+	evs, err := s.DealEvents(ctx, d.ID)
+	if err != nil || len(evs) != 2 {
+		t.Errorf("%d events after the stale update, want 2 (created, the patch): %v", len(evs), err)
+	}
+}

@@ -197,16 +197,6 @@ func insertDeal(ctx context.Context, q execer, d deal.Deal, ev deal.Event) error
 	return err
 }
 
-// queueEvent adds the outbox row for ev to batch, so the event commits or
-// rolls back with the change it records.
-func queueEvent(batch *pgx.Batch, ev deal.Event) {
-	d := ev.Data.Deal
-	batch.Queue(`
-		INSERT INTO events (id, type, deal_id, seller_id, deal_version, payload, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		ev.ID, string(ev.Type), d.ID, d.Seller, d.Version, ev, ev.CreatedAt)
-}
-
 // DealForSeller returns a deal owned by seller.
 func (s *Store) DealForSeller(ctx context.Context, id, seller string) (deal.Deal, error) {
 	d, err := scanDeal(s.pool.QueryRow(ctx, `SELECT `+dealColumns+` FROM deals WHERE id = $1 AND seller_id = $2`, id, seller))
@@ -228,46 +218,73 @@ func (s *Store) DealForBuyer(ctx context.Context, id, buyer string) (deal.Deal, 
 // bumps the version and writes a deal.updated event in the same
 // transaction, returned so delivery can start at once (nil for a no-op).
 func (s *Store) PatchDeal(ctx context.Context, id, seller string, ifMatch *int64, p deal.Patch) (deal.Deal, *EventRef, error) {
-	var (
-		out   deal.Deal
-		event *EventRef
-	)
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		// FOR UPDATE queues concurrent patches of one deal behind each
-		// other, so each sees the version the previous one wrote.
-		cur, err := scanDeal(tx.QueryRow(ctx, `SELECT `+dealColumns+` FROM deals WHERE id = $1 AND seller_id = $2 FOR UPDATE`, id, seller))
+	// Optimistic: read the deal, apply the patch, and write the new version
+	// and its event in one statement that applies only if the version read
+	// is still current. Two round trips; a transaction holding a row lock
+	// took six. A patch that lost a race reads again: without If-Match it
+	// applies to the newer version, with If-Match it fails on the check.
+	for {
+		cur, err := scanDeal(s.pool.QueryRow(ctx, `SELECT `+dealColumns+` FROM deals WHERE id = $1 AND seller_id = $2`, id, seller))
 		if err != nil {
-			return err
+			return deal.Deal{}, nil, translate(err)
 		}
 		if ifMatch != nil && *ifMatch != cur.Version {
-			return ErrVersionMismatch
+			return deal.Deal{}, nil, ErrVersionMismatch
 		}
 		change, err := deal.Apply(cur, p)
 		if err != nil {
-			return err
+			return deal.Deal{}, nil, err
 		}
 		if !change.Changed() {
-			out, event = cur, nil
-			return nil
+			return cur, nil, nil
 		}
-		next := change.Deal
-		next.Version = cur.Version + 1
-		next.UpdatedAt = s.timestamp()
-		change.Deal = next
-		discType, discAmt := discountColumns(next.Discount)
-		batch := &pgx.Batch{}
-		batch.Queue(`
+		var (
+			ev      deal.Event
+			applied bool
+		)
+		err = crdb.ExecuteCtx(ctx, func(ctx context.Context, _ ...any) error {
+			next := change.Deal
+			next.Version = cur.Version + 1
+			next.UpdatedAt = s.timestamp() // after the read: later than the version it replaces
+			change.Deal = next
+			ev = deal.Updated(change)
+			var err error
+			applied, err = updateDeal(ctx, s.pool, cur.Version, next, ev)
+			return err
+		})
+		if err != nil {
+			return deal.Deal{}, nil, translate(err)
+		}
+		if applied {
+			return change.Deal, refOf(ev), nil
+		}
+		if err := ctx.Err(); err != nil {
+			return deal.Deal{}, nil, translate(err)
+		}
+	}
+}
+
+// updateDeal writes next over the version from and next's event in one
+// statement, and reports false (nothing written) when the deal is no
+// longer at version from.
+func updateDeal(ctx context.Context, q execer, from int64, next deal.Deal, ev deal.Event) (bool, error) {
+	discType, discAmt := discountColumns(next.Discount)
+	tag, err := q.Exec(ctx, `
+		WITH updated AS (
 			UPDATE deals SET name = $2, total_price = $3, net_price = $4, currency = $5, discount_type = $6,
 			       discount_amount = $7, status = $8, items = $9, version = $10, updated_at = $11
-			WHERE id = $1`,
-			next.ID, next.Name, next.TotalPrice, next.NetPrice, next.Currency, discType, discAmt,
-			string(next.Status), next.Items, next.Version, next.UpdatedAt)
-		ev := deal.Updated(change)
-		queueEvent(batch, ev)
-		out, event = next, refOf(ev)
-		return tx.SendBatch(ctx, batch).Close()
-	})
-	return out, event, err
+			WHERE id = $1 AND version = $12
+			RETURNING id, seller_id, version
+		)
+		INSERT INTO events (id, type, deal_id, seller_id, deal_version, payload, created_at)
+		SELECT $13, $14, id, seller_id, version, $15, $16 FROM updated`,
+		next.ID, next.Name, next.TotalPrice, next.NetPrice, next.Currency, discType, discAmt,
+		string(next.Status), next.Items, next.Version, next.UpdatedAt, from,
+		ev.ID, string(ev.Type), ev, ev.CreatedAt)
+	if err != nil {
+		return false, err
+	}
+	return tag.RowsAffected() == 1, nil
 }
 
 // DealFilter narrows a deal list.
