@@ -9,6 +9,16 @@ import (
 	"github.com/dealcast/dealcast/internal/deal"
 )
 
+// newTestSeller makes a seller account for a test.
+func newTestSeller(t *testing.T, s *Store, name string) string {
+	t.Helper()
+	a, err := s.CreateAccount(context.Background(), RoleSeller, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.ID
+}
+
 func newTestDeal(t *testing.T, seller string) deal.Deal {
 	t.Helper()
 	d, err := deal.New(uuid.NewString(), seller, deal.Draft{Name: "lot", TotalPrice: 500, Currency: "EUR",
@@ -24,15 +34,12 @@ func newTestDeal(t *testing.T, seller string) deal.Deal {
 func TestCreateDealWritesTheDealAndItsEvent(t *testing.T) {
 	ctx := context.Background()
 	s := New(testDB.Pool)
-	seller, err := s.CreateAccount(ctx, RoleSeller, "one-statement seller")
-	if err != nil {
-		t.Fatal(err)
-	}
-	created, replayed, ref, err := s.CreateDeal(ctx, newTestDeal(t, seller.ID), nil)
+	seller := newTestSeller(t, s, "one-statement seller")
+	created, replayed, ref, err := s.CreateDeal(ctx, newTestDeal(t, seller), nil)
 	if err != nil || replayed || ref == nil {
 		t.Fatalf("CreateDeal: %v replayed=%v ref=%v", err, replayed, ref)
 	}
-	got, err := s.DealForSeller(ctx, created.ID, seller.ID)
+	got, err := s.DealForSeller(ctx, created.ID, seller)
 	if err != nil || got.Version != 1 || !got.CreatedAt.Equal(created.CreatedAt) {
 		t.Fatalf("deal read back: %+v, %v", got, err)
 	}
@@ -50,22 +57,19 @@ func TestCreateDealWritesTheDealAndItsEvent(t *testing.T) {
 func TestInsertDealIsAtomic(t *testing.T) {
 	ctx := context.Background()
 	s := New(testDB.Pool)
-	seller, err := s.CreateAccount(ctx, RoleSeller, "atomic seller")
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := newTestDeal(t, seller.ID)
+	seller := newTestSeller(t, s, "atomic seller")
+	first := newTestDeal(t, seller)
 	_, _, ref, err := s.CreateDeal(ctx, first, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	second := newTestDeal(t, seller.ID)
+	second := newTestDeal(t, seller)
 	ev := deal.Created(second)
 	ev.ID = ref.ID // already taken: the event insert fails
 	if err := insertDeal(ctx, testDB.Pool, second, ev); err == nil {
 		t.Fatal("insert with a duplicate event id succeeded")
 	}
-	if _, err := s.DealForSeller(ctx, second.ID, seller.ID); err != ErrNotFound {
+	if _, err := s.DealForSeller(ctx, second.ID, seller); err != ErrNotFound {
 		t.Errorf("the deal whose event failed exists: %v", err)
 	}
 }
@@ -75,16 +79,13 @@ func TestInsertDealIsAtomic(t *testing.T) {
 func TestUpdateDealFromAStaleVersionWritesNothing(t *testing.T) {
 	ctx := context.Background()
 	s := New(testDB.Pool)
-	seller, err := s.CreateAccount(ctx, RoleSeller, "stale seller")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, _, _, err := s.CreateDeal(ctx, newTestDeal(t, seller.ID), nil)
+	seller := newTestSeller(t, s, "stale seller")
+	d, _, _, err := s.CreateDeal(ctx, newTestDeal(t, seller), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	name := "renamed"
-	if _, _, err := s.PatchDeal(ctx, d.ID, seller.ID, nil, deal.Patch{Name: &name}); err != nil {
+	if _, _, err := s.PatchDeal(ctx, d.ID, seller, nil, deal.Patch{Name: &name}); err != nil {
 		t.Fatal(err)
 	}
 	// A writer that read version 1 and lost the race to the patch above.
@@ -95,7 +96,7 @@ func TestUpdateDealFromAStaleVersionWritesNothing(t *testing.T) {
 	if err != nil || applied {
 		t.Fatalf("stale update: applied=%v err=%v", applied, err)
 	}
-	got, err := s.DealForSeller(ctx, d.ID, seller.ID)
+	got, err := s.DealForSeller(ctx, d.ID, seller)
 	if err != nil || got.Name != "renamed" || got.Version != 2 {
 		t.Errorf("deal after the stale update: %+v, %v", got, err)
 	}
