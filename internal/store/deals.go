@@ -78,8 +78,8 @@ func discountColumns(d *deal.Discount) (typ *string, amount *int64) {
 	return &t, &v
 }
 
-// CreateDeal stores a new, validated deal with its deal.created event in
-// one transaction. With an Idempotency-Key it returns the first response
+// CreateDeal stores a new, validated deal with its deal.created event,
+// atomically. With an Idempotency-Key it returns the first response
 // for a repeat of the same request (replayed true), and
 // ErrIdempotencyConflict for the same key with another body.
 // The returned event is nil on a replay: no new event was written.
@@ -216,7 +216,7 @@ func (s *Store) DealForBuyer(ctx context.Context, id, buyer string) (deal.Deal, 
 // with ErrVersionMismatch unless the deal is at that version. A patch that
 // changes nothing returns the deal as it is and writes no event; any other
 // bumps the version and writes a deal.updated event in the same
-// transaction, returned so delivery can start at once (nil for a no-op).
+// statement, returned so delivery can start at once (nil for a no-op).
 func (s *Store) PatchDeal(ctx context.Context, id, seller string, ifMatch *int64, p deal.Patch) (deal.Deal, *EventRef, error) {
 	// Optimistic: read the deal, apply the patch, and write the new version
 	// and its event in one statement that applies only if the version read
