@@ -31,8 +31,10 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Settings.TemporalStarts != 1 {
-		t.Errorf("temporal started %d times, want once", res.Settings.TemporalStarts)
+	// Once, and again after each run without delivery (write, concurrency):
+	// no backlog was thrown away between scenarios.
+	if res.Settings.TemporalStarts != 3 {
+		t.Errorf("temporal started %d times, want 3", res.Settings.TemporalStarts)
 	}
 
 	if r := res.Read; r == nil || r.Requests == 0 || r.Errors > 0 || r.APIRPS <= 0 || r.Floor == nil || r.Floor.RPS <= 0 || r.Floor.Errors > 0 {
@@ -42,12 +44,16 @@ func TestSmoke(t *testing.T) {
 	}
 	if r := res.Write; r == nil || r.Requests == 0 || r.Errors > 0 || r.Backlog == nil || r.Floor == nil || r.Floor.RPS <= 0 {
 		t.Errorf("write: %+v", r)
+	} else if w := r.WithoutDelivery; w == nil || w.Requests == 0 || w.Errors > 0 || w.APIRPS <= 0 {
+		t.Errorf("write without delivery: %+v", w)
 	}
 	if r := res.List; r == nil || r.Pages == 0 || r.Errors > 0 || r.Passes == 0 || len(r.Explain) != 2 {
 		t.Errorf("list: %+v", r)
 	}
 	if r := res.Concurrency; r == nil || r.Requests == 0 || r.Errors > 0 || r.Writes == 0 || r.OpenConnsPeak < cfg.Concurrency.Conns {
 		t.Errorf("concurrency: %+v", r)
+	} else if w := r.WithoutDelivery; w == nil || w.Requests == 0 || w.Errors > 0 {
+		t.Errorf("concurrency without delivery: %+v", w)
 	}
 	if r := res.WebhookLatency; r == nil || r.Changes == 0 || r.Received != r.Expected || r.Lost > 0 || r.ChangeErrors > 0 {
 		t.Errorf("webhook_latency: %+v", r)

@@ -52,8 +52,9 @@ type Settings struct {
 	GraceSeconds    float64 `json:"grace_seconds"`
 	DurationSeconds float64 `json:"duration_seconds"`
 	Scenarios       string  `json:"scenarios"` // in running order
-	// TemporalStarts counts embedded Temporal servers: 1, plus one per
-	// backlog thrown away between scenarios.
+	// TemporalStarts counts embedded Temporal servers: 1, plus one after
+	// each run without delivery (write, concurrency), plus one per backlog
+	// thrown away between scenarios.
 	TemporalStarts int    `json:"temporal_starts"`
 	TemporalStore  string `json:"temporal_store"`
 	Layout         string `json:"layout"`
@@ -106,6 +107,24 @@ type ReadWriteResult struct {
 	// Backlog is, for write, the delivery work left when the measurement
 	// ended (every deal starts a workflow) and how fast it then drained.
 	Backlog *Backlog `json:"delivery_backlog,omitempty"`
+	// WithoutDelivery is, for write, the same load again with the delivery
+	// side stopped.
+	WithoutDelivery *PausedRun `json:"without_delivery,omitempty"`
+}
+
+// PausedRun is a scenario's load run once more with the delivery side
+// (embedded Temporal server, dispatcher, sweeper, worker) stopped, the
+// events left in the outbox: what the API and the database do on this
+// machine when delivery's work runs elsewhere, as it does in production.
+// A diagnosis of the goal, not the goal's figure.
+type PausedRun struct {
+	Requests int     `json:"requests"`
+	Errors   int     `json:"errors"`
+	APIRPS   float64 `json:"api_rps"`
+	Ratio    float64 `json:"ratio,omitempty"` // api_rps / the scenario's pgbench_tps
+	P50Ms    float64 `json:"p50_ms"`
+	P99Ms    float64 `json:"p99_ms"`
+	Seconds  float64 `json:"seconds"`
 }
 
 // Floor is the HTTP floor of a read or write measurement.
@@ -193,6 +212,8 @@ type ConcurrencyResult struct {
 	// connections are replaced before the server sees them close).
 	OpenConnsStart int     `json:"open_conns_start"`
 	Seconds        float64 `json:"seconds"`
+	// WithoutDelivery is the same load again with the delivery side stopped.
+	WithoutDelivery *PausedRun `json:"without_delivery,omitempty"`
 }
 
 // WebhookResult is webhook_latency: response to arrival at a steady rate.
@@ -287,6 +308,9 @@ func (r *Results) Figures() []Figure {
 			if f := x.Floor; f != nil {
 				counts += fmt.Sprintf("; HTTP floor (GET %s, same load) %.0f rps = ratio %.3f", f.Path, f.RPS, f.Ratio)
 			}
+			if p := x.WithoutDelivery; p != nil {
+				counts += fmt.Sprintf("; the same load with the delivery side stopped: %.0f rps = ratio %.3f, p99 %.1f ms, %d errors", p.APIRPS, p.Ratio, p.P99Ms, p.Errors)
+			}
 			if d := x.DBFloor; d != nil {
 				counts += fmt.Sprintf("; HTTP floor + one pgbench transaction (%.0f + %.0f µs of machine CPU) %.0f rps = ratio %.3f",
 					d.HTTPCPUUs, d.PgbenchCPUUs, d.RPS, d.Ratio)
@@ -301,6 +325,9 @@ func (r *Results) Figures() []Figure {
 	}
 	if x := r.Concurrency; x != nil {
 		counts := fmt.Sprintf("%d requests (%d reads, %d writes) at %d/s target, %.0f/s answered, %d conns open at the start (%d peak)", x.Requests, x.Reads, x.Writes, x.TargetRPS, x.APIRPS, x.OpenConnsStart, x.OpenConnsPeak)
+		if p := x.WithoutDelivery; p != nil {
+			counts += fmt.Sprintf("; the same load with the delivery side stopped: %d errors, p50 %.1f ms, p99 %.1f ms, %.0f/s answered", p.Errors, p.P50Ms, p.P99Ms, p.APIRPS)
+		}
 		add(ScenarioConcurrency, x.Common, "errors", "= 0", fmt.Sprint(x.Errors), x.Errors == 0, counts)
 		add(ScenarioConcurrency, x.Common, "p99_ms", "<= 150", fmt.Sprintf("%.1f", x.P99Ms), x.P99Ms <= 150 && x.Requests > 0, counts)
 	}

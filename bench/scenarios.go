@@ -145,7 +145,13 @@ func (r *runner) write(ctx context.Context) (*ReadWriteResult, error) {
 	res.Backlog = r.measureBacklog(ctx)
 	r.fillReadWrite(res, &t, elapsed)
 	res.DBFloor = dbFloor(res, runtime.NumCPU())
-	return res, nil
+	res.WithoutDelivery, err = r.withoutDelivery(ctx, func(t *Tally) time.Duration {
+		return closedLoop(ctx, c.Conns, r.cfg.duration(), t, send)
+	})
+	if res.WithoutDelivery != nil && res.PgbenchTPS > 0 {
+		res.WithoutDelivery.Ratio = round(res.WithoutDelivery.APIRPS / res.PgbenchTPS)
+	}
+	return res, err
 }
 
 // warmEach sends n requests on each of conns connections.
@@ -467,7 +473,27 @@ func (r *runner) concurrency(ctx context.Context) (*ConcurrencyResult, error) {
 	all := t.Latency.Summary()
 	res.latency(all)
 	res.Met = errs == 0 && res.P99Ms <= 150 && res.Requests > 0
-	return res, nil
+	res.WithoutDelivery, err = r.withoutDelivery(ctx, func(t *Tally) time.Duration {
+		return openLoop(ctx, c.Rate, r.cfg.duration(), t, send)
+	})
+	return res, err
+}
+
+// withoutDelivery runs load once more with the delivery side stopped,
+// then starts a fresh one (the events written meanwhile are not
+// delivered: no receiver waits for them). The scenario's own backlog is
+// thrown away with the stopped side, as settle would after its timeout.
+func (r *runner) withoutDelivery(ctx context.Context, load func(*Tally) time.Duration) (*PausedRun, error) {
+	r.st.pauseDelivery()
+	var t Tally
+	elapsed := load(&t)
+	if err := r.st.resumeDelivery(ctx); err != nil {
+		return nil, fmt.Errorf("restarting the delivery side: %w", err)
+	}
+	_, errs := t.Errors()
+	s := t.Latency.Summary()
+	return &PausedRun{Requests: t.Requests(), Errors: errs, APIRPS: round(perSecond(t.Requests()-errs, elapsed)),
+		P50Ms: round(s.P50), P99Ms: round(s.P99), Seconds: round(elapsed.Seconds())}, nil
 }
 
 // isWrite spreads writes evenly over the request sequence so that any run,

@@ -95,10 +95,20 @@ type switchable struct {
 	d atomic.Pointer[delivery.Dispatcher]
 }
 
-func (s *switchable) Dispatch(ctx context.Context, ev store.EventRef) { s.d.Load().Dispatch(ctx, ev) }
+// Dispatch hands ev to the current dispatcher; while delivery is paused
+// there is none and the event stays in the outbox.
+func (s *switchable) Dispatch(ctx context.Context, ev store.EventRef) {
+	if d := s.d.Load(); d != nil {
+		d.Dispatch(ctx, ev)
+	}
+}
 
 func (s *switchable) Redeliver(ctx context.Context, ev store.EventRef) error {
-	return s.d.Load().Redeliver(ctx, ev)
+	d := s.d.Load()
+	if d == nil {
+		return errors.New("bench: delivery is paused")
+	}
+	return d.Redeliver(ctx, ev)
 }
 
 // startStack brings the stack up on a new database dealcast_bench_<random>
@@ -161,7 +171,11 @@ func startStack(ctx context.Context, cfg Config, log *slog.Logger) (_ *Stack, er
 			if err := s.store.Ping(ctx); err != nil {
 				return err
 			}
-			_, err := s.delivery.client.CheckHealth(ctx, &client.CheckHealthRequest{})
+			ds := s.delivery
+			if ds == nil {
+				return errors.New("delivery is paused")
+			}
+			_, err := ds.client.CheckHealth(ctx, &client.CheckHealthRequest{})
 			return err
 		},
 	})
@@ -282,7 +296,24 @@ func (ds *deliveryStack) stop() {
 // dispatched (so the sweeper does not start it again) and starts a fresh
 // Temporal server, dispatcher and worker. The API keeps running.
 func (s *Stack) restartDelivery(ctx context.Context) error {
-	s.delivery.stop()
+	s.pauseDelivery()
+	return s.resumeDelivery(ctx)
+}
+
+// pauseDelivery stops the delivery side (Temporal server, dispatcher,
+// sweeper, worker) and its state; the API keeps running and its events
+// stay in the outbox.
+func (s *Stack) pauseDelivery() {
+	s.dispatch.d.Store(nil)
+	if s.delivery != nil {
+		s.delivery.stop()
+		s.delivery = nil
+	}
+}
+
+// resumeDelivery starts a fresh delivery side without the events written
+// while it was paused.
+func (s *Stack) resumeDelivery(ctx context.Context) error {
 	if _, err := s.pool.Exec(ctx, `UPDATE events SET dispatched_at = now() WHERE dispatched_at IS NULL`); err != nil {
 		return err
 	}
