@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/google/pprof/profile"
 )
 
 // Run starts the stack, runs the selected scenarios in order and returns
@@ -186,11 +189,72 @@ func (r *runner) run(ctx context.Context, name string) error {
 func (r *runner) profile(scenario string) func() {
 	meter := r.st.startCPUMeter(context.Background())
 	usage := func() { r.cpu[scenario] = meter.Stop(context.Background()) }
+	stopAllocs := r.startAllocProfile(scenario)
 	stopProfile := r.startProfile(scenario)
 	return func() {
 		stopProfile()
+		stopAllocs()
 		usage()
 	}
+}
+
+// startAllocProfile notes the process's allocations so far, when asked
+// for an allocation profile, and returns a function that writes what was
+// allocated since. Go's allocation profile counts from the start of the
+// process, so the phase's share is the difference of two snapshots.
+func (r *runner) startAllocProfile(scenario string) func() {
+	if r.cfg.MemProfile == "" {
+		return func() {}
+	}
+	path := profilePath(r.cfg.MemProfile, scenario)
+	before, err := allocSnapshot()
+	if err != nil {
+		r.note("allocation profile %s: %v", path, err)
+		return func() {}
+	}
+	return func() {
+		if err := writeAllocDelta(path, before); err != nil {
+			r.note("allocation profile %s: %v", path, err)
+			return
+		}
+		r.log.Info("bench: allocation profile", "scenario", scenario, "path", path)
+	}
+}
+
+// allocSnapshot reads the allocation profile as of now (a collection
+// first: the profile is updated at the end of each).
+func allocSnapshot() (*profile.Profile, error) {
+	runtime.GC()
+	var buf bytes.Buffer
+	if err := pprof.Lookup("allocs").WriteTo(&buf, 0); err != nil {
+		return nil, err
+	}
+	return profile.Parse(&buf)
+}
+
+// writeAllocDelta writes to path the allocations made since before.
+func writeAllocDelta(path string, before *profile.Profile) error {
+	after, err := allocSnapshot()
+	if err != nil {
+		return err
+	}
+	before.Scale(-1)
+	delta, err := profile.Merge([]*profile.Profile{after, before})
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := delta.Write(f); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // startProfile starts a CPU profile for scenario when asked for.

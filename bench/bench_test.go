@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/pprof/profile"
 )
 
 // TestSmoke runs every scenario at toy sizes on one stack (one embedded
@@ -234,5 +236,74 @@ func TestDBFloor(t *testing.T) {
 	res.Floor.MachineCPUUs = 0
 	if d := dbFloor(res, 2); d != nil {
 		t.Errorf("a floor without its CPU gave %+v", d)
+	}
+}
+
+var allocSink [][]byte
+
+//go:noinline
+func allocBefore() {
+	for range 64 {
+		allocSink = append(allocSink, make([]byte, 1<<20))
+	}
+}
+
+//go:noinline
+func allocDuring() {
+	for range 64 {
+		allocSink = append(allocSink, make([]byte, 1<<20))
+	}
+}
+
+// TestAllocDelta: the allocation profile of a phase holds what was
+// allocated during it, not what was allocated before.
+func TestAllocDelta(t *testing.T) {
+	allocBefore()
+	before, err := allocSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	allocDuring()
+	path := filepath.Join(t.TempDir(), "mem.pprof")
+	if err := writeAllocDelta(path, before); err != nil {
+		t.Fatal(err)
+	}
+	allocSink = nil
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	p, err := profile.Parse(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	space := -1
+	for i, st := range p.SampleType {
+		if st.Type == "alloc_space" {
+			space = i
+		}
+	}
+	if space < 0 {
+		t.Fatalf("no alloc_space in %v", p.SampleType)
+	}
+	bytesIn := func(fn string) int64 {
+		var n int64
+		for _, s := range p.Sample {
+			for _, loc := range s.Location {
+				for _, l := range loc.Line {
+					if strings.HasSuffix(l.Function.Name, "."+fn) {
+						n += s.Value[space]
+					}
+				}
+			}
+		}
+		return n
+	}
+	if got := bytesIn("allocDuring"); got < 32<<20 {
+		t.Errorf("allocDuring: %d bytes in the profile, want about 64 MiB", got)
+	}
+	if got := bytesIn("allocBefore"); got > 1<<20 {
+		t.Errorf("allocBefore: %d bytes in the profile, want none", got)
 	}
 }

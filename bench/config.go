@@ -62,6 +62,9 @@ type Config struct {
 	// CPUProfile, when set, writes one CPU profile per scenario, named
 	// after it: cpu.pprof becomes cpu-write.pprof and so on.
 	CPUProfile string
+	// MemProfile, when set, writes one allocation profile per scenario,
+	// named as CPUProfile's: what the measured phase allocated.
+	MemProfile string
 	// Grace is how long a webhook scenario waits for arrivals after its
 	// last change before counting the rest lost.
 	Grace time.Duration
@@ -215,6 +218,9 @@ func (c *Config) ApplyEnv() error {
 	}
 	if v := os.Getenv("BENCH_CPUPROFILE"); v != "" {
 		c.CPUProfile = v
+	}
+	if v := os.Getenv("BENCH_MEMPROFILE"); v != "" {
+		c.MemProfile = v
 	}
 	if v := os.Getenv("DATABASE_URL"); v != "" {
 		c.DatabaseURL = v

@@ -21,6 +21,7 @@ func runBench(ctx context.Context, args []string) error {
 		seconds    = fs.Int("seconds", 0, "length of each measured phase (default 30, or BENCH_SECONDS)")
 		scenarios  = fs.String("scenarios", "", "comma-separated scenarios to run (default all, or BENCH_SCENARIOS)")
 		cpuProfile = fs.String("cpuprofile", "", "write a CPU profile per scenario: PATH becomes PATH-<scenario> (or BENCH_CPUPROFILE)")
+		memProfile = fs.String("memprofile", "", "write an allocation profile per scenario's measured phase: PATH becomes PATH-<scenario> (or BENCH_MEMPROFILE)")
 		pool       = fs.Int("pool-max-conns", 0, "the service's database pool size (default 16, or BENCH_POOL_MAX_CONNS)")
 		readConns  = fs.Int("read-conns", 0, "read: connections (default 64)")
 		writeConns = fs.Int("write-conns", 0, "write: connections (default 64)")
@@ -44,7 +45,7 @@ func runBench(ctx context.Context, args []string) error {
 Starts the service stack in this process on a fresh database on the
 PostgreSQL server of DATABASE_URL (created and dropped), runs the
 scenarios and writes the results. Needs pgbench for the read and write
-baselines. Environment: BENCH_SECONDS, BENCH_SCENARIOS, BENCH_CPUPROFILE,
+baselines. Environment: BENCH_SECONDS, BENCH_SCENARIOS, BENCH_CPUPROFILE, BENCH_MEMPROFILE,
 BENCH_POOL_MAX_CONNS, DATABASE_URL.
 
 Flags:
@@ -87,6 +88,9 @@ Flags:
 	}
 	if *cpuProfile != "" {
 		cfg.CPUProfile = *cpuProfile
+	}
+	if *memProfile != "" {
+		cfg.MemProfile = *memProfile
 	}
 	if *grace > 0 {
 		cfg.Grace = *grace
