@@ -16,8 +16,10 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/dealcast/dealcast/internal/auth"
 	"github.com/dealcast/dealcast/internal/deal"
@@ -62,6 +64,11 @@ type Deps struct {
 	Metrics http.Handler
 	// RateLimit bounds each caller's request rate; the zero value is no limit.
 	RateLimit RateLimit
+	// SpanlessRequests reads each request's W3C trace context, which then
+	// flows on to Temporal and to webhook receivers, but makes no server
+	// span. For processes that export no spans: a span nobody samples still
+	// costs its attributes on every request.
+	SpanlessRequests bool
 }
 
 // Delivery is the part of webhook delivery the API drives.
@@ -187,11 +194,24 @@ func New(d Deps) (http.Handler, huma.API) {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
+	if d.SpanlessRequests {
+		return traceContext(mux), a
+	}
 	// otelhttp makes the server span and reads the caller's trace context;
 	// its own request metrics would repeat dealcast.http.server.duration
 	// (which knows the operation) at a cost on every request, so they go
 	// nowhere.
 	return otelhttp.NewHandler(mux, "http.request", otelhttp.WithMeterProvider(noop.NewMeterProvider())), a
+}
+
+// traceContext puts the caller's trace context (traceparent, baggage) in
+// each request's context, as the server span's parent would be, without
+// making the span.
+func traceContext(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
 }
 
 // Register adds every operation to a.

@@ -167,6 +167,7 @@ func startStack(ctx context.Context, cfg Config, log *slog.Logger) (_ *Stack, er
 		Delivery:             &s.dispatch,
 		Sealer:               s.sealer,
 		AllowPrivateWebhooks: true,
+		SpanlessRequests:     !s.tel.Exporting(), // as dealcast api and dev
 		Ready: func(ctx context.Context) error {
 			if err := s.store.Ping(ctx); err != nil {
 				return err

@@ -234,6 +234,7 @@ func apiDeps(cfg config.Config, st *store.Store, c client.Client, d *delivery.Di
 		AllowPrivateWebhooks: cfg.WebhookAllowPrivate,
 		RateLimit:            api.RateLimit{PerSecond: cfg.RateLimitRPS},
 		Ready:                func(ctx context.Context) error { return ready(ctx, st, c) },
+		SpanlessRequests:     !tel.Exporting(),
 	}
 }
 

@@ -31,7 +31,10 @@ type Telemetry struct {
 	Tracer   trace.TracerProvider
 	Meter    metric.MeterProvider
 	registry *prometheus.Registry
-	shutdown []func(context.Context) error
+	// exporting says spans go somewhere (an OTLP endpoint, or a test's
+	// exporter).
+	exporting bool
+	shutdown  []func(context.Context) error
 }
 
 // Options configure Setup.
@@ -65,6 +68,7 @@ func Setup(ctx context.Context, o Options) (*Telemetry, error) {
 		}
 	}
 	topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	t.exporting = spans != nil
 	if spans != nil {
 		topts = append(topts, sdktrace.WithBatcher(spans))
 	} else if os.Getenv("OTEL_TRACES_SAMPLER") == "" {
@@ -83,6 +87,9 @@ func Setup(ctx context.Context, o Options) (*Telemetry, error) {
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 	return t, nil
 }
+
+// Exporting reports whether spans are exported anywhere.
+func (t *Telemetry) Exporting() bool { return t.exporting }
 
 // MetricsHandler serves the metrics in Prometheus text format.
 func (t *Telemetry) MetricsHandler() http.Handler {
