@@ -42,6 +42,8 @@ type stack struct {
 	acts       *activities.Activities
 	worker     worker.Worker
 	client     client.Client
+	// deps built the handler; a test may change them and call rebuild.
+	deps api.Deps
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -78,10 +80,14 @@ func newStackWith(t testing.TB, c client.Client, metrics http.Handler) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.handler, _ = api.New(api.Deps{Store: s.store, Verifier: v, Logger: quietLogger(), Delivery: s.dispatcher,
-		Sealer: sealer, AllowPrivateWebhooks: true, Metrics: metrics})
+	s.deps = api.Deps{Store: s.store, Verifier: v, Logger: quietLogger(), Delivery: s.dispatcher,
+		Sealer: sealer, AllowPrivateWebhooks: true, Metrics: metrics}
+	s.rebuild()
 	return s
 }
+
+// rebuild makes the API handler again from s.deps.
+func (s *stack) rebuild() { s.handler, _ = api.New(s.deps) }
 
 func (s *stack) startWorker() {
 	s.t.Helper()

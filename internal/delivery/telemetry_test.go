@@ -189,3 +189,53 @@ func wrapHeaders(h http.Handler, got chan<- http.Header) http.Handler {
 		h.ServeHTTP(w, r)
 	})
 }
+
+// TestCallerTraceReachesReceiverWithoutServerSpans: with SpanlessRequests
+// (the API of a process that exports no spans) the caller's traceparent
+// still reaches the workflow and the receiver.
+func TestCallerTraceReachesReceiverWithoutServerSpans(t *testing.T) {
+	if _, _, err := processTelemetry(); err != nil {
+		t.Fatal(err)
+	}
+	tracing, err := temporalotel.NewTracingInterceptor(temporalotel.TracerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := temporal.NewClientWithOptions(client.Options{Interceptors: []interceptor.ClientInterceptor{tracing}})
+	t.Cleanup(c.Close)
+	s := newStackWith(t, c, nil)
+	s.deps.SpanlessRequests = true
+	s.rebuild()
+
+	seller, sellerTok := s.account(store.RoleSeller)
+	buyer, buyerTok := s.account(store.RoleBuyer)
+	s.grant(seller, sellerTok, buyer)
+	r := newReceiver(t, nil)
+	s.endpoint(buyerTok, r.URL)
+	receiverHeaders := make(chan http.Header, 4)
+	r.Config.Handler = wrapHeaders(r.Config.Handler, receiverHeaders)
+
+	const callerTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	req := httptest.NewRequest(http.MethodPost, "/v1/deals", strings.NewReader(
+		`{"name":"Deal","currency":"gbp","total_price":1500,"items":[{"id":"i1","name":"Item","price":1500}]}`))
+	req.Header.Set("Authorization", "Bearer "+sellerTok)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("traceparent", "00-"+callerTrace+"-00f067aa0ba902b7-01")
+	rec := httptest.NewRecorder()
+	s.handler.ServeHTTP(rec, req)
+	if rec.Code != http.StatusCreated {
+		t.Fatalf("create: %d %s", rec.Code, rec.Body)
+	}
+	eventually(t, 10*time.Second, "the delivery", func() bool { return len(r.got()) == 1 })
+	var traceparent string
+	select {
+	case h := <-receiverHeaders:
+		traceparent = h.Get("traceparent")
+	case <-time.After(time.Second):
+		t.Fatal("no headers recorded")
+	}
+	sc := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), propagation.HeaderCarrier(http.Header{"Traceparent": {traceparent}})))
+	if sc.TraceID().String() != callerTrace {
+		t.Errorf("receiver's traceparent %q is not in the caller's trace %s", traceparent, callerTrace)
+	}
+}
