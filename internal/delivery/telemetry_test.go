@@ -47,24 +47,11 @@ func TestOneTraceFromRequestToDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	seller, sellerTok := s.account(store.RoleSeller)
-	buyer, buyerTok := s.account(store.RoleBuyer)
-	s.grant(seller, sellerTok, buyer)
-	r := newReceiver(t, nil)
-	var traceparent string
-	s.endpoint(buyerTok, r.URL)
-	receiverHeaders := make(chan http.Header, 4)
-	r.Config.Handler = wrapHeaders(r.Config.Handler, receiverHeaders)
+	sellerTok, r, receiverHeaders := s.buyerWithReceiver(t)
 
 	s.createDeal(sellerTok, 1500)
 	eventually(t, 10*time.Second, "the delivery", func() bool { return len(r.got()) == 1 })
-	select {
-	case h := <-receiverHeaders:
-		traceparent = h.Get("traceparent")
-	case <-time.After(time.Second):
-		t.Fatal("no headers recorded")
-	}
-	sc := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), propagation.HeaderCarrier(http.Header{"Traceparent": {traceparent}})))
+	traceparent, sc := receivedTrace(t, receiverHeaders)
 	if !sc.IsValid() {
 		t.Fatalf("receiver got no valid traceparent: %q", traceparent)
 	}
@@ -207,13 +194,7 @@ func TestCallerTraceReachesReceiverWithoutServerSpans(t *testing.T) {
 	s.deps.SpanlessRequests = true
 	s.rebuild()
 
-	seller, sellerTok := s.account(store.RoleSeller)
-	buyer, buyerTok := s.account(store.RoleBuyer)
-	s.grant(seller, sellerTok, buyer)
-	r := newReceiver(t, nil)
-	s.endpoint(buyerTok, r.URL)
-	receiverHeaders := make(chan http.Header, 4)
-	r.Config.Handler = wrapHeaders(r.Config.Handler, receiverHeaders)
+	sellerTok, r, receiverHeaders := s.buyerWithReceiver(t)
 
 	const callerTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
 	req := httptest.NewRequest(http.MethodPost, "/v1/deals", strings.NewReader(
@@ -227,15 +208,35 @@ func TestCallerTraceReachesReceiverWithoutServerSpans(t *testing.T) {
 		t.Fatalf("create: %d %s", rec.Code, rec.Body)
 	}
 	eventually(t, 10*time.Second, "the delivery", func() bool { return len(r.got()) == 1 })
-	var traceparent string
-	select {
-	case h := <-receiverHeaders:
-		traceparent = h.Get("traceparent")
-	case <-time.After(time.Second):
-		t.Fatal("no headers recorded")
-	}
-	sc := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), propagation.HeaderCarrier(http.Header{"Traceparent": {traceparent}})))
+	traceparent, sc := receivedTrace(t, receiverHeaders)
 	if sc.TraceID().String() != callerTrace {
 		t.Errorf("receiver's traceparent %q is not in the caller's trace %s", traceparent, callerTrace)
 	}
+}
+
+// receivedTrace is the traceparent of the first request a receiver
+// recorded, and the span context it names.
+func receivedTrace(t *testing.T, headers <-chan http.Header) (string, trace.SpanContext) {
+	t.Helper()
+	select {
+	case h := <-headers:
+		tp := h.Get("traceparent")
+		return tp, trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), propagation.HeaderCarrier(http.Header{"Traceparent": {tp}})))
+	case <-time.After(time.Second):
+		t.Fatal("no headers recorded")
+		return "", trace.SpanContext{}
+	}
+}
+
+// buyerWithReceiver makes a seller and a buyer it authorises, whose
+// endpoint is a receiver that also passes on each request's headers.
+func (s *stack) buyerWithReceiver(t *testing.T) (sellerToken string, r *receiver, headers chan http.Header) {
+	seller, sellerTok := s.account(store.RoleSeller)
+	buyer, buyerTok := s.account(store.RoleBuyer)
+	s.grant(seller, sellerTok, buyer)
+	r = newReceiver(t, nil)
+	s.endpoint(buyerTok, r.URL)
+	headers = make(chan http.Header, 4)
+	r.Config.Handler = wrapHeaders(r.Config.Handler, headers)
+	return sellerTok, r, headers
 }
