@@ -101,9 +101,10 @@ func (r *runner) httpFloor(ctx context.Context, cl *Client, conns int, pgbenchTP
 	return f
 }
 
-// write: POST /v1/deals (the deal and its event in one transaction), one
+// write: POST /v1/deals (the deal and its event in one statement), one
 // seller per connection, beside pgbench -N. Each deal also starts a
-// delivery workflow (its seller has no buyers, so it sends nothing).
+// delivery workflow (its seller has no buyers, so it sends nothing); then
+// the same load runs once more with the delivery side stopped.
 func (r *runner) write(ctx context.Context) (*ReadWriteResult, error) {
 	c := r.cfg.Write
 	res := &ReadWriteResult{Common: Common{Goal: "ratio = api_rps / pgbench_tps >= 0.7"}, Connections: c.Conns}
@@ -234,9 +235,8 @@ func (r *runner) baseline(ctx context.Context, mode string, res *ReadWriteResult
 // dbFloor is the rate at which this machine could answer if each request
 // cost what one request of the HTTP floor and one pgbench transaction
 // cost, in the whole machine's CPU: the ceiling of any endpoint that makes
-// one database round trip as cheap as pgbench's own. Both phases must
-// have kept the machine busy for this to hold; their CPU shares are in
-// the figures.
+// one database round trip as cheap as pgbench's own. It is a CPU ceiling:
+// a phase that left cores idle still measured its cost per request.
 func dbFloor(res *ReadWriteResult, cores int) *DBFloor {
 	if res.Floor == nil || res.Pgbench == nil || res.Floor.MachineCPUUs <= 0 || res.Pgbench.MachineCPUUs <= 0 || res.PgbenchTPS <= 0 {
 		return nil
@@ -395,7 +395,8 @@ func (r *runner) explainList(ctx context.Context, buyer string, c ListConfig) ([
 }
 
 // concurrency: many keep-alive connections held open, an open-loop request
-// rate over them, mostly buyers reading deals and some sellers creating them.
+// rate over them, mostly buyers reading deals and some sellers creating
+// them; then the same load once more with the delivery side stopped.
 func (r *runner) concurrency(ctx context.Context) (*ConcurrencyResult, error) {
 	c := r.cfg.Concurrency
 	res := &ConcurrencyResult{Common: Common{Goal: "errors = 0 and p99_ms <= 150"}, TargetRPS: c.Rate, Connections: c.Conns}
