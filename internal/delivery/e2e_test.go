@@ -265,17 +265,45 @@ func TestWritesSucceedWhileTemporalIsDownAndDeliveriesCatchUp(t *testing.T) {
 	s.grant(seller, sellerTok, buyer)
 	r := newReceiver(t, nil)
 	s.endpoint(buyerTok, r.URL)
+	// More events than the sweeper starts at once, so its parallel
+	// starts and their marking are exercised.
+	const deals = 20
 	d := s.createDeal(sellerTok, 100)
 	s.setPrice(sellerTok, d.ID, 200)
+	for i := range deals - 1 {
+		s.createDeal(sellerTok, int64(300+i))
+	}
+	const events = deals + 1
 	time.Sleep(500 * time.Millisecond)
 	if n := len(r.got()); n != 0 {
 		t.Fatalf("%d deliveries without Temporal", n)
 	}
+	undispatched := func() int {
+		evs, err := s.store.Undispatched(context.Background(), time.Now(), 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(evs)
+	}
+	// A sweep while Temporal is still down fails and marks nothing.
+	downCtx, downCancel := context.WithTimeout(context.Background(), 2*time.Second)
+	n, err := dead.SweepOnce(downCtx, 0)
+	downCancel()
+	if err == nil || n != 0 {
+		t.Fatalf("sweep without Temporal: %d started, error %v", n, err)
+	}
+	if got := undispatched(); got != events {
+		t.Fatalf("%d events undispatched after the failed sweep, want %d", got, events)
+	}
 	// Temporal is back: the sweeper finds the undispatched events.
-	if _, err := s.dispatcher.SweepOnce(context.Background(), 0); err != nil {
+	n, err = s.dispatcher.SweepOnce(context.Background(), 0)
+	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "both events", func() bool { return len(r.got()) == 2 })
+	if n != events || undispatched() != 0 {
+		t.Fatalf("sweep started %d events and left %d undispatched, want %d and 0", n, undispatched(), events)
+	}
+	eventually(t, 30*time.Second, "every event", func() bool { return len(r.got()) == events })
 }
 
 func TestWorkerRestartDeliversEveryPair(t *testing.T) {
