@@ -66,6 +66,18 @@ func TestSmoke(t *testing.T) {
 	if r := res.Fanout; r == nil || r.Received != cfg.Fanout.Buyers || r.Lost > 0 || r.Seconds <= 0 {
 		t.Errorf("fanout: %+v", r)
 	}
+	// Measured once, by write (the first of write and concurrency to run),
+	// and used by both.
+	if f := res.WorkflowFloor; f == nil || f.Workflows == 0 || f.MachineCPUUs <= 0 || f.PerS <= 0 {
+		t.Errorf("workflow floor: %+v", f)
+	} else {
+		if w := res.Write; w != nil && w.DBFloor != nil && (w.DBFloor.WorkflowCPUUs != f.MachineCPUUs || w.DBFloor.WithWorkflowRatio <= 0) {
+			t.Errorf("write: database floor without the workflow floor: %+v", w.DBFloor)
+		}
+		if c := res.Concurrency; c != nil && c.WorkflowFloorShare <= 0 {
+			t.Errorf("concurrency: no workflow floor share: %+v", c)
+		}
+	}
 
 	dir := t.TempDir()
 	out := filepath.Join(dir, "latest.json")
@@ -232,6 +244,11 @@ func TestDBFloor(t *testing.T) {
 	d := dbFloor(res, 2)
 	if d == nil || d.RPS != 10000 || d.Ratio != 0.5 {
 		t.Errorf("got %+v, want 10000 rps, ratio 0.5", d)
+	}
+	// One 300 µs workflow per write: 2 cores / 500 µs.
+	withWorkflow(d, &WorkflowFloor{MachineCPUUs: 300}, res.PgbenchTPS, 2)
+	if d.WithWorkflowRPS != 4000 || d.WithWorkflowRatio != 0.2 || d.WorkflowCPUUs != 300 {
+		t.Errorf("with a workflow: got %+v, want 4000 rps, ratio 0.2", d)
 	}
 	res.Floor.MachineCPUUs = 0
 	if d := dbFloor(res, 2); d != nil {

@@ -85,6 +85,7 @@ type Config struct {
 	WebhookLatency    WebhookLatencyConfig
 	WebhookThroughput WebhookThroughputConfig
 	Fanout            FanoutConfig
+	WorkflowFloor     WorkflowFloorConfig
 }
 
 // PgbenchConfig is how pgbench runs for the baselines.
@@ -152,6 +153,16 @@ type FanoutConfig struct {
 	Receivers int // receiver servers the endpoints are spread over
 }
 
+// WorkflowFloorConfig sizes the workflow floor, measured once per run for
+// write and concurrency: empty workflows started back to back.
+type WorkflowFloorConfig struct {
+	Starters int // goroutines starting workflows
+	Seconds  int // how long they start them, at most Seconds
+	// TimerWait is how long after the last start the CPU still counts: the
+	// server's workflow-task timeout timers fire 10 s after each start.
+	TimerWait time.Duration
+}
+
 // Default is the full benchmark, the sizes of the goals.
 func Default() Config {
 	return Config{
@@ -173,7 +184,8 @@ func Default() Config {
 		WebhookThroughput: WebhookThroughputConfig{
 			Buyers: 50, Deals: 64, StartRate: 2, Factor: 2, MaxSteps: 8, Refine: 3, StepSeconds: 10,
 		},
-		Fanout: FanoutConfig{Buyers: 10_000, Receivers: 4},
+		Fanout:        FanoutConfig{Buyers: 10_000, Receivers: 4},
+		WorkflowFloor: WorkflowFloorConfig{Starters: 8, Seconds: 10, TimerWait: 11 * time.Second},
 	}
 }
 
@@ -193,6 +205,7 @@ func Tiny() Config {
 	c.WebhookLatency = WebhookLatencyConfig{Rate: 5, Buyers: 2, Deals: 2}
 	c.WebhookThroughput = WebhookThroughputConfig{Buyers: 3, Deals: 2, StartRate: 5, Factor: 2, MaxSteps: 2, StepSeconds: 1}
 	c.Fanout = FanoutConfig{Buyers: 20, Receivers: 2}
+	c.WorkflowFloor = WorkflowFloorConfig{Starters: 2, Seconds: 1}
 	return c
 }
 

@@ -22,6 +22,9 @@ type Results struct {
 	WebhookLatency    *WebhookResult     `json:"webhook_latency,omitempty"`
 	WebhookThroughput *ThroughputResult  `json:"webhook_throughput,omitempty"`
 	Fanout            *FanoutResult      `json:"fanout,omitempty"`
+	// WorkflowFloor is measured once, by write or concurrency, whichever
+	// runs first.
+	WorkflowFloor *WorkflowFloor `json:"workflow_floor,omitempty"`
 
 	// Notes are what went wrong or may weigh on the figures (drains that
 	// timed out, a missing pgbench).
@@ -151,6 +154,11 @@ type DBFloor struct {
 	PgbenchCPUUs float64 `json:"pgbench_cpu_us"`
 	RPS          float64 `json:"rps"`
 	Ratio        float64 `json:"ratio"`
+	// For write, the same with one workflow floor per request: a write
+	// that also starts its delivery workflow on this machine.
+	WorkflowCPUUs     float64 `json:"workflow_cpu_us,omitempty"`
+	WithWorkflowRPS   float64 `json:"with_workflow_rps,omitempty"`
+	WithWorkflowRatio float64 `json:"with_workflow_ratio,omitempty"`
 }
 
 // Backlog is delivery work outstanding after a write load, and its drain.
@@ -214,6 +222,9 @@ type ConcurrencyResult struct {
 	Seconds        float64 `json:"seconds"`
 	// WithoutDelivery is the same load again with the delivery side stopped.
 	WithoutDelivery *PausedRun `json:"without_delivery,omitempty"`
+	// WorkflowFloorShare is the share of the machine's CPU that the target
+	// rate's writes would take in workflow floors alone.
+	WorkflowFloorShare float64 `json:"workflow_floor_share,omitempty"`
 }
 
 // WebhookResult is webhook_latency: response to arrival at a steady rate.
@@ -314,6 +325,9 @@ func (r *Results) Figures() []Figure {
 			if d := x.DBFloor; d != nil {
 				counts += fmt.Sprintf("; HTTP floor + one pgbench transaction (%.0f + %.0f µs of machine CPU) %.0f rps = ratio %.3f",
 					d.HTTPCPUUs, d.PgbenchCPUUs, d.RPS, d.Ratio)
+				if d.WithWorkflowRPS > 0 {
+					counts += fmt.Sprintf("; and one workflow floor (+ %.0f µs) %.0f rps = ratio %.3f", d.WorkflowCPUUs, d.WithWorkflowRPS, d.WithWorkflowRatio)
+				}
 			}
 			add(rw.name, x.Common, "ratio", ">= 0.7", fmt.Sprintf("%.3f (api_rps %.0f / pgbench_tps %.0f)", x.Ratio, x.APIRPS, x.PgbenchTPS), x.Ratio >= 0.7, counts)
 		}
@@ -327,6 +341,9 @@ func (r *Results) Figures() []Figure {
 		counts := fmt.Sprintf("%d requests (%d reads, %d writes) at %d/s target, %.0f/s answered, %d conns open at the start (%d peak)", x.Requests, x.Reads, x.Writes, x.TargetRPS, x.APIRPS, x.OpenConnsStart, x.OpenConnsPeak)
 		if p := x.WithoutDelivery; p != nil {
 			counts += fmt.Sprintf("; the same load with the delivery side stopped: %d errors, p50 %.1f ms, p99 %.1f ms, %.0f/s answered", p.Errors, p.P50Ms, p.P99Ms, p.APIRPS)
+		}
+		if x.WorkflowFloorShare > 0 {
+			counts += fmt.Sprintf("; the target's writes in workflow floors alone: %.0f %% of the machine", 100*x.WorkflowFloorShare)
 		}
 		add(ScenarioConcurrency, x.Common, "errors", "= 0", fmt.Sprint(x.Errors), x.Errors == 0, counts)
 		add(ScenarioConcurrency, x.Common, "p99_ms", "<= 150", fmt.Sprintf("%.1f", x.P99Ms), x.P99Ms <= 150 && x.Requests > 0, counts)

@@ -139,6 +139,10 @@ func (r *runner) write(ctx context.Context) (*ReadWriteResult, error) {
 	// The floor first: after the writes, their delivery backlog would
 	// still be draining beside it.
 	res.Floor = r.httpFloor(ctx, cl, c.Conns, res.PgbenchTPS)
+	wf, err := r.workflowFloor(ctx)
+	if err != nil {
+		r.note("write: no workflow floor: %v", err)
+	}
 	stop := r.profile(ScenarioWrite)
 	var t Tally
 	elapsed := closedLoop(ctx, c.Conns, r.cfg.duration(), &t, send)
@@ -146,6 +150,7 @@ func (r *runner) write(ctx context.Context) (*ReadWriteResult, error) {
 	res.Backlog = r.measureBacklog(ctx)
 	r.fillReadWrite(res, &t, elapsed)
 	res.DBFloor = dbFloor(res, runtime.NumCPU())
+	withWorkflow(res.DBFloor, wf, res.PgbenchTPS, runtime.NumCPU())
 	res.WithoutDelivery, err = r.withoutDelivery(ctx, func(t *Tally) time.Duration {
 		return closedLoop(ctx, c.Conns, r.cfg.duration(), t, send)
 	})
@@ -456,6 +461,12 @@ func (r *runner) concurrency(ctx context.Context) (*ConcurrencyResult, error) {
 		}
 		writes.Add(1)
 		return cl.Do(ctx, http.MethodPost, "/v1/deals", sellerTokens[rand.IntN(len(sellerTokens))], body, http.StatusCreated, nil)
+	}
+	if wf, err := r.workflowFloor(ctx); err != nil {
+		r.note("concurrency: no workflow floor: %v", err)
+	} else if wf.MachineCPUUs > 0 {
+		writesPerS := float64(c.Rate) * (1 - c.ReadShare)
+		res.WorkflowFloorShare = round(writesPerS * wf.MachineCPUUs / 1e6 / float64(runtime.NumCPU()))
 	}
 	stop := r.profile(ScenarioConcurrency)
 	var t Tally
