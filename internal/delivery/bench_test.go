@@ -1,6 +1,7 @@
 package delivery_test
 
 import (
+	"context"
 	"os"
 	"slices"
 	"strconv"
@@ -8,6 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"google.golang.org/grpc"
+
+	"github.com/dealcast/dealcast/internal/delivery"
 	"github.com/dealcast/dealcast/internal/store"
 )
 
@@ -116,4 +122,48 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// BenchmarkSweepBacklog measures how fast the sweeper hands a backlog of
+// outbox events to a Temporal cluster BENCH_RTT_MS away (default 10): a
+// client interceptor holds every call for that long, as a network would.
+// BENCH_EVENTS sets the backlog (default 300).
+func BenchmarkSweepBacklog(b *testing.B) {
+	rtt := time.Duration(envInt("BENCH_RTT_MS", 10)) * time.Millisecond
+	events := envInt("BENCH_EVENTS", 300)
+	delay := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		time.Sleep(rtt)
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	far, err := client.Dial(client.Options{
+		HostPort:  temporal.GetFrontendHostPort(),
+		Namespace: temporal.GetDefaultNamespace(),
+		Logger:    sdklog.NewStructuredLogger(quietLogger()),
+		ConnectionOptions: client.ConnectionOptions{
+			DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(delay)},
+		},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer far.Close()
+	s := newStackWith(b, far, nil)
+	// A dispatcher that never runs: every event stays in the outbox.
+	s.swapDelivery(delivery.NewDispatcher(far, s.store, quietLogger(), delivery.Options{TaskQueue: s.taskQueue}))
+	_, sellerTok := s.account(store.RoleSeller)
+	for i := range events {
+		s.createDeal(sellerTok, int64(100+i))
+	}
+	b.ResetTimer()
+	start := time.Now()
+	n, err := s.dispatcher.SweepOnce(context.Background(), 0)
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if n < events {
+		b.Fatalf("swept %d events, want at least %d", n, events)
+	}
+	b.ReportMetric(float64(n)/elapsed.Seconds(), "events/s")
 }
