@@ -64,6 +64,15 @@ func (s *Store) Recipients(ctx context.Context, ev EventRecord, after string, li
 	if after == "" {
 		after = "00000000-0000-0000-0000-000000000000"
 	}
+	// Two things keep the planner from walking every endpoint of the
+	// platform in ID order and probing the seller's grants for each (19 ms
+	// a call with 10,000 endpoints, for a seller whose buyers have none):
+	// the statement is planned for each call's own values (the unnamed
+	// statement: a prepared statement's generic plan, chosen after five
+	// calls, knows neither the seller nor the cursor), and finished
+	// deliveries are excluded by NOT EXISTS, whose estimate is sound, where
+	// a filter on the outer join's NULLs had made the planner expect
+	// almost no rows.
 	rows, err := s.pool.Query(ctx, `
 		SELECT e.id::TEXT, e.buyer_id::TEXT, e.url, e.secret,
 		       CASE WHEN e.previous_secret_expires_at > $5 THEN e.previous_secret END, e.previous_secret_expires_at,
@@ -72,9 +81,10 @@ func (s *Store) Recipients(ctx context.Context, ev EventRecord, after string, li
 		JOIN webhook_endpoints e ON e.buyer_id = g.buyer_id
 		LEFT JOIN webhook_deliveries d ON d.event_id = $2 AND d.endpoint_id = e.id
 		WHERE g.seller_id = $1 AND e.enabled AND $3 = ANY (e.event_types) AND e.id > $4
-		  AND (d.status IS NULL OR d.status = 'pending')
+		  AND NOT EXISTS (SELECT 1 FROM webhook_deliveries x
+		                  WHERE x.event_id = $2 AND x.endpoint_id = e.id AND x.status <> 'pending')
 		ORDER BY e.id LIMIT $6`,
-		ev.SellerID, ev.ID, ev.Type, after, s.timestamp(), limit)
+		pgx.QueryExecModeCacheDescribe, ev.SellerID, ev.ID, ev.Type, after, s.timestamp(), limit)
 	if err != nil {
 		return nil, translate(err)
 	}
