@@ -43,7 +43,7 @@ type RoundInput struct {
 	// Retry selects the event's pending deliveries (re-checked against
 	// grants and endpoints) instead of its recipients as they are now.
 	Retry bool
-	// After is the endpoint ID the previous page ended at.
+	// After is the previous page's Next.
 	After string
 	Limit int
 	// NextAttemptIn is when the workflow will try again after this round,
@@ -61,7 +61,9 @@ type RoundResult struct {
 	Pending   int
 	// RetryAfter is the longest Retry-After a receiver asked for.
 	RetryAfter time.Duration
-	// Next is the endpoint ID to continue from; empty when the round is done.
+	// Next is where the round's next page continues (an endpoint ID in
+	// retry rounds, a buyer and endpoint ID in the first); empty when the
+	// round is done.
 	Next string
 }
 
@@ -119,7 +121,11 @@ func (a *Activities) DeliverRound(ctx context.Context, in RoundInput) (RoundResu
 		return RoundResult{}, err
 	}
 	if in.Limit > 0 && len(targets) == in.Limit {
-		res.Next = targets[len(targets)-1].EndpointID
+		last := targets[len(targets)-1]
+		res.Next = last.EndpointID
+		if !in.Retry {
+			res.Next = store.RecipientsCursor(last)
+		}
 	}
 	return res, nil
 }

@@ -793,23 +793,27 @@ func TestRetryRoundAttemptsOnlyPendingStillEntitled(t *testing.T) {
 	}
 }
 
+// recipient is an endpoint and the cursor of a page ending with it.
+type recipient struct{ endpoint, cursor string }
+
 // recipients makes n granted buyers with one counting endpoint each and
-// returns the endpoint IDs in the order the store pages them, with the
-// request count of each.
-func (f *fixture) recipients(n int) ([]string, map[string]*atomic.Int32) {
+// returns them in the order the store pages them (by buyer), with the
+// request count of each endpoint.
+func (f *fixture) recipients(n int) ([]recipient, map[string]*atomic.Int32) {
 	f.t.Helper()
-	ids := make([]string, 0, n)
+	list := make([]recipient, 0, n)
 	hits := map[string]*atomic.Int32{}
 	for range n {
 		var c atomic.Int32
 		r := newReceiver(f.t, func(w http.ResponseWriter, _ *http.Request) { c.Add(1) })
-		id, _ := f.endpoint(f.buyer(true), r.URL)
-		ids = append(ids, id)
+		b := f.buyer(true)
+		id, _ := f.endpoint(b, r.URL)
+		list = append(list, recipient{endpoint: id, cursor: b + "/" + id})
 		hits[id] = &c
 	}
 	// PostgreSQL orders UUIDs bytewise, as their lowercase text sorts.
-	slices.Sort(ids)
-	return ids, hits
+	slices.SortFunc(list, func(a, b recipient) int { return strings.Compare(a.cursor, b.cursor) })
+	return list, hits
 }
 
 func checkOnce(t *testing.T, hits map[string]*atomic.Int32) {
@@ -838,8 +842,8 @@ func TestPagesCoverEveryRecipientOnce(t *testing.T) {
 		after = res.Next
 	}
 	want := []activities.RoundResult{
-		{Sent: 2, Succeeded: 2, Next: ids[1]},
-		{Sent: 2, Succeeded: 2, Next: ids[3]},
+		{Sent: 2, Succeeded: 2, Next: ids[1].cursor},
+		{Sent: 2, Succeeded: 2, Next: ids[3].cursor},
 		{Sent: 1, Succeeded: 1},
 	}
 	if !slices.Equal(pages, want) {
@@ -858,14 +862,14 @@ func TestRetriedPageDoesNotResend(t *testing.T) {
 	ev := f.event()
 
 	first := f.mustDeliver(activities.RoundInput{EventID: ev.ID, Limit: 2, NextAttemptIn: time.Minute})
-	if first.Sent != 2 || first.Next != ids[1] {
-		t.Fatalf("first page %+v, want 2 sent, next %s", first, ids[1])
+	if first.Sent != 2 || first.Next != ids[1].cursor {
+		t.Fatalf("first page %+v, want 2 sent, next %s", first, ids[1].cursor)
 	}
 	// Temporal runs the first page again, as after a lost completion: the
 	// endpoints it already reached are skipped and the page moves on.
 	again := f.mustDeliver(activities.RoundInput{EventID: ev.ID, Limit: 2, NextAttemptIn: time.Minute})
-	if hits[ids[0]].Load() != 1 || hits[ids[1]].Load() != 1 {
-		t.Errorf("the retried page resent to endpoints already reached: %d and %d requests", hits[ids[0]].Load(), hits[ids[1]].Load())
+	if hits[ids[0].endpoint].Load() != 1 || hits[ids[1].endpoint].Load() != 1 {
+		t.Errorf("the retried page resent to endpoints already reached: %d and %d requests", hits[ids[0].endpoint].Load(), hits[ids[1].endpoint].Load())
 	}
 	after := again.Next
 	for i := 0; after != "" && i < 10; i++ {
@@ -873,7 +877,8 @@ func TestRetriedPageDoesNotResend(t *testing.T) {
 		after = res.Next
 	}
 	checkOnce(t, hits)
-	for _, id := range ids {
+	for _, r := range ids {
+		id := r.endpoint
 		var attempts int
 		if err := testDB.Pool.QueryRow(f.ctx, `SELECT attempts FROM webhook_deliveries WHERE event_id = $1 AND endpoint_id = $2`,
 			ev.ID, id).Scan(&attempts); err != nil {

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"net/url"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -128,5 +130,131 @@ func waitGone(t *testing.T, app string) {
 			t.Fatalf("%d connections of %s still open", n, app)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRecipientsPages: pages of any size list every recipient once, in
+// buyer then endpoint order, leaving out endpoints that are disabled, not
+// subscribed, of buyers not authorised, or already reached; a pending
+// delivery stays, with its attempts. A cursor of the former form (an
+// endpoint ID alone) starts the listing again.
+func TestRecipientsPages(t *testing.T) {
+	ctx := context.Background()
+	s := New(testDB.Pool)
+	seller, other := uuid.NewString(), uuid.NewString()
+	event := "evt_" + uuid.NewString()
+	var want []string // "buyer/endpoint", filled in order below
+	_, err := testDB.Pool.Exec(ctx, `INSERT INTO sellers (id, name) VALUES ($1, 'paged'), ($2, 'other')`, seller, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type endpoint struct {
+		enabled   bool
+		types     []string
+		delivery  string // "", "pending", "succeeded" or "failed"
+		recipient bool
+		attempts  int
+	}
+	buyers := [][]endpoint{
+		{{enabled: true, types: []string{"deal.updated"}, recipient: true}, {enabled: true, types: []string{"deal.created", "deal.updated"}, recipient: true}},
+		{}, // authorised, no endpoint
+		{{enabled: false, types: []string{"deal.updated"}}, {enabled: true, types: []string{"deal.created"}}, {enabled: true, types: []string{"deal.updated"}, recipient: true}},
+		{{enabled: true, types: []string{"deal.updated"}, delivery: "succeeded"}, {enabled: true, types: []string{"deal.updated"}, delivery: "pending", recipient: true, attempts: 2},
+			{enabled: true, types: []string{"deal.updated"}, delivery: "failed"}, {enabled: true, types: []string{"deal.updated"}, recipient: true}},
+	}
+	buyerIDs := make([]string, len(buyers)+1)
+	for i := range buyerIDs {
+		buyerIDs[i] = uuid.NewString()
+	}
+	slices.Sort(buyerIDs[:len(buyers)])
+	for i, eps := range buyers {
+		b := buyerIDs[i]
+		if _, err := testDB.Pool.Exec(ctx, `INSERT INTO buyers (id, name) VALUES ($1, 'paged buyer')`, b); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := testDB.Pool.Exec(ctx, `INSERT INTO grants (seller_id, buyer_id, created_at) VALUES ($1, $2, now())`, seller, b); err != nil {
+			t.Fatal(err)
+		}
+		ids := make([]string, len(eps))
+		for j := range ids {
+			ids[j] = uuid.NewString()
+		}
+		slices.Sort(ids)
+		for j, e := range eps {
+			_, err := testDB.Pool.Exec(ctx, `INSERT INTO webhook_endpoints (id, buyer_id, url, event_types, enabled, secret, created_at, updated_at)
+				VALUES ($1, $2, 'https://example.com/hook', $3, $4, '\x00', now(), now())`, ids[j], b, e.types, e.enabled)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.delivery != "" {
+				_, err := testDB.Pool.Exec(ctx, `INSERT INTO webhook_deliveries (id, event_id, endpoint_id, buyer_id, event_type, status, attempts, created_at, updated_at)
+					VALUES (gen_random_uuid(), $1, $2, $3, 'deal.updated', $4, $5, now(), now())`, event, ids[j], b, e.delivery, e.attempts)
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if e.recipient {
+				want = append(want, b+"/"+ids[j])
+			}
+		}
+	}
+	// A buyer with an endpoint that the seller does not authorise.
+	stranger := buyerIDs[len(buyers)]
+	if _, err := testDB.Pool.Exec(ctx, `INSERT INTO buyers (id, name) VALUES ($1, 'stranger')`, stranger); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testDB.Pool.Exec(ctx, `INSERT INTO grants (seller_id, buyer_id, created_at) VALUES ($1, $2, now())`, other, stranger); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testDB.Pool.Exec(ctx, `INSERT INTO webhook_endpoints (id, buyer_id, url, event_types, secret, created_at, updated_at)
+		VALUES (gen_random_uuid(), $1, 'https://example.com/hook', ARRAY['deal.updated'], '\x00', now(), now())`, stranger); err != nil {
+		t.Fatal(err)
+	}
+
+	ev := EventRecord{ID: event, Type: "deal.updated", SellerID: seller}
+	for _, size := range []int{1, 2, 3, len(want), len(want) + 1} {
+		var got []string
+		after := ""
+		for pages := 0; ; pages++ {
+			if pages > len(want)+1 {
+				t.Fatalf("page size %d: more pages than recipients", size)
+			}
+			page, err := s.Recipients(ctx, ev, after, size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range page {
+				got = append(got, RecipientsCursor(r))
+				if r.Attempts != 0 && r.Attempts != 2 {
+					t.Errorf("endpoint %s: %d attempts", r.EndpointID, r.Attempts)
+				}
+			}
+			if len(page) < size {
+				break
+			}
+			after = RecipientsCursor(page[len(page)-1])
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("page size %d:\n got %v\nwant %v", size, got, want)
+		}
+	}
+	// The pending delivery keeps its attempts.
+	all, err := s.Recipients(ctx, ev, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending := 0
+	for _, r := range all {
+		if r.Attempts == 2 {
+			pending++
+		}
+	}
+	if pending != 1 {
+		t.Errorf("%d recipients carry the pending delivery's 2 attempts, want 1", pending)
+	}
+	// A former cursor (an endpoint ID) starts again from the first.
+	again, err := s.Recipients(ctx, ev, strings.Split(want[len(want)-1], "/")[1], 1)
+	if err != nil || len(again) != 1 || RecipientsCursor(again[0]) != want[0] {
+		t.Errorf("a cursor of the former form gave %v, %v; want the first recipient %s", again, err, want[0])
 	}
 }
