@@ -59,7 +59,7 @@ func (s *Store) Endpoint(ctx context.Context, buyer, id string) (Endpoint, error
 
 // Endpoints lists buyer's endpoints by ID.
 func (s *Store) Endpoints(ctx context.Context, buyer, cursor string, limit int) (Page[Endpoint], error) {
-	after := "00000000-0000-0000-0000-000000000000"
+	after := zeroUUID
 	pos, err := decodeCursor(cursor)
 	if err != nil {
 		return Page[Endpoint]{}, err

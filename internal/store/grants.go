@@ -48,7 +48,7 @@ func (s *Store) GrantingSellers(ctx context.Context, buyer, cursor string, limit
 }
 
 func (s *Store) grants(ctx context.Context, query, owner, cursor string, limit int) (Page[Grant], error) {
-	after := "00000000-0000-0000-0000-000000000000"
+	after := zeroUUID
 	pos, err := decodeCursor(cursor)
 	if err != nil {
 		return Page[Grant]{}, err
