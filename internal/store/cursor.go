@@ -60,3 +60,6 @@ func pageOf[T any](rows []T, limit int, pos func(T) position) Page[T] {
 	rows = rows[:limit]
 	return Page[T]{Items: rows, Next: pos(rows[limit-1]).encode()}
 }
+
+// zeroUUID is the cursor before every UUID, for lists in ID order.
+const zeroUUID = "00000000-0000-0000-0000-000000000000"

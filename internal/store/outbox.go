@@ -113,8 +113,6 @@ func (s *Store) Recipients(ctx context.Context, ev EventRecord, after string, li
 // continues.
 func RecipientsCursor(t Target) string { return t.BuyerID + "/" + t.EndpointID }
 
-const zeroUUID = "00000000-0000-0000-0000-000000000000"
-
 // PendingTargets returns, by endpoint ID after after, up to limit of ev's
 // deliveries still pending, each re-checked against the grant and the
 // endpoint as they are now.
