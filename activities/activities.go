@@ -121,9 +121,9 @@ func (a *Activities) DeliverRound(ctx context.Context, in RoundInput) (RoundResu
 		return RoundResult{}, err
 	}
 	if in.Limit > 0 && len(targets) == in.Limit {
-		last := targets[len(targets)-1]
-		res.Next = last.EndpointID
-		if !in.Retry {
+		if last := targets[len(targets)-1]; in.Retry {
+			res.Next = last.EndpointID
+		} else {
 			res.Next = store.RecipientsCursor(last)
 		}
 	}

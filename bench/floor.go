@@ -99,7 +99,7 @@ func (r *runner) workflowFloor(ctx context.Context) (*WorkflowFloor, error) {
 		return nil, fmt.Errorf("workflow floor: %d of %d starts failed, first: %s", errs, t.Requests(), t.FirstError())
 	}
 	n := t.Requests()
-	if err := r.waitClosed(ctx, int64(n), r.cfg.DrainTimeout); err != nil {
+	if err := r.waitClosed(ctx, ds.client, int64(n), r.cfg.DrainTimeout); err != nil {
 		return nil, err
 	}
 	// Each workflow task's start-to-close timeout is a timer task that the
@@ -118,12 +118,12 @@ func (r *runner) workflowFloor(ctx context.Context) (*WorkflowFloor, error) {
 }
 
 // waitClosed waits until n floor workflows are completed in visibility.
-func (r *runner) waitClosed(ctx context.Context, n int64, timeout time.Duration) error {
+func (r *runner) waitClosed(ctx context.Context, c client.Client, n int64, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	query := fmt.Sprintf("TaskQueue = '%s' AND ExecutionStatus = 'Completed'", floorQueue)
 	for {
-		resp, err := r.st.delivery.client.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{
+		resp, err := c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{
 			Namespace: r.st.namespace, Query: query,
 		})
 		if err == nil && resp.GetCount() >= n {
