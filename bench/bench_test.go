@@ -78,6 +78,9 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("concurrency: no workflow floor share: %+v", c)
 		}
 	}
+	if c := res.Concurrency; c != nil && (c.Outstanding == nil || c.Outstanding.Undispatched < 0 || c.Outstanding.Running < 0) {
+		t.Errorf("concurrency: no count of the delivery work left: %+v", c.Outstanding)
+	}
 
 	dir := t.TempDir()
 	out := filepath.Join(dir, "latest.json")

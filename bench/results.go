@@ -225,6 +225,15 @@ type ConcurrencyResult struct {
 	// WorkflowFloorShare is the share of the machine's CPU that the target
 	// rate's writes would take in workflow floors alone.
 	WorkflowFloorShare float64 `json:"workflow_floor_share,omitempty"`
+	// Outstanding is the delivery work the measured phase left behind
+	// (counted at its end, not drained): whether delivery kept up.
+	Outstanding *Outstanding `json:"outstanding,omitempty"`
+}
+
+// Outstanding is delivery work not yet done at one moment.
+type Outstanding struct {
+	Undispatched int64 `json:"undispatched_events"` // not yet handed to Temporal
+	Running      int64 `json:"running_workflows"`   // handed over, not finished
 }
 
 // WebhookResult is webhook_latency: response to arrival at a steady rate.
@@ -344,6 +353,9 @@ func (r *Results) Figures() []Figure {
 		}
 		if x.WorkflowFloorShare > 0 {
 			counts += fmt.Sprintf("; the target's writes in workflow floors alone: %.0f %% of the machine", 100*x.WorkflowFloorShare)
+		}
+		if o := x.Outstanding; o != nil {
+			counts += fmt.Sprintf("; left at the end: %d events not yet handed to Temporal, %d workflows running", o.Undispatched, o.Running)
 		}
 		add(ScenarioConcurrency, x.Common, "errors", "= 0", fmt.Sprint(x.Errors), x.Errors == 0, counts)
 		add(ScenarioConcurrency, x.Common, "p99_ms", "<= 150", fmt.Sprintf("%.1f", x.P99Ms), x.P99Ms <= 150 && x.Requests > 0, counts)

@@ -472,6 +472,11 @@ func (r *runner) concurrency(ctx context.Context) (*ConcurrencyResult, error) {
 	var t Tally
 	elapsed := openLoop(ctx, c.Rate, r.cfg.duration(), &t, send)
 	stop()
+	if undispatched, running, err := r.st.backlog(ctx); err != nil {
+		r.note("concurrency: counting the delivery backlog: %v", err)
+	} else {
+		res.Outstanding = &Outstanding{Undispatched: undispatched, Running: running}
+	}
 	kinds, errs := t.Errors()
 	res.Requests, res.Errors, res.Seconds = t.Requests(), errs, round(elapsed.Seconds())
 	if errs > 0 {
