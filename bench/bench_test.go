@@ -68,7 +68,7 @@ func TestSmoke(t *testing.T) {
 	}
 	// Measured once, by write (the first of write and concurrency to run),
 	// and used by both.
-	if f := res.WorkflowFloor; f == nil || f.Workflows == 0 || f.MachineCPUUs <= 0 || f.PerS <= 0 {
+	if f := res.WorkflowFloor; f == nil || f.Workflows == 0 || f.MachineCPUUs <= 0 || f.PerS <= 0 || f.ProcessCPUUs <= 0 {
 		t.Errorf("workflow floor: %+v", f)
 	} else {
 		if w := res.Write; w != nil && w.DBFloor != nil && (w.DBFloor.WorkflowCPUUs != f.MachineCPUUs || w.DBFloor.WithWorkflowRatio <= 0) {

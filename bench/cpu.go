@@ -36,15 +36,21 @@ type cpuSnapshot struct {
 	busy     float64
 }
 
+// processCPU is this process's CPU time so far, in seconds (user and system).
+func processCPU() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
 // clockTick is USER_HZ, the unit of /proc/stat and /proc/<pid>/stat.
 const clockTick = 100.0
 
 func (s *Stack) cpuSnapshot(ctx context.Context) cpuSnapshot {
 	snap := cpuSnapshot{at: time.Now(), backends: map[int]float64{}}
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
-		snap.process = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
-	}
+	snap.process = processCPU()
 	rows, err := s.pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database()`)
 	if err == nil {
 		for rows.Next() {

@@ -40,6 +40,12 @@ type WorkflowFloor struct {
 	// PerS is cores / MachineCPUUs: workflows per second this machine
 	// could start and finish doing nothing else.
 	PerS float64 `json:"workflows_per_s"`
+	// ProcessCPUUs is the bench process's share of MachineCPUUs (its own
+	// idle taken out the same way): the embedded server, the SDK and the
+	// worker, without the kernel's loopback work for other processes or
+	// what PostgreSQL's background does meanwhile. Steadier from run to
+	// run, so it is the one to compare builds of the delivery side with.
+	ProcessCPUUs float64 `json:"process_cpu_us_per_workflow"`
 }
 
 // floorQueue keeps the floor's workflows apart from deliveries.
@@ -71,9 +77,10 @@ func (r *runner) workflowFloor(ctx context.Context) (*WorkflowFloor, error) {
 	}
 	defer w.Stop()
 
-	idleBusy, idleFrom := machineBusy(), time.Now()
+	idleBusy, idleProc, idleFrom := machineBusy(), processCPU(), time.Now()
 	time.Sleep(2 * time.Second)
-	idleRate := (machineBusy() - idleBusy) / time.Since(idleFrom).Seconds()
+	idleFor := time.Since(idleFrom).Seconds()
+	idleRate, idleProcRate := (machineBusy()-idleBusy)/idleFor, (processCPU()-idleProc)/idleFor
 
 	start := func(ctx context.Context, _ int) error {
 		dealID := uuid.NewString()
@@ -90,7 +97,7 @@ func (r *runner) workflowFloor(ctx context.Context) (*WorkflowFloor, error) {
 		}, "BenchWorkflowFloor", workflows.DeliveryInput{EventID: "evt_" + uuid.NewString(), EventType: "deal.updated", DealID: dealID, LocalFirstPage: true})
 		return err
 	}
-	busy0, from := machineBusy(), time.Now()
+	busy0, proc0, from := machineBusy(), processCPU(), time.Now()
 	var t Tally
 	closedLoop(ctx, c.Starters, time.Duration(min(c.Seconds, r.cfg.Seconds))*time.Second, &t, start)
 	lastStart := time.Now()
@@ -112,6 +119,9 @@ func (r *runner) workflowFloor(ctx context.Context) (*WorkflowFloor, error) {
 	if busy := machineBusy() - busy0 - idleRate*window; n > 0 && busy > 0 {
 		f.MachineCPUUs = round(busy / float64(n) * 1e6)
 		f.PerS = round(float64(runtime.NumCPU()) * 1e6 / f.MachineCPUUs)
+	}
+	if proc := processCPU() - proc0 - idleProcRate*window; n > 0 && proc > 0 {
+		f.ProcessCPUUs = round(proc / float64(n) * 1e6)
 	}
 	r.res.WorkflowFloor = f
 	return f, nil
