@@ -72,6 +72,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Results, error) {
 			r.settle(ctx, name)
 		}
 	}
+	res.deliveryFloor(runtime.NumCPU())
 	res.Settings.TemporalStarts = st.TemporalStarts
 	res.Machine.LoadAverageEnd = loadAverage()
 	res.Settings.DurationSeconds = round(time.Since(began).Seconds())

@@ -62,6 +62,16 @@ func TestSmoke(t *testing.T) {
 	}
 	if r := res.WebhookThroughput; r == nil || len(r.Steps) == 0 || r.BestStep < 0 || r.DeliveriesPerS <= 0 || r.Lost > 0 {
 		t.Errorf("webhook_throughput: %+v", r)
+	} else {
+		for i, s := range r.Steps {
+			if s.MachineCPUUs <= 0 {
+				t.Errorf("webhook_throughput step %d: no CPU per change: %+v", i, s)
+			}
+		}
+		// Its parts come from read and write, which run before and after it.
+		if f, w := r.Floor, res.WorkflowFloor; f == nil || w == nil || f.WorkflowCPUUs != w.MachineCPUUs || f.PerChangeCPUUs <= f.WorkflowCPUUs || f.DeliveriesPerS <= 0 {
+			t.Errorf("webhook_throughput floor: %+v (workflow floor %+v)", f, w)
+		}
 	}
 	if r := res.Fanout; r == nil || r.Received != cfg.Fanout.Buyers || r.Lost > 0 || r.Seconds <= 0 {
 		t.Errorf("fanout: %+v", r)

@@ -265,6 +265,35 @@ type ThroughputResult struct {
 	Sustained      bool             `json:"sustained"` // the best step kept up with p99 <= 1 s
 	StopReason     string           `json:"stop_reason"`
 	Steps          []ThroughputStep `json:"steps"`
+	// Floor is the least a change to Buyers endpoints costs this machine,
+	// from floors measured elsewhere in the run; absent when they were not.
+	Floor *DeliveryFloor `json:"floor,omitempty"`
+}
+
+// DeliveryFloor is the ceiling of webhook_throughput on this machine: a
+// change costing one workflow floor and one HTTP floor request per
+// recipient (a bare request and answer on loopback, client and server),
+// with every core given to delivery and nothing else to do.
+type DeliveryFloor struct {
+	WorkflowCPUUs  float64 `json:"workflow_cpu_us"`   // workflow_floor.machine_cpu_us_per_workflow
+	HTTPCPUUs      float64 `json:"http_cpu_us"`       // read.http_floor.machine_cpu_us_per_request
+	PerChangeCPUUs float64 `json:"per_change_cpu_us"` // workflow + buyers × HTTP
+	DeliveriesPerS float64 `json:"deliveries_per_s"`  // cores / per change × buyers
+}
+
+// deliveryFloor computes the throughput floor when the run measured its
+// parts (the HTTP floor in read, the workflow floor in write or
+// concurrency, which run after webhook_throughput).
+func (r *Results) deliveryFloor(cores int) {
+	t, w := r.WebhookThroughput, r.WorkflowFloor
+	if t == nil || w == nil || w.MachineCPUUs <= 0 || r.Read == nil || r.Read.Floor == nil || r.Read.Floor.MachineCPUUs <= 0 || t.Buyers <= 0 {
+		return
+	}
+	per := w.MachineCPUUs + float64(t.Buyers)*r.Read.Floor.MachineCPUUs
+	t.Floor = &DeliveryFloor{
+		WorkflowCPUUs: w.MachineCPUUs, HTTPCPUUs: r.Read.Floor.MachineCPUUs,
+		PerChangeCPUUs: round(per), DeliveriesPerS: round(float64(cores) * 1e6 / per * float64(t.Buyers)),
+	}
 }
 
 // ThroughputStep is one change rate of webhook_throughput.
@@ -282,6 +311,9 @@ type ThroughputStep struct {
 	P99Ms          float64 `json:"p99_ms"`
 	Seconds        float64 `json:"seconds"`
 	KeptUp         bool    `json:"kept_up"`
+	// MachineCPUUs is the machine's busy CPU per change, from the step's
+	// first change to its last arrival (or the wait's end).
+	MachineCPUUs float64 `json:"machine_cpu_us_per_change,omitempty"`
 	// Refined marks a step between two earlier ones, bisecting the rate.
 	Refined bool `json:"refined,omitempty"`
 }
@@ -368,6 +400,12 @@ func (r *Results) Figures() []Figure {
 	}
 	if x := r.WebhookThroughput; x != nil {
 		counts := fmt.Sprintf("%d buyers, %d steps, stopped: %s", x.Buyers, len(x.Steps), x.StopReason)
+		if x.BestStep >= 0 && x.Steps[x.BestStep].MachineCPUUs > 0 {
+			counts += fmt.Sprintf("; the best step cost the machine %.0f µs of CPU per change", x.Steps[x.BestStep].MachineCPUUs)
+		}
+		if f := x.Floor; f != nil {
+			counts += fmt.Sprintf("; floor: one workflow floor + %d HTTP floor requests (%.0f + %d × %.0f µs) = %.0f deliveries/s", x.Buyers, f.WorkflowCPUUs, x.Buyers, f.HTTPCPUUs, f.DeliveriesPerS)
+		}
 		add(ScenarioWebhookThroughput, x.Common, "deliveries_per_s", ">= 5000 with lost = 0", fmt.Sprintf("%.0f (lost %d)", x.DeliveriesPerS, x.Lost),
 			x.DeliveriesPerS >= 5000 && x.Lost == 0, counts)
 	}
@@ -448,15 +486,15 @@ func (r *Results) Markdown() string {
 			f.Scenario, f.Key, f.Goal, f.Value, met, f.P50, f.P99, strings.ReplaceAll(counts, "|", "/"))
 	}
 	if t := r.WebhookThroughput; t != nil && len(t.Steps) > 0 {
-		b.WriteString("\nwebhook_throughput steps:\n\n| changes/s | offered deliveries/s | delivered/s | p50 ms | p99 ms | lost | duplicates | kept up |\n")
-		b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+		b.WriteString("\nwebhook_throughput steps:\n\n| changes/s | offered deliveries/s | delivered/s | p50 ms | p99 ms | lost | duplicates | kept up | machine CPU µs per change |\n")
+		b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 		for _, s := range t.Steps {
 			rate := strconv.Itoa(s.ChangeRate)
 			if s.Refined {
 				rate += " (bisecting)"
 			}
-			fmt.Fprintf(&b, "| %s | %d | %.0f | %.1f | %.1f | %d | %d | %v |\n",
-				rate, s.Offered, s.DeliveriesPerS, s.P50Ms, s.P99Ms, s.Lost, s.Duplicates, s.KeptUp)
+			fmt.Fprintf(&b, "| %s | %d | %.0f | %.1f | %.1f | %d | %d | %v | %.0f |\n",
+				rate, s.Offered, s.DeliveriesPerS, s.P50Ms, s.P99Ms, s.Lost, s.Duplicates, s.KeptUp, s.MachineCPUUs)
 		}
 	}
 	b.WriteString(r.cpuTable())

@@ -669,8 +669,10 @@ func (r *runner) webhookThroughput(ctx context.Context) (*ThroughputResult, erro
 		tr := newTracker()
 		recv.Track(tr)
 		var t Tally
+		busy0 := machineBusy()
 		elapsed := openLoop(ctx, n, stepTime, &t, func(ctx context.Context, i int) error { return ch.change(ctx, tr, i) })
 		tr.wait(ctx, c.Buyers, r.cfg.Grace)
+		busy := machineBusy() - busy0
 		d := tr.result(c.Buyers)
 		_, changeErrs := t.Errors()
 		s := ThroughputStep{
@@ -679,6 +681,9 @@ func (r *runner) webhookThroughput(ctx context.Context) (*ThroughputResult, erro
 			P50Ms: round(d.Latency.P50), P99Ms: round(d.Latency.P99), Seconds: round(max(elapsed, d.Span).Seconds()),
 		}
 		s.DeliveriesPerS = round(perSecond(d.Received, max(elapsed, d.Span)))
+		if d.Changes > 0 {
+			s.MachineCPUUs = round(busy / float64(d.Changes) * 1e6)
+		}
 		s.KeptUp = s.DeliveriesPerS >= 0.9*float64(s.Offered) && s.Lost == 0 && changeErrs == 0
 		r.log.Info("bench: throughput step", "changes_per_s", n, "offered", s.Offered, "delivered_per_s", s.DeliveriesPerS,
 			"p99_ms", s.P99Ms, "lost", s.Lost, "kept_up", s.KeptUp)
