@@ -40,11 +40,10 @@ type WorkflowFloor struct {
 	// PerS is cores / MachineCPUUs: workflows per second this machine
 	// could start and finish doing nothing else.
 	PerS float64 `json:"workflows_per_s"`
-	// ProcessCPUUs is the bench process's share of MachineCPUUs (its own
+	// ProcessCPUUs is the bench process's part of MachineCPUUs (its own
 	// idle taken out the same way): the embedded server, the SDK and the
-	// worker, without the kernel's loopback work for other processes or
-	// what PostgreSQL's background does meanwhile. Steadier from run to
-	// run, so it is the one to compare builds of the delivery side with.
+	// worker. What is left of MachineCPUUs is other processes' work
+	// meanwhile (PostgreSQL's background among them).
 	ProcessCPUUs float64 `json:"process_cpu_us_per_workflow"`
 }
 
