@@ -49,7 +49,8 @@ type StatusError struct {
 func (e *StatusError) Error() string { return fmt.Sprintf("status %d: %s", e.Code, e.Body) }
 
 // Do sends one request and expects status want; out, if not nil, receives
-// the JSON answer. The body is read to the end so the connection is reused.
+// the JSON answer, or the body's bytes unparsed when it is a *[]byte. The
+// body is read to the end so the connection is reused.
 func (c *Client) Do(ctx context.Context, method, path, token string, body []byte, want int, out any) error {
 	var rd io.Reader
 	if body != nil {
@@ -74,6 +75,10 @@ func (c *Client) Do(ctx context.Context, method, path, token string, body []byte
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
 		_, _ = io.Copy(io.Discard, resp.Body)
 		return &StatusError{Code: resp.StatusCode, Body: strings.TrimSpace(string(b))}
+	}
+	if raw, ok := out.(*[]byte); ok {
+		*raw, err = io.ReadAll(resp.Body)
+		return err
 	}
 	if out != nil {
 		return json.NewDecoder(resp.Body).Decode(out)

@@ -340,9 +340,11 @@ func (r *runner) list(ctx context.Context) (*ListResult, error) {
 }
 
 // listPage fetches one page of deals and returns its next_cursor. Only the
-// cursor is decoded: the load generator shares the CPU with the service.
+// cursor is decoded, and the page is not even scanned as JSON (a
+// json.RawMessage is, twice: 15 % of the process's CPU in the list
+// scenario): the load generator shares the CPU with the service.
 func (c *Client) listPage(ctx context.Context, path, token string) (string, error) {
-	var raw json.RawMessage
+	var raw []byte
 	if err := c.Do(ctx, http.MethodGet, path, token, nil, http.StatusOK, &raw); err != nil {
 		return "", err
 	}
