@@ -68,8 +68,13 @@ func TestSmoke(t *testing.T) {
 				t.Errorf("webhook_throughput step %d: no CPU per change: %+v", i, s)
 			}
 		}
-		// Its parts come from read and write, which run before and after it.
-		if f, w := r.Floor, res.WorkflowFloor; f == nil || w == nil || f.WorkflowCPUUs != w.MachineCPUUs || f.PerChangeCPUUs <= f.WorkflowCPUUs || f.DeliveriesPerS <= 0 {
+		if p := r.PostFloor; p == nil || p.Requests == 0 || p.Errors > 0 || p.MachineCPUUs <= 0 || p.BodyBytes == 0 {
+			t.Errorf("webhook_throughput POST floor: %+v", p)
+		}
+		// Its parts: the POST floor, measured by the scenario itself, and
+		// the workflow floor, from write, which runs after it.
+		if f, w := r.Floor, res.WorkflowFloor; f == nil || w == nil || f.WorkflowCPUUs != w.MachineCPUUs || f.HTTPFrom != "post_floor" ||
+			r.PostFloor == nil || f.HTTPCPUUs != r.PostFloor.MachineCPUUs || f.PerChangeCPUUs <= f.WorkflowCPUUs || f.DeliveriesPerS <= 0 {
 			t.Errorf("webhook_throughput floor: %+v (workflow floor %+v)", f, w)
 		}
 	}
@@ -266,6 +271,30 @@ func TestDBFloor(t *testing.T) {
 	res.Floor.MachineCPUUs = 0
 	if d := dbFloor(res, 2); d != nil {
 		t.Errorf("a floor without its CPU gave %+v", d)
+	}
+}
+
+func TestDeliveryFloor(t *testing.T) {
+	r := &Results{
+		WebhookThroughput: &ThroughputResult{Buyers: 50, PostFloor: &PostFloor{Requests: 10, MachineCPUUs: 100}},
+		WorkflowFloor:     &WorkflowFloor{MachineCPUUs: 5000},
+		Read:              &ReadWriteResult{Floor: &Floor{MachineCPUUs: 200}},
+	}
+	// 5,000 + 50 × 100 µs a change: 2 cores give 200 changes, 10,000 deliveries a second.
+	r.deliveryFloor(2)
+	if f := r.WebhookThroughput.Floor; f == nil || f.HTTPFrom != "post_floor" || f.PerChangeCPUUs != 10000 || f.DeliveriesPerS != 10000 {
+		t.Errorf("with a POST floor: got %+v", f)
+	}
+	// A POST floor with errors is not a floor: the read's HTTP floor stands in.
+	r.WebhookThroughput.PostFloor.Errors = 1
+	r.deliveryFloor(2)
+	if f := r.WebhookThroughput.Floor; f == nil || f.HTTPFrom != "read.http_floor" || f.PerChangeCPUUs != 15000 {
+		t.Errorf("from the read's floor: got %+v", f)
+	}
+	r.WebhookThroughput.Floor, r.Read = nil, nil
+	r.deliveryFloor(2)
+	if f := r.WebhookThroughput.Floor; f != nil {
+		t.Errorf("without an HTTP floor: got %+v", f)
 	}
 }
 

@@ -80,6 +80,12 @@ type delivered struct {
 }
 
 func (r *Receivers) serve(w http.ResponseWriter, req *http.Request) {
+	if strings.HasPrefix(req.URL.Path, "/floor/") {
+		// The POST floor's receiver: read the delivery, answer, nothing else.
+		_, _ = io.Copy(io.Discard, req.Body)
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
 	at := time.Now()
 	endpoint, err := strconv.Atoi(strings.TrimPrefix(req.URL.Path, "/e/"))
 	if err != nil || req.Method != http.MethodPost {

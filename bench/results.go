@@ -265,33 +265,50 @@ type ThroughputResult struct {
 	Sustained      bool             `json:"sustained"` // the best step kept up with p99 <= 1 s
 	StopReason     string           `json:"stop_reason"`
 	Steps          []ThroughputStep `json:"steps"`
+	// PostFloor is one delivery's bare HTTP exchange, measured before the
+	// steps.
+	PostFloor *PostFloor `json:"post_floor,omitempty"`
 	// Floor is the least a change to Buyers endpoints costs this machine,
-	// from floors measured elsewhere in the run; absent when they were not.
+	// from floors measured in the run; absent when they were not.
 	Floor *DeliveryFloor `json:"floor,omitempty"`
 }
 
 // DeliveryFloor is the ceiling of webhook_throughput on this machine: a
-// change costing one workflow floor and one HTTP floor request per
-// recipient (a bare request and answer on loopback, client and server),
-// with every core given to delivery and nothing else to do.
+// change costing one workflow floor and one bare HTTP exchange per
+// recipient (client and server on loopback), with every core given to
+// delivery and nothing else to do. The exchange is the POST floor
+// (post_floor) when the run measured it, else the read scenario's HTTP
+// floor (a GET without a body).
 type DeliveryFloor struct {
 	WorkflowCPUUs  float64 `json:"workflow_cpu_us"`   // workflow_floor.machine_cpu_us_per_workflow
-	HTTPCPUUs      float64 `json:"http_cpu_us"`       // read.http_floor.machine_cpu_us_per_request
+	HTTPCPUUs      float64 `json:"http_cpu_us"`       // post_floor (or read.http_floor) machine_cpu_us_per_request
+	HTTPFrom       string  `json:"http_from"`         // "post_floor" or "read.http_floor"
 	PerChangeCPUUs float64 `json:"per_change_cpu_us"` // workflow + buyers × HTTP
 	DeliveriesPerS float64 `json:"deliveries_per_s"`  // cores / per change × buyers
 }
 
 // deliveryFloor computes the throughput floor when the run measured its
-// parts (the HTTP floor in read, the workflow floor in write or
-// concurrency, which run after webhook_throughput).
+// parts (the POST floor in webhook_throughput or the HTTP floor in read,
+// the workflow floor in write or concurrency, which run after
+// webhook_throughput).
 func (r *Results) deliveryFloor(cores int) {
 	t, w := r.WebhookThroughput, r.WorkflowFloor
-	if t == nil || w == nil || w.MachineCPUUs <= 0 || r.Read == nil || r.Read.Floor == nil || r.Read.Floor.MachineCPUUs <= 0 || t.Buyers <= 0 {
+	if t == nil || w == nil || w.MachineCPUUs <= 0 || t.Buyers <= 0 {
 		return
 	}
-	per := w.MachineCPUUs + float64(t.Buyers)*r.Read.Floor.MachineCPUUs
+	var http float64
+	from := ""
+	switch {
+	case t.PostFloor != nil && t.PostFloor.MachineCPUUs > 0 && t.PostFloor.Errors == 0:
+		http, from = t.PostFloor.MachineCPUUs, "post_floor"
+	case r.Read != nil && r.Read.Floor != nil && r.Read.Floor.MachineCPUUs > 0:
+		http, from = r.Read.Floor.MachineCPUUs, "read.http_floor"
+	default:
+		return
+	}
+	per := w.MachineCPUUs + float64(t.Buyers)*http
 	t.Floor = &DeliveryFloor{
-		WorkflowCPUUs: w.MachineCPUUs, HTTPCPUUs: r.Read.Floor.MachineCPUUs,
+		WorkflowCPUUs: w.MachineCPUUs, HTTPCPUUs: http, HTTPFrom: from,
 		PerChangeCPUUs: round(per), DeliveriesPerS: round(float64(cores) * 1e6 / per * float64(t.Buyers)),
 	}
 }
@@ -403,8 +420,15 @@ func (r *Results) Figures() []Figure {
 		if x.BestStep >= 0 && x.Steps[x.BestStep].MachineCPUUs > 0 {
 			counts += fmt.Sprintf("; the best step cost the machine %.0f µs of CPU per change", x.Steps[x.BestStep].MachineCPUUs)
 		}
+		if p := x.PostFloor; p != nil {
+			counts += fmt.Sprintf("; POST floor (a bare signed POST of the %d-byte payload, answered 204, %d conns): %.0f µs of machine CPU, %.0f/s", p.BodyBytes, p.Conns, p.MachineCPUUs, p.RPS)
+		}
 		if f := x.Floor; f != nil {
-			counts += fmt.Sprintf("; floor: one workflow floor + %d HTTP floor requests (%.0f + %d × %.0f µs) = %.0f deliveries/s", x.Buyers, f.WorkflowCPUUs, x.Buyers, f.HTTPCPUUs, f.DeliveriesPerS)
+			what := "POST floors"
+			if f.HTTPFrom != "post_floor" {
+				what = "HTTP floor requests"
+			}
+			counts += fmt.Sprintf("; floor: one workflow floor + %d %s (%.0f + %d × %.0f µs) = %.0f deliveries/s", x.Buyers, what, f.WorkflowCPUUs, x.Buyers, f.HTTPCPUUs, f.DeliveriesPerS)
 		}
 		add(ScenarioWebhookThroughput, x.Common, "deliveries_per_s", ">= 5000 with lost = 0", fmt.Sprintf("%.0f (lost %d)", x.DeliveriesPerS, x.Lost),
 			x.DeliveriesPerS >= 5000 && x.Lost == 0, counts)

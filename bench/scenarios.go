@@ -665,6 +665,9 @@ func (r *runner) webhookThroughput(ctx context.Context) (*ThroughputResult, erro
 	}
 	defer closeAll()
 	stepTime := time.Duration(min(c.StepSeconds, r.cfg.Seconds)) * time.Second
+	if res.PostFloor, err = r.postFloor(ctx, recv, c.Buyers, stepTime); err != nil {
+		r.note("webhook_throughput: POST floor: %v", err)
+	}
 	stop := r.profile(ScenarioWebhookThroughput)
 	defer stop()
 	step := func(n int) ThroughputStep {
