@@ -296,19 +296,19 @@ func (r *Results) deliveryFloor(cores int) {
 	if t == nil || w == nil || w.MachineCPUUs <= 0 || t.Buyers <= 0 {
 		return
 	}
-	var http float64
+	var exchange float64 // one delivery's HTTP exchange
 	from := ""
 	switch {
 	case t.PostFloor != nil && t.PostFloor.MachineCPUUs > 0 && t.PostFloor.Errors == 0:
-		http, from = t.PostFloor.MachineCPUUs, "post_floor"
+		exchange, from = t.PostFloor.MachineCPUUs, "post_floor"
 	case r.Read != nil && r.Read.Floor != nil && r.Read.Floor.MachineCPUUs > 0:
-		http, from = r.Read.Floor.MachineCPUUs, "read.http_floor"
+		exchange, from = r.Read.Floor.MachineCPUUs, "read.http_floor"
 	default:
 		return
 	}
-	per := w.MachineCPUUs + float64(t.Buyers)*http
+	per := w.MachineCPUUs + float64(t.Buyers)*exchange
 	t.Floor = &DeliveryFloor{
-		WorkflowCPUUs: w.MachineCPUUs, HTTPCPUUs: http, HTTPFrom: from,
+		WorkflowCPUUs: w.MachineCPUUs, HTTPCPUUs: exchange, HTTPFrom: from,
 		PerChangeCPUUs: round(per), DeliveriesPerS: round(float64(cores) * 1e6 / per * float64(t.Buyers)),
 	}
 }
