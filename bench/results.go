@@ -422,7 +422,7 @@ func (r *Results) Figures() []Figure {
 		}
 		if p := x.PostFloor; p != nil {
 			counts += fmt.Sprintf("; POST floor (a bare signed POST of the %d-byte payload, answered 204, %d conns): %.0f µs of machine CPU, %.0f/s", p.BodyBytes, p.Conns, p.MachineCPUUs, p.RPS)
-			if p.BurstRequests > 0 {
+			if p.BurstMachineCPUUs > 0 {
 				counts += fmt.Sprintf("; sent as bursts of %d at %d changes/s: %.0f µs each", p.Conns, p.BurstChangesPerS, p.BurstMachineCPUUs)
 			}
 		}
