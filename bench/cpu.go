@@ -162,6 +162,16 @@ func processTicks(pid int) (float64, bool) {
 	return (ut + st) / clockTick, true
 }
 
+// idleRates measures, for d, the CPU seconds per second the machine and
+// this process spend while the bench sends nothing: the background (pollers,
+// timers, PostgreSQL's own work) that a floor measured next takes out.
+func idleRates(d time.Duration) (machine, process float64) {
+	busy, proc, from := machineBusy(), processCPU(), time.Now()
+	time.Sleep(d)
+	s := time.Since(from).Seconds()
+	return (machineBusy() - busy) / s, (processCPU() - proc) / s
+}
+
 // machineBusy is the CPU time all cores spent not idle, from /proc/stat.
 func machineBusy() float64 {
 	b, err := os.ReadFile("/proc/stat")

@@ -76,10 +76,7 @@ func (r *runner) workflowFloor(ctx context.Context) (*WorkflowFloor, error) {
 	}
 	defer w.Stop()
 
-	idleBusy, idleProc, idleFrom := machineBusy(), processCPU(), time.Now()
-	time.Sleep(2 * time.Second)
-	idleFor := time.Since(idleFrom).Seconds()
-	idleRate, idleProcRate := (machineBusy()-idleBusy)/idleFor, (processCPU()-idleProc)/idleFor
+	idleRate, idleProcRate := idleRates(2 * time.Second)
 
 	start := func(ctx context.Context, _ int) error {
 		dealID := uuid.NewString()

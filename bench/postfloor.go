@@ -87,12 +87,9 @@ func (r *runner) postFloor(ctx context.Context, recv *Receivers, n int, d time.D
 		f.MachineCPUUs = round(busy / float64(f.Requests) * 1e6)
 	}
 
-	// Bursts leave the machine mostly idle, so its background (pollers,
-	// timers, PostgreSQL's own work) would weigh on each request: measured
-	// for a second first, and taken out.
-	idleFrom, idleBusy := time.Now(), machineBusy()
-	time.Sleep(time.Second)
-	idleRate := (machineBusy() - idleBusy) / time.Since(idleFrom).Seconds()
+	// Bursts leave the machine mostly idle, so its background would weigh
+	// on each request: measured for a second first, and taken out.
+	idleRate, _ := idleRates(time.Second)
 	var bursts Tally // one entry per POST
 	busy = machineBusy()
 	elapsed = openLoop(ctx, burstChangesPerS, d, &Tally{}, func(ctx context.Context, _ int) error {
