@@ -77,23 +77,25 @@ func (s *Store) Recipients(ctx context.Context, ev EventRecord, after string, li
 	// planner walked every endpoint of the platform for sellers whose
 	// buyers have none (19 ms a call with 10,000 endpoints), or read all
 	// of a big seller's endpoints for every page. Finished deliveries are
-	// left out before the per-buyer limit, so a page never skips any.
+	// left out before the per-buyer limit, so a page never skips any; the
+	// one probe of an endpoint's delivery row both leaves it out and reads
+	// the attempts of a pending one.
 	rows, err := s.pool.Query(ctx, `
 		SELECT e.id::TEXT, e.buyer_id::TEXT, e.url, e.secret,
 		       CASE WHEN e.previous_secret_expires_at > $5 THEN e.previous_secret END, e.previous_secret_expires_at,
-		       COALESCE(d.attempts, 0)
+		       e.attempts
 		FROM grants g
 		CROSS JOIN LATERAL (
-		  SELECT e.id, e.buyer_id, e.url, e.secret, e.previous_secret, e.previous_secret_expires_at
+		  SELECT e.id, e.buyer_id, e.url, e.secret, e.previous_secret, e.previous_secret_expires_at,
+		         COALESCE(d.attempts, 0) AS attempts
 		  FROM webhook_endpoints e
+		  LEFT JOIN webhook_deliveries d ON d.event_id = $2 AND d.endpoint_id = e.id
 		  WHERE e.buyer_id = g.buyer_id AND e.enabled AND $3 = ANY (e.event_types)
 		    AND (g.buyer_id > $4 OR e.id > $7)
-		    AND NOT EXISTS (SELECT 1 FROM webhook_deliveries x
-		                    WHERE x.event_id = $2 AND x.endpoint_id = e.id AND x.status <> 'pending')
+		    AND (d.status IS NULL OR d.status = 'pending')
 		  ORDER BY e.id
 		  LIMIT $6
 		) e
-		LEFT JOIN webhook_deliveries d ON d.event_id = $2 AND d.endpoint_id = e.id
 		WHERE g.seller_id = $1 AND g.buyer_id >= $4
 		ORDER BY g.buyer_id, e.id
 		LIMIT $6`,
