@@ -35,6 +35,11 @@ type Activities struct {
 	// PerBuyer bounds the requests in flight to one buyer's endpoints
 	// within one round (DefaultPerBuyer when zero).
 	PerBuyer int
+	// SpanlessAttempts makes no client span per attempt: the receiver's
+	// traceparent then names the activity's span, in the same trace. For
+	// processes that export no spans, where a span per delivery is work
+	// nobody reads.
+	SpanlessAttempts bool
 }
 
 // RoundInput asks for one page of one delivery round of an event.
@@ -240,17 +245,22 @@ func (a *Activities) attempt(ctx context.Context, ev store.EventRecord, t store.
 	}
 	// A client span per attempt, whose context travels to the receiver as
 	// traceparent: the buyer's side can join the seller's request's trace.
-	ctx, span := tracer.Start(ctx, "webhook POST", trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(attribute.String("dealcast.event_id", ev.ID), attribute.String("dealcast.endpoint_id", t.EndpointID)))
-	defer span.End()
+	span := trace.SpanFromContext(context.Background()) // a no-op span
+	if !a.SpanlessAttempts {
+		ctx, span = tracer.Start(ctx, "webhook POST", trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(attribute.String("dealcast.event_id", ev.ID), attribute.String("dealcast.endpoint_id", t.EndpointID)))
+		defer span.End()
+	}
 	headers := http.Header{}
 	otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(headers))
 	// webhook-timestamp is the attempt's own time: receivers reject
 	// signatures whose timestamp is far from their clock.
 	r := a.Sender.Send(ctx, webhook.Request{URL: t.URL, MsgID: ev.ID, Timestamp: time.Now(), Body: ev.Payload, Secrets: secrets, Headers: headers})
-	span.SetAttributes(attribute.Int("http.response.status_code", r.StatusCode), attribute.String("dealcast.outcome", string(r.Outcome)))
-	if r.Outcome != webhook.Succeeded {
-		span.SetStatus(codes.Error, r.Err)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int("http.response.status_code", r.StatusCode), attribute.String("dealcast.outcome", string(r.Outcome)))
+		if r.Outcome != webhook.Succeeded {
+			span.SetStatus(codes.Error, r.Err)
+		}
 	}
 	recordOutcome(ctx, ev, r)
 	if r.StatusCode > 0 {

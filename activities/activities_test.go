@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -22,9 +23,14 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
 
 	"github.com/dealcast/dealcast/activities"
 	"github.com/dealcast/dealcast/internal/deal"
@@ -45,6 +51,8 @@ type fixture struct {
 	sealer *webhook.Sealer
 	acts   *activities.Activities
 	seller string
+	// background is the context activities run under; nil for none.
+	background context.Context
 }
 
 func setup(t *testing.T) *fixture {
@@ -160,6 +168,9 @@ func (f *fixture) deliver(in activities.RoundInput) (activities.RoundResult, err
 	// Warnings and errors only: the SDK logs every heartbeat at debug.
 	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
 	env := suite.NewTestActivityEnvironment()
+	if f.background != nil {
+		env.SetWorkerOptions(worker.Options{BackgroundActivityContext: f.background})
+	}
 	env.RegisterActivity(f.acts)
 	val, err := env.ExecuteActivity(f.acts.DeliverRound, in)
 	if err != nil {
@@ -219,6 +230,7 @@ func (f *fixture) payload(event string) []byte {
 type arrival struct {
 	Method, ContentType      string
 	ID, Timestamp, Signature string
+	Traceparent              string
 	Body                     []byte
 	At                       time.Time
 }
@@ -240,7 +252,8 @@ func newReceiver(t *testing.T, respond http.HandlerFunc) *receiver {
 		r.arrivals = append(r.arrivals, arrival{
 			Method: req.Method, ContentType: req.Header.Get("Content-Type"),
 			ID: req.Header.Get("webhook-id"), Timestamp: req.Header.Get("webhook-timestamp"),
-			Signature: req.Header.Get("webhook-signature"), Body: body, At: time.Now(),
+			Signature: req.Header.Get("webhook-signature"), Traceparent: req.Header.Get("traceparent"),
+			Body: body, At: time.Now(),
 		})
 		r.mu.Unlock()
 		if respond != nil {
@@ -1156,5 +1169,44 @@ func TestRetryAfterShownOnEveryPageOfTheRound(t *testing.T) {
 			t.Errorf("page %d (HTTP %d): next_attempt_at is %v from the round's start, but the workflow waits %v",
 				page+1, statusOf(d), d.NextAttemptAt.Sub(before).Round(time.Second), wait)
 		}
+	}
+}
+
+// TestAttemptsCarryTheTrace: the receiver's traceparent is in the trace the
+// activity runs in, named by a span of its own per attempt, or, with
+// SpanlessAttempts, by the activity's span. It sets the process-wide
+// OpenTelemetry providers, so it does not run in parallel.
+func TestAttemptsCarryTheTrace(t *testing.T) {
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	// As a process that exports nothing: spans are made but not sampled.
+	otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample()))))
+	parent := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
+		SpanID:  trace.SpanID{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7},
+		Remote:  true,
+	})
+	for _, spanless := range []bool{false, true} {
+		t.Run(fmt.Sprintf("spanless=%v", spanless), func(t *testing.T) {
+			f := setup(t)
+			f.acts.SpanlessAttempts = spanless
+			f.background = trace.ContextWithRemoteSpanContext(context.Background(), parent)
+			r := newReceiver(t, nil)
+			f.endpoint(f.buyer(true), r.URL)
+			ev := f.event()
+			f.mustDeliver(activities.RoundInput{EventID: ev.ID, Limit: 10})
+
+			got := r.got()
+			if len(got) != 1 {
+				t.Fatalf("receiver got %d requests, want 1", len(got))
+			}
+			sc := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(),
+				propagation.HeaderCarrier(http.Header{"Traceparent": {got[0].Traceparent}})))
+			if sc.TraceID() != parent.TraceID() {
+				t.Fatalf("traceparent %q is not in the activity's trace %s", got[0].Traceparent, parent.TraceID())
+			}
+			if ownSpan := sc.SpanID() != parent.SpanID(); ownSpan == spanless {
+				t.Errorf("traceparent %q: span of its own = %v, want %v", got[0].Traceparent, ownSpan, !spanless)
+			}
+		})
 	}
 }

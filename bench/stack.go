@@ -259,6 +259,8 @@ func (s *Stack) startDelivery(ctx context.Context) (err error) {
 		Sender:      webhook.NewSender(webhook.ClientOptions{AllowPrivate: true}),
 		Sealer:      s.sealer,
 		Concurrency: 64,
+		// As dealcast worker and dev.
+		SpanlessAttempts: !s.tel.Exporting(),
 	}
 	pprof.Do(ctx, pprof.Labels("part", "worker"), func(context.Context) {
 		ds.worker = delivery.NewWorker(ds.client, workflows.TaskQueue, acts)

@@ -116,7 +116,7 @@ func runDev(ctx context.Context, args []string) error {
 	d := delivery.NewDispatcher(c, st, log, delivery.Options{Eager: true})
 	errc := make(chan error, 4)
 	go func() { d.Run(ctx, 8); errc <- nil }()
-	go func() { errc <- runDelivery(ctx, c, d, newActivities(cfg, st, sl), log) }()
+	go func() { errc <- runDelivery(ctx, c, d, newActivities(cfg, st, sl, tel), log) }()
 	go func() { errc <- runHousekeeping(ctx, st, log) }()
 	go func() {
 		errc <- serveAPI(ctx, cfg, apiDeps(cfg, st, c, d, sl, tel, log), log, devBanner(cfg, uiURL))
@@ -215,7 +215,7 @@ func runWorker(ctx context.Context, args []string) error {
 	}
 	d := delivery.NewDispatcher(c, st, log, delivery.Options{})
 	errc := make(chan error, 3)
-	go func() { errc <- runDelivery(ctx, c, d, newActivities(cfg, st, sl), log) }()
+	go func() { errc <- runDelivery(ctx, c, d, newActivities(cfg, st, sl, tel), log) }()
 	go func() { errc <- runHousekeeping(ctx, st, log) }()
 	go func() {
 		errc <- serveOps(ctx, cfg, tel, func(ctx context.Context) error { return ready(ctx, st, c) }, log)

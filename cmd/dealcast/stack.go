@@ -92,12 +92,13 @@ func sealer(cfg config.Config) (*webhook.Sealer, error) {
 }
 
 // newActivities builds the delivery activities.
-func newActivities(cfg config.Config, st *store.Store, s *webhook.Sealer) *activities.Activities {
+func newActivities(cfg config.Config, st *store.Store, s *webhook.Sealer, tel *telemetry.Telemetry) *activities.Activities {
 	return &activities.Activities{
-		Store:       st,
-		Sender:      webhook.NewSender(webhook.ClientOptions{AllowPrivate: cfg.WebhookAllowPrivate}),
-		Sealer:      s,
-		Concurrency: 64,
+		Store:            st,
+		Sender:           webhook.NewSender(webhook.ClientOptions{AllowPrivate: cfg.WebhookAllowPrivate}),
+		Sealer:           s,
+		Concurrency:      64,
+		SpanlessAttempts: !tel.Exporting(),
 	}
 }
 
