@@ -235,10 +235,12 @@ func (s *Stack) startDelivery(ctx context.Context) (err error) {
 	sdkLog := slog.New(logfilter.AtLeast(s.log.Handler(), slog.LevelWarn)).With("component", "temporal-sdk")
 	pprof.Do(ctx, pprof.Labels("part", "temporal-client"), func(context.Context) {
 		ds.client, err = client.Dial(client.Options{
-			HostPort:     ds.temporal.FrontendAddress(),
-			Namespace:    s.namespace,
-			Logger:       sdklog.NewStructuredLogger(sdkLog),
-			Interceptors: []interceptor.ClientInterceptor{tracing},
+			HostPort:  ds.temporal.FrontendAddress(),
+			Namespace: s.namespace,
+			// As dev with its embedded server, which is on loopback.
+			ConnectionOptions: client.ConnectionOptions{GrpcCompression: &client.GrpcCompressionNone{}},
+			Logger:            sdklog.NewStructuredLogger(sdkLog),
+			Interceptors:      []interceptor.ClientInterceptor{tracing},
 			MetricsHandler: temporalotel.NewMetricsHandler(temporalotel.MetricsHandlerOptions{
 				OnError: func(err error) { sdkLog.Warn("temporal sdk metric", "err", err) },
 			}),

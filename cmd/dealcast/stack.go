@@ -60,6 +60,11 @@ func dialTemporal(cfg config.Config, log *slog.Logger, lazy bool) (client.Client
 		opts.Credentials = client.NewMTLSCredentials(cert)
 		opts.ConnectionOptions.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
+	// gzip spends CPU on both sides of every call to save bandwidth that a
+	// nearby frontend does not need: operators can turn it off.
+	if cfg.TemporalCompression == config.CompressionNone {
+		opts.ConnectionOptions.GrpcCompression = &client.GrpcCompressionNone{}
+	}
 	if lazy {
 		return client.NewLazyClient(opts)
 	}

@@ -40,6 +40,10 @@ type Config struct {
 	// for mTLS to the Temporal frontend (TLS is then on).
 	TemporalTLSCert string
 	TemporalTLSKey  string
+	// TemporalCompression is the gRPC compression of requests to the
+	// Temporal frontend: "gzip" or "none". Empty means gzip, except to the
+	// embedded server of dev, which is on loopback.
+	TemporalCompression string
 	// SecretKey (base64 of 32 bytes) encrypts webhook secrets at rest.
 	SecretKey string
 	// RateLimitRPS is the request rate each API caller may keep up, with
@@ -47,25 +51,32 @@ type Config struct {
 	RateLimitRPS float64
 }
 
+// The values of TEMPORAL_GRPC_COMPRESSION.
+const (
+	CompressionGzip = "gzip"
+	CompressionNone = "none"
+)
+
 // FromEnv reads the configuration. Defaults are those of the contract;
 // dev may fill in the JWT secret afterwards.
 func FromEnv() (Config, error) {
 	c := Config{
-		DatabaseURL:       getenv("DATABASE_URL", DefaultDatabaseURL),
-		TemporalAddress:   os.Getenv("TEMPORAL_ADDRESS"),
-		HTTPAddr:          getenv("DEALCAST_HTTP_ADDR", ":8080"),
-		JWTSecret:         os.Getenv("DEALCAST_JWT_SECRET"),
-		JWKSURL:           os.Getenv("DEALCAST_JWKS_URL"),
-		JWTIssuer:         os.Getenv("DEALCAST_JWT_ISSUER"),
-		JWTAudience:       os.Getenv("DEALCAST_JWT_AUDIENCE"),
-		DataDir:           getenv("DEALCAST_DATA_DIR", "./.data"),
-		TemporalNamespace: getenv("TEMPORAL_NAMESPACE", "default"),
-		TemporalAPIKey:    os.Getenv("TEMPORAL_API_KEY"),
-		TemporalTLSCert:   os.Getenv("TEMPORAL_TLS_CERT"),
-		TemporalTLSKey:    os.Getenv("TEMPORAL_TLS_KEY"),
-		SecretKey:         os.Getenv("DEALCAST_SECRET_KEY"),
-		ShutdownTimeout:   20 * time.Second,
-		RateLimitRPS:      DefaultRateLimitRPS,
+		DatabaseURL:         getenv("DATABASE_URL", DefaultDatabaseURL),
+		TemporalAddress:     os.Getenv("TEMPORAL_ADDRESS"),
+		HTTPAddr:            getenv("DEALCAST_HTTP_ADDR", ":8080"),
+		JWTSecret:           os.Getenv("DEALCAST_JWT_SECRET"),
+		JWKSURL:             os.Getenv("DEALCAST_JWKS_URL"),
+		JWTIssuer:           os.Getenv("DEALCAST_JWT_ISSUER"),
+		JWTAudience:         os.Getenv("DEALCAST_JWT_AUDIENCE"),
+		DataDir:             getenv("DEALCAST_DATA_DIR", "./.data"),
+		TemporalNamespace:   getenv("TEMPORAL_NAMESPACE", "default"),
+		TemporalAPIKey:      os.Getenv("TEMPORAL_API_KEY"),
+		TemporalTLSCert:     os.Getenv("TEMPORAL_TLS_CERT"),
+		TemporalTLSKey:      os.Getenv("TEMPORAL_TLS_KEY"),
+		TemporalCompression: os.Getenv("TEMPORAL_GRPC_COMPRESSION"),
+		SecretKey:           os.Getenv("DEALCAST_SECRET_KEY"),
+		ShutdownTimeout:     20 * time.Second,
+		RateLimitRPS:        DefaultRateLimitRPS,
 	}
 	if v := os.Getenv("DEALCAST_RATE_LIMIT_RPS"); v != "" {
 		rps, err := strconv.ParseFloat(v, 64)
@@ -73,6 +84,11 @@ func FromEnv() (Config, error) {
 			return c, fmt.Errorf("DEALCAST_RATE_LIMIT_RPS: %q is not a rate (requests per second, 0 to turn limiting off)", v)
 		}
 		c.RateLimitRPS = rps
+	}
+	switch c.TemporalCompression {
+	case "", CompressionGzip, CompressionNone:
+	default:
+		return c, fmt.Errorf("TEMPORAL_GRPC_COMPRESSION: %q is neither %q nor %q", c.TemporalCompression, CompressionGzip, CompressionNone)
 	}
 	if v := os.Getenv("DEALCAST_WEBHOOK_ALLOW_PRIVATE"); v != "" {
 		b, err := strconv.ParseBool(v)
@@ -106,6 +122,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("temporal_namespace", c.TemporalNamespace),
 		slog.String("temporal_api_key", mask(c.TemporalAPIKey)),
 		slog.String("temporal_tls_cert", c.TemporalTLSCert),
+		slog.String("temporal_grpc_compression", c.TemporalCompression),
 		slog.String("secret_key", mask(c.SecretKey)),
 		slog.String("http_addr", c.HTTPAddr),
 		slog.String("jwt_secret", mask(c.JWTSecret)),

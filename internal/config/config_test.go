@@ -35,6 +35,22 @@ func TestRateLimitFromEnv(t *testing.T) {
 	}
 }
 
+func TestTemporalCompressionFromEnv(t *testing.T) {
+	for _, env := range []string{"", "gzip", "none"} {
+		t.Setenv("TEMPORAL_GRPC_COMPRESSION", env)
+		c, err := FromEnv()
+		if err != nil || c.TemporalCompression != env {
+			t.Errorf("TEMPORAL_GRPC_COMPRESSION=%q gives %q, %v", env, c.TemporalCompression, err)
+		}
+	}
+	for _, env := range []string{"GZIP", "zstd", "off"} {
+		t.Setenv("TEMPORAL_GRPC_COMPRESSION", env)
+		if c, err := FromEnv(); err == nil {
+			t.Errorf("TEMPORAL_GRPC_COMPRESSION=%q accepted as %q", env, c.TemporalCompression)
+		}
+	}
+}
+
 // TestLogValueMasksSecrets: the configuration is logged at start; its
 // secrets must not be.
 func TestLogValueMasksSecrets(t *testing.T) {
