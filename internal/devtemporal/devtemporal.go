@@ -493,6 +493,11 @@ func devDynamicConfig() dynamicconfig.StaticClient {
 		// stopped by the server's Stop (upstream TODO in service/worker/scanner).
 		dynamicconfig.TaskQueueScannerEnabled.Key(): false,
 		dynamicconfig.HistoryScannerEnabled.Key():   false,
+		// Payloads kept outside the history (external storage) are not
+		// configured here, yet with this on every history write walks all
+		// of its events' payloads to total their sizes: 1.6 % of the whole
+		// process in a webhook_throughput profile.
+		dynamicconfig.ExternalPayloadsEnabled.Key(): false,
 	}
 }
 
