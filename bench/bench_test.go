@@ -286,8 +286,14 @@ func TestDeliveryFloor(t *testing.T) {
 	}
 	// 5,000 + 50 × 100 µs a change: 2 cores give 200 changes, 10,000 deliveries a second.
 	r.deliveryFloor(2)
-	if f := r.WebhookThroughput.Floor; f == nil || f.HTTPFrom != "post_floor" || f.PerChangeCPUUs != 10000 || f.DeliveriesPerS != 10000 {
+	if f := r.WebhookThroughput.Floor; f == nil || f.HTTPFrom != "post_floor" || f.PerChangeCPUUs != 10000 || f.DeliveriesPerS != 10000 || f.BurstDeliveriesPerS != 0 {
 		t.Errorf("with a POST floor: got %+v", f)
+	}
+	// With its bursts measured: 5,000 + 50 × 150 µs, 160 changes, 8,000 deliveries a second.
+	r.WebhookThroughput.PostFloor.BurstMachineCPUUs = 150
+	r.deliveryFloor(2)
+	if f := r.WebhookThroughput.Floor; f == nil || f.DeliveriesPerS != 10000 || f.BurstPerChangeCPUUs != 12500 || f.BurstDeliveriesPerS != 8000 {
+		t.Errorf("with the POST floor's bursts: got %+v", f)
 	}
 	// A POST floor with errors is not a floor: the read's HTTP floor stands in.
 	r.WebhookThroughput.PostFloor.Errors = 1
