@@ -208,23 +208,30 @@ func (s *Stack) startDelivery(ctx context.Context) (err error) {
 	if ds.dataDir, err = os.MkdirTemp("", "dealcast-bench-temporal-"); err != nil {
 		return err
 	}
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
 	quiet := slog.New(errorCounter{s: s, next: logfilter.AtLeast(s.log.Handler(), slog.LevelError)})
-	pprof.Do(ctx, pprof.Labels("part", "temporal-server"), func(ctx context.Context) {
-		ds.temporal, err = devtemporal.Start(ctx, devtemporal.Options{
-			DataDir:          ds.dataDir,
-			FrontendPort:     port,
-			UIPort:           0, // no Web UI
-			Namespace:        s.namespace,
-			SearchAttributes: delivery.SearchAttributes,
-			Logger:           quiet.With("component", "temporal-server"),
+	// The frontend port is free when picked, but another process may take
+	// it before the server binds it: then pick another.
+	for attempt := 1; ; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		pprof.Do(ctx, pprof.Labels("part", "temporal-server"), func(ctx context.Context) {
+			ds.temporal, err = devtemporal.Start(ctx, devtemporal.Options{
+				DataDir:          ds.dataDir,
+				FrontendPort:     port,
+				UIPort:           0, // no Web UI
+				Namespace:        s.namespace,
+				SearchAttributes: delivery.SearchAttributes,
+				Logger:           quiet.With("component", "temporal-server"),
+			})
 		})
-	})
-	if err != nil {
-		return fmt.Errorf("embedded temporal: %w", err)
+		if err == nil {
+			break
+		}
+		if attempt == 3 || !devtemporal.AddressInUse(err) {
+			return fmt.Errorf("embedded temporal: %w", err)
+		}
 	}
 	s.TemporalStarts++
 	// As dialTemporal: tracing interceptor and SDK metrics.

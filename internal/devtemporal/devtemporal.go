@@ -22,6 +22,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	uiserver "github.com/temporalio/ui-server/v2/server"
@@ -192,17 +193,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 
 	muted := new(atomic.Bool)
-	serverOpts, err := buildServerOptions(o, sqlCfg, dialHost, frontendAddr, serverLogger{sl: logger, muted: muted})
+	ts, err := startServer(o, sqlCfg, dialHost, frontendAddr, serverLogger{sl: logger, muted: muted})
 	if err != nil {
 		return nil, err
-	}
-	ts, err := temporal.NewServer(serverOpts...)
-	if err != nil {
-		return nil, fmt.Errorf("devtemporal: new server: %w", err)
-	}
-	if err := ts.Start(); err != nil {
-		_ = ts.Stop() // release whatever services did start
-		return nil, fmt.Errorf("devtemporal: start server: %w", err)
 	}
 
 	s := &Server{
@@ -671,6 +664,44 @@ func checkPortFree(host string, port int) error {
 		return err
 	}
 	return l.Close()
+}
+
+// portAttempts is how many times startServer picks the internal ports.
+const portAttempts = 3
+
+// startServer builds and starts the Temporal server. Its internal ports
+// (history, matching, the worker service, the frontend's HTTP API) are
+// free when picked, but another process can take one before the server
+// binds it (tests of other packages start servers at the same time): on
+// "address already in use" the ports are picked again.
+func startServer(o Options, sqlCfg *config.SQL, dialHost, frontendAddr string, sl serverLogger) (temporal.Server, error) {
+	for attempt := 1; ; attempt++ {
+		serverOpts, err := buildServerOptions(o, sqlCfg, dialHost, frontendAddr, sl)
+		if err != nil {
+			return nil, err
+		}
+		ts, err := temporal.NewServer(serverOpts...)
+		if err != nil {
+			err = fmt.Errorf("devtemporal: new server: %w", err)
+		} else if err = ts.Start(); err != nil {
+			_ = ts.Stop() // release whatever services did start
+			err = fmt.Errorf("devtemporal: start server: %w", err)
+		} else {
+			return ts, nil
+		}
+		if attempt == portAttempts || !AddressInUse(err) {
+			return nil, err
+		}
+		sl.sl.Warn("devtemporal: a port was taken before the server bound it; picking new ports", "attempt", attempt, "err", err)
+	}
+}
+
+// AddressInUse reports whether err is a failure to bind a port in use,
+// such as Start's when the frontend port was taken after the caller picked
+// it. The server's dependency injection flattens errors into text, so the
+// text is what can be checked.
+func AddressInUse(err error) bool {
+	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
 }
 
 func freePort(host string) (int, error) {

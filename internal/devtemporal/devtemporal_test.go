@@ -3,6 +3,7 @@ package devtemporal
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -312,5 +313,29 @@ func execSQLite(t *testing.T, dbPath, stmt string) {
 	defer func() { _ = db.Close() }()
 	if _, err := db.Exec(stmt); err != nil {
 		t.Fatalf("%s: %v", stmt, err)
+	}
+}
+
+// TestAddressInUse: a port taken between picking and binding is recognised,
+// both as the listener's error and as the text the server's start-up
+// flattens it into; other failures are not retried.
+func TestAddressInUse(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	_, err = net.Listen("tcp", l.Addr().String())
+	if err == nil {
+		t.Fatal("a second listener on a taken port succeeded")
+	}
+	if !AddressInUse(err) {
+		t.Errorf("AddressInUse(%v) = false", err)
+	}
+	if flat := errors.New("could not build arguments: " + err.Error()); !AddressInUse(flat) {
+		t.Errorf("AddressInUse(%v) = false", flat)
+	}
+	if other := errors.New("devtemporal: set up schema: disk full"); AddressInUse(other) {
+		t.Errorf("AddressInUse(%v) = true", other)
 	}
 }
