@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
@@ -52,6 +53,11 @@ func newStack(t testing.TB) *stack { return newStackWith(t, temporal.GetDefaultC
 
 // newStackWith builds a stack on client c, serving metrics with metrics.
 func newStackWith(t testing.TB, c client.Client, metrics http.Handler) *stack {
+	return newStackOn(t, c, metrics, testDB.Pool)
+}
+
+// newStackOn builds a stack on client c and the database of pool.
+func newStackOn(t testing.TB, c client.Client, metrics http.Handler, pool *pgxpool.Pool) *stack {
 	t.Helper()
 	var key [32]byte
 	_, _ = rand.Read(key[:])
@@ -61,7 +67,7 @@ func newStackWith(t testing.TB, c client.Client, metrics http.Handler) *stack {
 	}
 	var suffix [4]byte
 	_, _ = rand.Read(suffix[:])
-	s := &stack{t: t, store: store.New(testDB.Pool), taskQueue: "test-" + hex.EncodeToString(suffix[:])}
+	s := &stack{t: t, store: store.New(pool), taskQueue: "test-" + hex.EncodeToString(suffix[:])}
 	s.store.FeedSettle = 0
 	s.client = c
 	s.dispatcher = delivery.NewDispatcher(c, s.store, quietLogger(), delivery.Options{TaskQueue: s.taskQueue, Eager: true})
