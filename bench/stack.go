@@ -209,29 +209,18 @@ func (s *Stack) startDelivery(ctx context.Context) (err error) {
 		return err
 	}
 	quiet := slog.New(errorCounter{s: s, next: logfilter.AtLeast(s.log.Handler(), slog.LevelError)})
-	// The frontend port is free when picked, but another process may take
-	// it before the server binds it: then pick another.
-	for attempt := 1; ; attempt++ {
-		port, err := freePort()
-		if err != nil {
-			return err
-		}
-		pprof.Do(ctx, pprof.Labels("part", "temporal-server"), func(ctx context.Context) {
-			ds.temporal, err = devtemporal.Start(ctx, devtemporal.Options{
-				DataDir:          ds.dataDir,
-				FrontendPort:     port,
-				UIPort:           0, // no Web UI
-				Namespace:        s.namespace,
-				SearchAttributes: delivery.SearchAttributes,
-				Logger:           quiet.With("component", "temporal-server"),
-			})
+	pprof.Do(ctx, pprof.Labels("part", "temporal-server"), func(ctx context.Context) {
+		ds.temporal, err = devtemporal.Start(ctx, devtemporal.Options{
+			DataDir:          ds.dataDir,
+			FrontendPort:     devtemporal.AnyFreePort,
+			UIPort:           0, // no Web UI
+			Namespace:        s.namespace,
+			SearchAttributes: delivery.SearchAttributes,
+			Logger:           quiet.With("component", "temporal-server"),
 		})
-		if err == nil {
-			break
-		}
-		if attempt == 3 || !devtemporal.AddressInUse(err) {
-			return fmt.Errorf("embedded temporal: %w", err)
-		}
+	})
+	if err != nil {
+		return fmt.Errorf("embedded temporal: %w", err)
 	}
 	s.TemporalStarts++
 	// As dialTemporal: tracing interceptor and SDK metrics.
@@ -483,15 +472,6 @@ func databaseURL(base, name string, poolMaxConns int) (string, error) {
 	}
 	u.RawQuery = q.Encode()
 	return u.String(), nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func randomHex(n int) string {

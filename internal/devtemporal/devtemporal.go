@@ -53,6 +53,9 @@ const (
 
 	// DefaultFrontendPort is the frontend port used when Options.FrontendPort is 0.
 	DefaultFrontendPort = 7233
+	// AnyFreePort as Options.FrontendPort lets Start pick a free port (and
+	// pick again if another process takes it before the server binds it).
+	AnyFreePort = -1
 	// DefaultUIPort is the Web UI port `dealcast dev` uses. Options.UIPort has
 	// no implicit default: 0 disables the UI.
 	DefaultUIPort = 8233
@@ -85,7 +88,8 @@ type Options struct {
 	// Host is the IP address the frontend and the UI listen on ("localhost"
 	// means 127.0.0.1). Default "127.0.0.1".
 	Host string
-	// FrontendPort is the frontend gRPC port. Default DefaultFrontendPort (7233).
+	// FrontendPort is the frontend gRPC port. Default DefaultFrontendPort
+	// (7233); AnyFreePort for any free one (FrontendAddress tells which).
 	FrontendPort int
 	// UIPort is the Web UI HTTP port (DefaultUIPort is 8233); 0 or negative
 	// disables the UI.
@@ -148,13 +152,14 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if ip := net.ParseIP(dialHost); ip != nil && ip.IsUnspecified() {
 		dialHost = defaultHost
 	}
-	frontendAddr := net.JoinHostPort(dialHost, strconv.Itoa(o.FrontendPort))
 
 	// Fail early and cleanly on a busy port rather than half-way through
 	// the server's start-up (or, for the UI, with the os.Exit its server
 	// does when it cannot listen).
-	if err := checkPortFree(o.Host, o.FrontendPort); err != nil {
-		return nil, fmt.Errorf("devtemporal: frontend port: %w", err)
+	if o.FrontendPort != AnyFreePort {
+		if err := checkPortFree(o.Host, o.FrontendPort); err != nil {
+			return nil, fmt.Errorf("devtemporal: frontend port: %w", err)
+		}
 	}
 	if o.UIPort > 0 {
 		if err := checkPortFree(o.Host, o.UIPort); err != nil {
@@ -193,7 +198,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 
 	muted := new(atomic.Bool)
-	ts, err := startServer(o, sqlCfg, dialHost, frontendAddr, serverLogger{sl: logger, muted: muted})
+	ts, frontendAddr, err := startServer(o, sqlCfg, dialHost, serverLogger{sl: logger, muted: muted})
 	if err != nil {
 		return nil, err
 	}
@@ -267,7 +272,7 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Namespace == "" {
 		o.Namespace = defaultNamespace
 	}
-	if o.FrontendPort < 0 || o.FrontendPort > 65535 || o.UIPort > 65535 {
+	if (o.FrontendPort < 0 && o.FrontendPort != AnyFreePort) || o.FrontendPort > 65535 || o.UIPort > 65535 {
 		return o, fmt.Errorf("devtemporal: invalid port (frontend %d, UI %d)", o.FrontendPort, o.UIPort)
 	}
 	for name, typ := range o.SearchAttributes {
@@ -376,11 +381,11 @@ func inspectSchema(ctx context.Context, dbPath string) (objects int, complete bo
 	return objects, marker > 0, nil
 }
 
-func buildServerOptions(o Options, sqlCfg *config.SQL, dialHost, frontendAddr string, sl serverLogger) ([]temporal.ServerOption, error) {
+func buildServerOptions(o Options, frontendPort int, sqlCfg *config.SQL, dialHost, frontendAddr string, sl serverLogger) ([]temporal.ServerOption, error) {
 	// The frontend listens where asked; history, matching and the worker
 	// service only ever talk to each other, on loopback ports of their own.
 	const internalHost = defaultHost
-	ports := map[primitives.ServiceName]int{primitives.FrontendService: o.FrontendPort}
+	ports := map[primitives.ServiceName]int{primitives.FrontendService: frontendPort}
 	for _, svc := range []primitives.ServiceName{primitives.HistoryService, primitives.MatchingService, primitives.WorkerService} {
 		p, err := freePort(internalHost)
 		if err != nil {
@@ -669,16 +674,25 @@ func checkPortFree(host string, port int) error {
 // portAttempts is how many times startServer picks the internal ports.
 const portAttempts = 3
 
-// startServer builds and starts the Temporal server. Its internal ports
-// (history, matching, the worker service, the frontend's HTTP API) are
-// free when picked, but another process can take one before the server
-// binds it (tests of other packages start servers at the same time): on
-// "address already in use" the ports are picked again.
-func startServer(o Options, sqlCfg *config.SQL, dialHost, frontendAddr string, sl serverLogger) (temporal.Server, error) {
+// startServer builds and starts the Temporal server and returns it with
+// the frontend's address. The ports it picks (history, matching, the worker
+// service, the frontend's HTTP API, and the frontend's own with
+// AnyFreePort) are free when picked, but another process can take one
+// before the server binds it (tests of other packages start servers at the
+// same time): on "address already in use" they are picked again.
+func startServer(o Options, sqlCfg *config.SQL, dialHost string, sl serverLogger) (temporal.Server, string, error) {
 	for attempt := 1; ; attempt++ {
-		serverOpts, err := buildServerOptions(o, sqlCfg, dialHost, frontendAddr, sl)
+		port := o.FrontendPort
+		if port == AnyFreePort {
+			var err error
+			if port, err = freePort(o.Host); err != nil {
+				return nil, "", fmt.Errorf("devtemporal: frontend port: %w", err)
+			}
+		}
+		frontendAddr := net.JoinHostPort(dialHost, strconv.Itoa(port))
+		serverOpts, err := buildServerOptions(o, port, sqlCfg, dialHost, frontendAddr, sl)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		ts, err := temporal.NewServer(serverOpts...)
 		if err != nil {
@@ -687,20 +701,19 @@ func startServer(o Options, sqlCfg *config.SQL, dialHost, frontendAddr string, s
 			_ = ts.Stop() // release whatever services did start
 			err = fmt.Errorf("devtemporal: start server: %w", err)
 		} else {
-			return ts, nil
+			return ts, frontendAddr, nil
 		}
-		if attempt == portAttempts || !AddressInUse(err) {
-			return nil, err
+		if attempt == portAttempts || !addressInUse(err) {
+			return nil, "", err
 		}
 		sl.sl.Warn("devtemporal: a port was taken before the server bound it; picking new ports", "attempt", attempt, "err", err)
 	}
 }
 
-// AddressInUse reports whether err is a failure to bind a port in use,
-// such as Start's when the frontend port was taken after the caller picked
-// it. The server's dependency injection flattens errors into text, so the
+// addressInUse reports whether err is a failure to bind a port in use.
+// The server's dependency injection flattens errors into text, so the
 // text is what can be checked.
-func AddressInUse(err error) bool {
+func addressInUse(err error) bool {
 	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
 }
 

@@ -329,13 +329,13 @@ func TestAddressInUse(t *testing.T) {
 	if err == nil {
 		t.Fatal("a second listener on a taken port succeeded")
 	}
-	if !AddressInUse(err) {
-		t.Errorf("AddressInUse(%v) = false", err)
+	if !addressInUse(err) {
+		t.Errorf("addressInUse(%v) = false", err)
 	}
-	if flat := errors.New("could not build arguments: " + err.Error()); !AddressInUse(flat) {
-		t.Errorf("AddressInUse(%v) = false", flat)
+	if flat := errors.New("could not build arguments: " + err.Error()); !addressInUse(flat) {
+		t.Errorf("addressInUse(%v) = false", flat)
 	}
-	if other := errors.New("devtemporal: set up schema: disk full"); AddressInUse(other) {
-		t.Errorf("AddressInUse(%v) = true", other)
+	if other := errors.New("devtemporal: set up schema: disk full"); addressInUse(other) {
+		t.Errorf("addressInUse(%v) = true", other)
 	}
 }
