@@ -9,6 +9,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/dealcast/dealcast/internal/cpuclock"
 )
 
 // CPUUse is where the CPU went during a scenario's measured phase: this
@@ -63,7 +65,7 @@ func (s *Stack) cpuSnapshot(ctx context.Context) cpuSnapshot {
 		}
 		rows.Close()
 	}
-	snap.busy = machineBusy()
+	snap.busy = cpuclock.MachineBusy()
 	return snap
 }
 
@@ -166,33 +168,8 @@ func processTicks(pid int) (float64, bool) {
 // this process spend while the bench sends nothing: the background (pollers,
 // timers, PostgreSQL's own work) that a floor measured next takes out.
 func idleRates(d time.Duration) (machine, process float64) {
-	busy, proc, from := machineBusy(), processCPU(), time.Now()
+	busy, proc, from := cpuclock.MachineBusy(), processCPU(), time.Now()
 	time.Sleep(d)
 	s := time.Since(from).Seconds()
-	return (machineBusy() - busy) / s, (processCPU() - proc) / s
-}
-
-// machineBusy is the CPU time all cores spent not idle, from /proc/stat.
-func machineBusy() float64 {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 5 || f[0] != "cpu" {
-		return 0
-	}
-	busy := 0.0
-	for i, v := range f[1:] {
-		x, _ := strconv.ParseFloat(v, 64)
-		if i == 3 || i == 4 { // idle, iowait
-			continue
-		}
-		if i >= 8 { // guest time is already counted in user
-			break
-		}
-		busy += x
-	}
-	return busy / clockTick
+	return (cpuclock.MachineBusy() - busy) / s, (processCPU() - proc) / s
 }

@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/dealcast/dealcast/internal/cpuclock"
 	"github.com/dealcast/dealcast/internal/delivery"
 	"github.com/dealcast/dealcast/workflows"
 )
@@ -93,7 +94,7 @@ func (r *runner) workflowFloor(ctx context.Context) (*WorkflowFloor, error) {
 		}, "BenchWorkflowFloor", workflows.DeliveryInput{EventID: "evt_" + uuid.NewString(), EventType: "deal.updated", DealID: dealID, LocalFirstPage: true})
 		return err
 	}
-	busy0, proc0, from := machineBusy(), processCPU(), time.Now()
+	busy0, proc0, from := cpuclock.MachineBusy(), processCPU(), time.Now()
 	var t Tally
 	closedLoop(ctx, c.Starters, time.Duration(min(c.Seconds, r.cfg.Seconds))*time.Second, &t, start)
 	lastStart := time.Now()
@@ -112,7 +113,7 @@ func (r *runner) workflowFloor(ctx context.Context) (*WorkflowFloor, error) {
 	}
 	window := time.Since(from).Seconds()
 	f := &WorkflowFloor{Workflows: n, Starters: c.Starters, Seconds: round(window), IdleCPUS: round(idleRate * window)}
-	if busy := machineBusy() - busy0 - idleRate*window; n > 0 && busy > 0 {
+	if busy := cpuclock.MachineBusy() - busy0 - idleRate*window; n > 0 && busy > 0 {
 		f.MachineCPUUs = round(busy / float64(n) * 1e6)
 		f.PerS = round(float64(runtime.NumCPU()) * 1e6 / f.MachineCPUUs)
 	}

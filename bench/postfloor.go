@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dealcast/dealcast/internal/cpuclock"
 	"github.com/dealcast/dealcast/internal/webhook"
 )
 
@@ -78,9 +79,9 @@ func (r *runner) postFloor(ctx context.Context, recv *Receivers, n int, d time.D
 	var warm Tally
 	closedLoop(ctx, n, 200*time.Millisecond, &warm, send)
 	var t Tally
-	busy := machineBusy()
+	busy := cpuclock.MachineBusy()
 	elapsed := closedLoop(ctx, n, d, &t, send)
-	busy = machineBusy() - busy
+	busy = cpuclock.MachineBusy() - busy
 	_, errs := t.Errors()
 	f := &PostFloor{Requests: t.Requests(), Errors: errs, RPS: round(perSecond(t.Requests()-errs, elapsed)), BodyBytes: len(body), Conns: n}
 	if f.Requests > 0 {
@@ -91,7 +92,7 @@ func (r *runner) postFloor(ctx context.Context, recv *Receivers, n int, d time.D
 	// on each request: measured for a second first, and taken out.
 	idleRate, _ := idleRates(time.Second)
 	var bursts Tally // one entry per POST
-	busy = machineBusy()
+	busy = cpuclock.MachineBusy()
 	elapsed = openLoop(ctx, burstChangesPerS, d, &Tally{}, func(ctx context.Context, _ int) error {
 		var wg sync.WaitGroup
 		for w := range n {
@@ -104,7 +105,7 @@ func (r *runner) postFloor(ctx context.Context, recv *Receivers, n int, d time.D
 		wg.Wait()
 		return nil
 	})
-	busy = machineBusy() - busy - idleRate*elapsed.Seconds()
+	busy = cpuclock.MachineBusy() - busy - idleRate*elapsed.Seconds()
 	f.BurstChangesPerS, f.BurstRequests = burstChangesPerS, bursts.Requests()
 	f.BurstIdleCPUS = round(idleRate * elapsed.Seconds())
 	_, f.BurstErrors = bursts.Errors()

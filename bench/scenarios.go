@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dealcast/dealcast/internal/cpuclock"
 	"github.com/dealcast/dealcast/internal/deal"
 	"github.com/dealcast/dealcast/internal/store"
 )
@@ -85,9 +86,9 @@ func (r *runner) httpFloor(ctx context.Context, cl *Client, conns int, pgbenchTP
 		return cl.Do(ctx, http.MethodGet, "/healthz", "", nil, http.StatusOK, nil)
 	}
 	var t Tally
-	busy := machineBusy()
+	busy := cpuclock.MachineBusy()
 	elapsed := closedLoop(ctx, conns, r.cfg.duration(), &t, send)
-	busy = machineBusy() - busy
+	busy = cpuclock.MachineBusy() - busy
 	_, errs := t.Errors()
 	s := t.Latency.Summary()
 	f := &Floor{Path: "/healthz", Requests: t.Requests(), Errors: errs,
@@ -222,7 +223,7 @@ func (r *runner) baseline(ctx context.Context, mode string, res *ReadWriteResult
 		return nil
 	}
 	p := r.cfg.Pgbench
-	busy := machineBusy()
+	busy := cpuclock.MachineBusy()
 	b, err := r.pgbench.Run(ctx, mode, p.Clients, p.Jobs, r.cfg.duration())
 	if err != nil {
 		// The API is still measured; without a baseline there is no ratio.
@@ -231,7 +232,7 @@ func (r *runner) baseline(ctx context.Context, mode string, res *ReadWriteResult
 		return nil
 	}
 	if n := b.TPS * float64(b.Seconds); n > 0 {
-		b.MachineCPUUs = round((machineBusy() - busy) / n * 1e6)
+		b.MachineCPUUs = round((cpuclock.MachineBusy() - busy) / n * 1e6)
 	}
 	res.Pgbench, res.PgbenchTPS = &b, round(b.TPS)
 	return nil
@@ -674,10 +675,10 @@ func (r *runner) webhookThroughput(ctx context.Context) (*ThroughputResult, erro
 		tr := newTracker()
 		recv.Track(tr)
 		var t Tally
-		busy0 := machineBusy()
+		busy0 := cpuclock.MachineBusy()
 		elapsed := openLoop(ctx, n, stepTime, &t, func(ctx context.Context, i int) error { return ch.change(ctx, tr, i) })
 		tr.wait(ctx, c.Buyers, r.cfg.Grace)
-		busy := machineBusy() - busy0
+		busy := cpuclock.MachineBusy() - busy0
 		d := tr.result(c.Buyers)
 		_, changeErrs := t.Errors()
 		s := ThroughputStep{
