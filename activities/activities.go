@@ -184,7 +184,7 @@ func (a *Activities) send(ctx context.Context, ev store.EventRecord, targets []s
 			buyerSem[t.BuyerID] = bs
 		}
 		wg.Add(1)
-		go func() {
+		senders.Go(func() {
 			defer wg.Done()
 			bs <- struct{}{}
 			defer func() { <-bs }()
@@ -192,7 +192,7 @@ func (a *Activities) send(ctx context.Context, ev store.EventRecord, targets []s
 			defer func() { <-sem }()
 			out[i] = a.attempt(ctx, ev, t, in, now)
 			activity.RecordHeartbeat(ctx, i)
-		}()
+		})
 	}
 	wg.Wait()
 	return out
