@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -97,13 +98,107 @@ func (r *Receivers) serve(w http.ResponseWriter, req *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
-	var ev delivered
-	if err := json.Unmarshal(body, &ev); err != nil {
+	id, version, ok := changeOf(body)
+	if !ok {
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
-	r.tracker.Load().arrive(req.Header.Get("webhook-id"), changeKey(ev.Data.Deal.ID, ev.Data.Deal.Version), endpoint, at)
+	r.tracker.Load().arrive(req.Header.Get("webhook-id"), changeKey(id, version), endpoint, at)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// changeOf reads the deal's ID and version from a delivered event. The
+// receivers share the machine with the service under test, and decoding
+// every body was 2 % of the bench process at 40 changes/s: the body is
+// scanned for the two values instead, and decoded in full only when the
+// scan does not find them where the service puts them.
+func changeOf(body []byte) (id string, version int64, ok bool) {
+	if id, version, ok = scanChange(body); ok {
+		return id, version, true
+	}
+	var ev delivered
+	if err := json.Unmarshal(body, &ev); err != nil || ev.Data.Deal.ID == "" {
+		return "", 0, false
+	}
+	return ev.Data.Deal.ID, ev.Data.Deal.Version, true
+}
+
+// scanChange finds `"data": {"deal": {"id": "…"` and then the deal's
+// `"version": N`, spaced as PostgreSQL prints a JSONB value (how the
+// payload is stored and sent) or compact. The deal's "id" is its first
+// key in both (JSONB orders keys by length), and no key between it and
+// "version" is "version": an item's keys are id, name and price, and a
+// quote inside a string is escaped, so a name cannot end a key.
+func scanChange(body []byte) (string, int64, bool) {
+	rest, ok := afterKey(body, "data")
+	if !ok {
+		return "", 0, false
+	}
+	if rest, ok = openObject(rest); !ok {
+		return "", 0, false
+	}
+	if rest, ok = afterKeyAtStart(rest, "deal"); !ok {
+		return "", 0, false
+	}
+	if rest, ok = openObject(rest); !ok {
+		return "", 0, false
+	}
+	if rest, ok = afterKeyAtStart(rest, "id"); !ok || len(rest) == 0 || rest[0] != '"' {
+		return "", 0, false
+	}
+	end := bytes.IndexByte(rest[1:], '"')
+	if end <= 0 {
+		return "", 0, false
+	}
+	id := string(rest[1 : 1+end])
+	if rest, ok = afterKey(rest[1+end:], "version"); !ok {
+		return "", 0, false
+	}
+	n := 0
+	for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
+		n++
+	}
+	v, err := strconv.ParseInt(string(rest[:n]), 10, 64)
+	if err != nil || n == len(rest) || (rest[n] != ',' && rest[n] != '}' && rest[n] != ' ') {
+		return "", 0, false
+	}
+	return id, v, true
+}
+
+// afterKey returns what follows the first `"key":` (and the spaces after
+// it) in b.
+func afterKey(b []byte, key string) ([]byte, bool) {
+	i := bytes.Index(b, []byte(`"`+key+`"`))
+	if i < 0 {
+		return nil, false
+	}
+	return colon(b[i+len(key)+2:])
+}
+
+// afterKeyAtStart is afterKey for a key that must come first in b.
+func afterKeyAtStart(b []byte, key string) ([]byte, bool) {
+	k := `"` + key + `"`
+	if !bytes.HasPrefix(b, []byte(k)) {
+		return nil, false
+	}
+	return colon(b[len(k):])
+}
+
+// colon skips spaces, one colon and spaces.
+func colon(b []byte) ([]byte, bool) {
+	b = bytes.TrimLeft(b, " ")
+	if len(b) == 0 || b[0] != ':' {
+		return nil, false
+	}
+	return bytes.TrimLeft(b[1:], " "), true
+}
+
+// openObject skips an opening brace and the spaces after it.
+func openObject(b []byte) ([]byte, bool) {
+	if len(b) == 0 || b[0] != '{' {
+		return nil, false
+	}
+	return bytes.TrimLeft(b[1:], " "), true
 }
 
 // changeKey names one change of one deal: the deal after it, at its version.
