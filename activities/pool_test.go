@@ -10,16 +10,16 @@ import (
 // goroutine; one that blocks does not hold back the next; goroutines idle
 // for longer than the pool's idle time end.
 func TestGoPoolReusesIdleGoroutines(t *testing.T) {
-	p := newGoPool(200 * time.Millisecond)
+	p := newGoPool(100 * time.Millisecond)
 	done := make(chan struct{})
 	for range 20 {
 		p.Go(func() { done <- struct{}{} })
 		<-done
-		time.Sleep(5 * time.Millisecond) // back to waiting for work
+		time.Sleep(20 * time.Millisecond) // back to waiting for work
 	}
 	// The first started one goroutine; later ones may start another if
-	// they came before it was back, but not one each.
-	if n := p.started.Load(); n > 5 {
+	// they came before it was back (a loaded machine), but not one each.
+	if n := p.started.Load(); n > 10 {
 		t.Fatalf("20 functions run one after another started %d goroutines, want reuse", n)
 	}
 
@@ -39,7 +39,7 @@ func TestGoPoolReusesIdleGoroutines(t *testing.T) {
 	wg.Wait()
 
 	// Idle goroutines end: after the idle time a new function starts one.
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(time.Second)
 	before := p.started.Load()
 	p.Go(func() { done <- struct{}{} })
 	<-done
