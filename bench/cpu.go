@@ -2,10 +2,7 @@ package bench
 
 import (
 	"context"
-	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -47,9 +44,6 @@ func processCPU() float64 {
 	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
 
-// clockTick is USER_HZ, the unit of /proc/stat and /proc/<pid>/stat.
-const clockTick = 100.0
-
 func (s *Stack) cpuSnapshot(ctx context.Context) cpuSnapshot {
 	snap := cpuSnapshot{at: time.Now(), backends: map[int]float64{}}
 	snap.process = processCPU()
@@ -58,7 +52,7 @@ func (s *Stack) cpuSnapshot(ctx context.Context) cpuSnapshot {
 		for rows.Next() {
 			var pid int
 			if rows.Scan(&pid) == nil {
-				if t, ok := processTicks(pid); ok {
+				if t, ok := cpuclock.Process(pid); ok {
 					snap.backends[pid] = t
 				}
 			}
@@ -138,30 +132,6 @@ func (m *cpuMeter) Stop(ctx context.Context) *CPUUse {
 		*p = round(*p)
 	}
 	return u
-}
-
-// processTicks is a process's user+system time in ticks, from /proc.
-func processTicks(pid int) (float64, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, false
-	}
-	// The command name, in parentheses, may hold spaces: fields count
-	// from after its closing parenthesis (state is field 3).
-	rest := string(b)
-	if i := strings.LastIndexByte(rest, ')'); i >= 0 {
-		rest = rest[i+1:]
-	}
-	f := strings.Fields(rest)
-	if len(f) < 13 {
-		return 0, false
-	}
-	ut, err1 := strconv.ParseFloat(f[11], 64) // utime, field 14
-	st, err2 := strconv.ParseFloat(f[12], 64) // stime, field 15
-	if err1 != nil || err2 != nil {
-		return 0, false
-	}
-	return (ut + st) / clockTick, true
 }
 
 // idleRates measures, for d, the CPU seconds per second the machine and
