@@ -206,6 +206,23 @@ func TestBestStep(t *testing.T) {
 	}
 }
 
+func TestStepStop(t *testing.T) {
+	for _, c := range []struct {
+		s    ThroughputStep
+		want string
+	}{
+		{ThroughputStep{ChangeRate: 64, Offered: 3200, DeliveriesPerS: 3200, KeptUp: true, P99Ms: 80}, ""},
+		{ThroughputStep{ChangeRate: 64, Lost: 2, P99Ms: 80}, "2 deliveries lost at 64 changes/s"},
+		{ThroughputStep{ChangeRate: 96, P99Ms: 1200}, "p99 passed 1 s at 96 changes/s"},
+		{ThroughputStep{ChangeRate: 100, ChangeErrors: 1, DeliveriesPerS: 4900, Offered: 5000, P99Ms: 200}, "1 changes failed at 100 changes/s"},
+		{ThroughputStep{ChangeRate: 100, DeliveriesPerS: 4000, Offered: 5000, P99Ms: 200}, "deliveries fell behind at 100 changes/s (4000 of 5000/s)"},
+	} {
+		if got := stepStop(c.s); got != c.want {
+			t.Errorf("stepStop(%+v) = %q, want %q", c.s, got, c.want)
+		}
+	}
+}
+
 // testWriter sends the stack's warnings to the test log.
 type testWriter struct{ t *testing.T }
 

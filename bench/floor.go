@@ -113,7 +113,14 @@ func (r *runner) workflowFloor(ctx context.Context) (*WorkflowFloor, error) {
 	}
 	window := time.Since(from).Seconds()
 	f := &WorkflowFloor{Workflows: n, Starters: c.Starters, Seconds: round(window), IdleCPUS: round(idleRate * window)}
-	if busy := cpuclock.MachineBusy() - busy0 - idleRate*window; n > 0 && busy > 0 {
+	busy := cpuclock.MachineBusy() - busy0
+	if net := busy - idleRate*window; net > 0 {
+		busy = net
+	}
+	// Otherwise the idle estimate swamped the measurement (a tiny run of a
+	// second, after a scenario whose leftovers made "idle" busy): the gross
+	// figure is kept, an upper bound.
+	if n > 0 && busy > 0 {
 		f.MachineCPUUs = round(busy / float64(n) * 1e6)
 		f.PerS = round(float64(runtime.NumCPU()) * 1e6 / f.MachineCPUUs)
 	}

@@ -693,6 +693,10 @@ func (r *runner) webhookThroughput(ctx context.Context) (*ThroughputResult, erro
 		s.KeptUp = s.DeliveriesPerS >= 0.9*float64(s.Offered) && s.Lost == 0 && changeErrs == 0
 		r.log.Info("bench: throughput step", "changes_per_s", n, "offered", s.Offered, "delivered_per_s", s.DeliveriesPerS,
 			"p99_ms", s.P99Ms, "lost", s.Lost, "kept_up", s.KeptUp)
+		if changeErrs > 0 {
+			kinds, _ := t.Errors()
+			r.log.Warn("bench: throughput step: changes failed", "changes_per_s", n, "by_kind", kinds, "first", t.FirstError())
+		}
 		return s
 	}
 	drain := func(n int) {
@@ -775,6 +779,8 @@ func stepStop(s ThroughputStep) string {
 		return fmt.Sprintf("%d deliveries lost at %d changes/s", s.Lost, s.ChangeRate)
 	case s.P99Ms > 1000:
 		return fmt.Sprintf("p99 passed 1 s at %d changes/s", s.ChangeRate)
+	case s.ChangeErrors > 0:
+		return fmt.Sprintf("%d changes failed at %d changes/s", s.ChangeErrors, s.ChangeRate)
 	case !s.KeptUp:
 		return fmt.Sprintf("deliveries fell behind at %d changes/s (%.0f of %d/s)", s.ChangeRate, s.DeliveriesPerS, s.Offered)
 	}

@@ -27,8 +27,11 @@ type settings struct {
 
 // has reports whether the binary reads name.
 func (s settings) has(name string) bool {
-	return s.names[name] || (s.otel && strings.HasPrefix(name, "OTEL_"))
+	return s.names[name] || (s.otel && strings.HasPrefix(name, "OTEL_")) || goRuntimeSettings[name]
 }
+
+// goRuntimeSettings are read by the Go runtime of every Go binary.
+var goRuntimeSettings = map[string]bool{"GOGC": true, "GOMEMLIMIT": true, "GOMAXPROCS": true, "GODEBUG": true}
 
 var (
 	settingsOnce sync.Once

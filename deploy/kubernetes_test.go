@@ -18,6 +18,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
@@ -409,6 +410,40 @@ func TestKustomizeSettings(t *testing.T) {
 			// Production refuses private webhook targets.
 			if v := r.configMaps["dealcast-config"].Data["DEALCAST_WEBHOOK_ALLOW_PRIVATE"]; v != "false" {
 				t.Errorf("DEALCAST_WEBHOOK_ALLOW_PRIVATE = %q in a cluster", v)
+			}
+		})
+	}
+}
+
+// TestKustomizeHeapLimit checks that the long-running workloads bound the
+// Go heap below their container's memory limit: the binary raises the
+// collector's target, so without GOMEMLIMIT the heap could outgrow it.
+func TestKustomizeHeapLimit(t *testing.T) {
+	for _, dir := range kustomizations {
+		t.Run(dir, func(t *testing.T) {
+			r := build(t, dir)
+			for _, name := range []string{"dealcast-api", "dealcast-worker"} {
+				c := r.deployments[name].Spec.Template.Spec.Containers[0]
+				limit, ok := c.Resources.Limits[corev1.ResourceMemory]
+				if !ok {
+					t.Errorf("%s: no memory limit", name)
+					continue
+				}
+				var heap string
+				for _, e := range c.Env {
+					if e.Name == "GOMEMLIMIT" {
+						heap = e.Value
+					}
+				}
+				// The runtime writes binary units as MiB and GiB; Kubernetes as Mi and Gi.
+				q, err := resource.ParseQuantity(strings.TrimSuffix(heap, "B"))
+				if err != nil {
+					t.Errorf("%s: GOMEMLIMIT %q: %v", name, heap, err)
+					continue
+				}
+				if q.Cmp(limit) >= 0 || q.Value() < limit.Value()/2 {
+					t.Errorf("%s: GOMEMLIMIT %s, want between half and all of the memory limit %s", name, heap, limit.String())
+				}
 			}
 		})
 	}

@@ -28,6 +28,12 @@ func greet(ctx workflow.Context, name string) (string, error) {
 	return "hello " + name, nil
 }
 
+// held runs until it is signalled "release".
+func held(ctx workflow.Context) error {
+	workflow.GetSignalChannel(ctx, "release").Receive(ctx, nil)
+	return nil
+}
+
 func testFreePort(t *testing.T) int {
 	t.Helper()
 	p, err := freePort("127.0.0.1")
@@ -110,6 +116,7 @@ func TestServerLifecycle(t *testing.T) {
 
 	w := worker.New(c, "devtemporal-test", worker.Options{})
 	w.RegisterWorkflow(greet)
+	w.RegisterWorkflow(held)
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +138,28 @@ func TestServerLifecycle(t *testing.T) {
 	if out != "hello dealcast" {
 		t.Errorf("workflow result = %q", out)
 	}
+	// The visibility queue is read a few times a second, so a workflow that
+	// outlives the first read is listed as running, and once closed it is
+	// listed once, as completed.
+	heldRun, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:        "held-1",
+		TaskQueue: "devtemporal-test",
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			temporal.NewSearchAttributeKeyKeyword("DealId").ValueSet("deal-2"),
+		),
+	}, held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	findByDeal(ctx, t, c, opts.Namespace, `DealId = "deal-2" AND ExecutionStatus = "Running"`, "held-1")
+	if err := c.SignalWorkflow(ctx, "held-1", "", "release", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := heldRun.Get(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	findByDeal(ctx, t, c, opts.Namespace, `DealId = "deal-2" AND ExecutionStatus = "Completed"`, "held-1")
+	findByDeal(ctx, t, c, opts.Namespace, `DealId = "deal-2"`, "held-1")
 	w.Stop()
 	// Visibility answers a search attribute query with the trimmed indexes.
 	findByDeal(ctx, t, c, opts.Namespace, `DealId = "deal-1" AND ExecutionStatus = "Completed"`, "greet-1")
