@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,6 +96,9 @@ func TestSmoke(t *testing.T) {
 		}
 		if c := res.Concurrency; c != nil && c.WorkflowFloorShare <= 0 {
 			t.Errorf("concurrency: no workflow floor share: %+v", c)
+		}
+		if c := res.Concurrency; c != nil && res.Read != nil && res.Read.DBFloor != nil && res.Write != nil && res.Write.DBFloor != nil && c.FloorShare <= c.WorkflowFloorShare {
+			t.Errorf("concurrency: floor share %v does not add the reads and writes to the workflows' %v", c.FloorShare, c.WorkflowFloorShare)
 		}
 	}
 	if c := res.Concurrency; c != nil && (c.Outstanding == nil || c.Outstanding.Undispatched < 0 || c.Outstanding.Running < 0) {
@@ -220,6 +224,38 @@ func TestStepStop(t *testing.T) {
 		if got := stepStop(c.s); got != c.want {
 			t.Errorf("stepStop(%+v) = %q, want %q", c.s, got, c.want)
 		}
+	}
+}
+
+func TestLessIdle(t *testing.T) {
+	for _, c := range []struct{ gross, idle, want float64 }{
+		{10, 0.5, 9.5}, // a full run: the background is taken out
+		{10, 0, 10},
+		{1, 0.6, 1}, // the estimate would take most of it: kept gross
+		{1, 1.5, 1},
+	} {
+		if got := lessIdle(c.gross, c.idle); got != c.want {
+			t.Errorf("lessIdle(%v, %v) = %v, want %v", c.gross, c.idle, got, c.want)
+		}
+	}
+}
+
+func TestFloorShare(t *testing.T) {
+	read := &ReadWriteResult{DBFloor: &DBFloor{HTTPCPUUs: 60, PgbenchCPUUs: 40}}
+	write := &ReadWriteResult{DBFloor: &DBFloor{HTTPCPUUs: 50, PgbenchCPUUs: 200}}
+	// 2,700 reads at 100 µs, 300 writes at 250 + 5,000 µs, on 2 cores:
+	// (0.27 + 1.575) / 2.
+	if got := floorShare(3000, 0.9, read, write, 5000, 2); math.Abs(got-0.9225) > 0.001 {
+		t.Errorf("floorShare = %v, want 0.9225", got)
+	}
+	if got := floorShare(3000, 0.9, nil, write, 5000, 2); got != 0 {
+		t.Errorf("without the read floor: %v, want 0", got)
+	}
+	if got := floorShare(3000, 0.9, read, &ReadWriteResult{}, 5000, 2); got != 0 {
+		t.Errorf("without the write floor: %v, want 0", got)
+	}
+	if got := floorShare(3000, 0.9, read, write, 0, 2); got != 0 {
+		t.Errorf("without the workflow floor: %v, want 0", got)
 	}
 }
 

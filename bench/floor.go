@@ -113,22 +113,28 @@ func (r *runner) workflowFloor(ctx context.Context) (*WorkflowFloor, error) {
 	}
 	window := time.Since(from).Seconds()
 	f := &WorkflowFloor{Workflows: n, Starters: c.Starters, Seconds: round(window), IdleCPUS: round(idleRate * window)}
-	busy := cpuclock.MachineBusy() - busy0
-	if net := busy - idleRate*window; net > 0 {
-		busy = net
-	}
-	// Otherwise the idle estimate swamped the measurement (a tiny run of a
-	// second, after a scenario whose leftovers made "idle" busy): the gross
-	// figure is kept, an upper bound.
+	busy := lessIdle(cpuclock.MachineBusy()-busy0, idleRate*window)
 	if n > 0 && busy > 0 {
 		f.MachineCPUUs = round(busy / float64(n) * 1e6)
 		f.PerS = round(float64(runtime.NumCPU()) * 1e6 / f.MachineCPUUs)
 	}
-	if proc := processCPU() - proc0 - idleProcRate*window; n > 0 && proc > 0 {
+	if proc := lessIdle(processCPU()-proc0, idleProcRate*window); n > 0 && proc > 0 {
 		f.ProcessCPUUs = round(proc / float64(n) * 1e6)
 	}
 	r.res.WorkflowFloor = f
 	return f, nil
+}
+
+// lessIdle takes the idle background out of a gross CPU figure, unless the
+// estimate would take more than half of it: then it swamps the measurement
+// (a tiny run of a second, after a scenario whose leftovers made the
+// "idle" second busy) and the gross figure, an upper bound, is kept. In a
+// full run the background is a few percent of the gross.
+func lessIdle(gross, idle float64) float64 {
+	if idle > 0 && idle < gross/2 {
+		return gross - idle
+	}
+	return gross
 }
 
 // waitClosed waits until n floor workflows are completed in visibility.
@@ -161,4 +167,20 @@ func withWorkflow(d *DBFloor, wf *WorkflowFloor, pgbenchTPS float64, cores int) 
 	d.WorkflowCPUUs = wf.MachineCPUUs
 	d.WithWorkflowRPS = round(float64(cores) * 1e6 / (d.HTTPCPUUs + d.PgbenchCPUUs + wf.MachineCPUUs))
 	d.WithWorkflowRatio = round(d.WithWorkflowRPS / pgbenchTPS)
+}
+
+// floorShare is the share of the machine that rate requests a second, a
+// readShare of them reads, take at measured floors: each read at the read
+// scenario's database floor, each write at the write scenario's plus one
+// workflow floor. 0 when either scenario did not measure its floor.
+func floorShare(rate, readShare float64, read, write *ReadWriteResult, workflowUs float64, cores int) float64 {
+	if read == nil || write == nil || read.DBFloor == nil || write.DBFloor == nil || cores <= 0 {
+		return 0
+	}
+	rf, wf := read.DBFloor, write.DBFloor
+	if rf.HTTPCPUUs+rf.PgbenchCPUUs <= 0 || wf.HTTPCPUUs+wf.PgbenchCPUUs <= 0 || workflowUs <= 0 {
+		return 0
+	}
+	us := rate*readShare*(rf.HTTPCPUUs+rf.PgbenchCPUUs) + rate*(1-readShare)*(wf.HTTPCPUUs+wf.PgbenchCPUUs+workflowUs)
+	return round(us / 1e6 / float64(cores))
 }

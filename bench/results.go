@@ -225,6 +225,10 @@ type ConcurrencyResult struct {
 	// WorkflowFloorShare is the share of the machine's CPU that the target
 	// rate's writes would take in workflow floors alone.
 	WorkflowFloorShare float64 `json:"workflow_floor_share,omitempty"`
+	// FloorShare adds to it the target's reads and writes at the read and
+	// write scenarios' database floors, when those ran: the share of the
+	// machine the target takes in measured floors alone.
+	FloorShare float64 `json:"floor_share,omitempty"`
 	// Outstanding is the delivery work the measured phase left behind
 	// (counted at its end, not drained): whether delivery kept up.
 	Outstanding *Outstanding `json:"outstanding,omitempty"`
@@ -413,6 +417,9 @@ func (r *Results) Figures() []Figure {
 		}
 		if x.WorkflowFloorShare > 0 {
 			counts += fmt.Sprintf("; the target's writes in workflow floors alone: %.0f %% of the machine", 100*x.WorkflowFloorShare)
+		}
+		if x.FloorShare > 0 {
+			counts += fmt.Sprintf("; with its reads and writes at their database floors: %.0f %%", 100*x.FloorShare)
 		}
 		if o := x.Outstanding; o != nil {
 			counts += fmt.Sprintf("; left at the end: %d events not yet handed to Temporal, %d workflows running", o.Undispatched, o.Running)

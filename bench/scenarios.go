@@ -470,6 +470,7 @@ func (r *runner) concurrency(ctx context.Context) (*ConcurrencyResult, error) {
 	} else if wf.MachineCPUUs > 0 {
 		writesPerS := float64(c.Rate) * (1 - c.ReadShare)
 		res.WorkflowFloorShare = round(writesPerS * wf.MachineCPUUs / 1e6 / float64(runtime.NumCPU()))
+		res.FloorShare = floorShare(float64(c.Rate), c.ReadShare, r.res.Read, r.res.Write, wf.MachineCPUUs, runtime.NumCPU())
 	}
 	stop := r.profile(ScenarioConcurrency)
 	var t Tally
