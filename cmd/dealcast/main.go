@@ -56,10 +56,10 @@ var errUsage = errors.New("usage")
 // defaultGCPercent is the collector's target when GOGC is not set: the heap
 // may grow to five times what is live between collections instead of
 // twice. Delivery allocates fast and keeps little (requests, protobuf
-// messages, rows), so at Go's default the collector ran several times a
-// second; at 400 a webhook_throughput step costs the machine about a tenth
-// less CPU per change, for a few hundred MB more memory in the whole `dev`
-// stack (docs/performance.md). GOMEMLIMIT still bounds the heap: the
+// messages, rows), and at Go's default the collector's marking was about a
+// tenth of the process; at 400 a webhook_throughput step costs the machine
+// about a tenth less CPU per change, for a few hundred MB more memory in
+// the whole `dev` stack (docs/performance.md). GOMEMLIMIT still bounds the heap: the
 // container manifests set it below their memory limit.
 const defaultGCPercent = 400
 
