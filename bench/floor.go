@@ -125,11 +125,12 @@ func (r *runner) workflowFloor(ctx context.Context) (*WorkflowFloor, error) {
 	return f, nil
 }
 
-// lessIdle takes the idle background out of a gross CPU figure, unless the
-// estimate would take more than half of it: then it swamps the measurement
-// (a tiny run of a second, after a scenario whose leftovers made the
-// "idle" second busy) and the gross figure, an upper bound, is kept. In a
-// full run the background is a few percent of the gross.
+// lessIdle takes the idle background out of a gross CPU figure (the
+// workflow floor's, the POST floor's bursts), unless the estimate would
+// take more than half of it: then it swamps the measurement (a tiny run of
+// a second, after a scenario whose leftovers made the "idle" second busy)
+// and the gross figure, an upper bound, is kept. In a full run the
+// background is a few percent of the gross.
 func lessIdle(gross, idle float64) float64 {
 	if idle > 0 && idle < gross/2 {
 		return gross - idle

@@ -105,7 +105,7 @@ func (r *runner) postFloor(ctx context.Context, recv *Receivers, n int, d time.D
 		wg.Wait()
 		return nil
 	})
-	busy = cpuclock.MachineBusy() - busy - idleRate*elapsed.Seconds()
+	busy = lessIdle(cpuclock.MachineBusy()-busy, idleRate*elapsed.Seconds())
 	f.BurstChangesPerS, f.BurstRequests = burstChangesPerS, bursts.Requests()
 	f.BurstIdleCPUS = round(idleRate * elapsed.Seconds())
 	_, f.BurstErrors = bursts.Errors()

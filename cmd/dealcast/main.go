@@ -58,8 +58,8 @@ var errUsage = errors.New("usage")
 // twice. Delivery allocates fast and keeps little (requests, protobuf
 // messages, rows), and at Go's default the collector's marking was about a
 // tenth of the process; at 400 a webhook_throughput step costs the machine
-// about a tenth less CPU per change, for a few hundred MB more memory in
-// the whole `dev` stack (docs/performance.md). GOMEMLIMIT still bounds the heap: the
+// about a tenth less CPU per change, for about 150 MB more memory in the
+// whole `dev` stack (docs/performance.md). GOMEMLIMIT still bounds the heap: the
 // container manifests set it below their memory limit.
 const defaultGCPercent = 400
 
