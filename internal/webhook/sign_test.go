@@ -14,14 +14,20 @@ import (
 	"github.com/dealcast/dealcast/internal/webhook"
 )
 
-// referenceSignature is HMAC-SHA256 per Standard Webhooks, written with
-// crypto/hmac so Sign's own HMAC is checked against the library one.
-func referenceSignature(key []byte, id string, ts time.Time, body []byte) string {
+// referenceSignature is one "v1,<base64>" signature entry written from the
+// Standard Webhooks specification alone, sharing no code with Sign or
+// Verify: HMAC-SHA256 under key of "{id}.{timestamp}.{body}", timestamp
+// being the webhook-timestamp header as sent. It is this package's one
+// independent check of both.
+func referenceSignature(key []byte, id, timestamp string, body []byte) string {
 	m := hmac.New(sha256.New, key)
-	m.Write([]byte(id + "." + strconv.FormatInt(ts.Unix(), 10) + "."))
+	m.Write([]byte(id + "." + timestamp + "."))
 	m.Write(body)
 	return "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))
 }
+
+// unix is ts as webhook-timestamp carries it.
+func unix(ts time.Time) string { return strconv.FormatInt(ts.Unix(), 10) }
 
 // TestSignStandardWebhooksVector is the example from the Standard Webhooks
 // reference libraries.
@@ -50,7 +56,7 @@ func TestSignMatchesCryptoHMAC(t *testing.T) {
 		rand.Read(key)
 		for _, b := range [][]byte{nil, body[:1], body[:64], body} {
 			id := "evt_" + strings.Repeat("x", n) // also exercise long ids
-			if got, want := webhook.Sign(id, ts, b, key), referenceSignature(key, id, ts, b); got != want {
+			if got, want := webhook.Sign(id, ts, b, key), referenceSignature(key, id, unix(ts), b); got != want {
 				t.Fatalf("key %d bytes, body %d bytes: Sign = %s, want %s", n, len(b), got, want)
 			}
 		}
@@ -63,7 +69,7 @@ func TestSignSeveralSecrets(t *testing.T) {
 	body := []byte(`{"id":"evt_1"}`)
 	k1, k2 := []byte(strings.Repeat("a", 32)), []byte(strings.Repeat("b", 32))
 	got := webhook.Sign("evt_1", ts, body, k1, k2)
-	want := referenceSignature(k1, "evt_1", ts, body) + " " + referenceSignature(k2, "evt_1", ts, body)
+	want := referenceSignature(k1, "evt_1", unix(ts), body) + " " + referenceSignature(k2, "evt_1", unix(ts), body)
 	if got != want {
 		t.Fatalf("Sign = %q, want %q", got, want)
 	}
@@ -72,8 +78,8 @@ func TestSignSeveralSecrets(t *testing.T) {
 	}
 }
 
-// TestSignConcurrent shares the pooled HMAC state between goroutines; run
-// with -race.
+// TestSignConcurrent signs from many goroutines at once, as the delivery
+// workers do; run with -race.
 func TestSignConcurrent(t *testing.T) {
 	t.Parallel()
 	ts := time.Unix(1700000000, 0)
@@ -83,7 +89,7 @@ func TestSignConcurrent(t *testing.T) {
 			key := []byte(strings.Repeat(string(rune('a'+g)), 32+g))
 			body := []byte(strings.Repeat("{}", 100*g))
 			id := "evt_" + strconv.Itoa(g)
-			want := referenceSignature(key, id, ts, body)
+			want := referenceSignature(key, id, unix(ts), body)
 			for range 200 {
 				if got := webhook.Sign(id, ts, body, key); got != want {
 					t.Errorf("goroutine %d: Sign = %s, want %s", g, got, want)
@@ -93,6 +99,49 @@ func TestSignConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+func TestVerify(t *testing.T) {
+	t.Parallel()
+	key, err := webhook.DecodeSecret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := []byte(strings.Repeat("k", 32))
+	const id, stamp = "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330"
+	body := []byte(`{"test": 2432232314}`)
+	// The Standard Webhooks example's signature.
+	const vector = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+	for _, tc := range []struct {
+		name            string
+		id, stamp, body string
+		signature       string
+		key             []byte
+		want            bool
+	}{
+		{"the example", id, stamp, string(body), vector, key, true},
+		{"the example among others", id, stamp, string(body), "v2,abc v1,bm90IHRoaXM= " + vector + " v1a,x", key, true},
+		{"another key's signature", id, stamp, string(body), referenceSignature(other, id, stamp, body), key, false},
+		{"with another key", id, stamp, string(body), vector, other, false},
+		{"another id", "msg_p5jXN8AQM9LWM0D4loKWxJel", stamp, string(body), vector, key, false},
+		{"another timestamp", id, "1614265331", string(body), vector, key, false},
+		{"another body", id, stamp, `{"test": 2432232315}`, vector, key, false},
+		{"a non-v1 version", id, stamp, string(body), "v2" + vector[2:], key, false},
+		{"not base64", id, stamp, string(body), "v1,!!!!", key, false},
+		{"empty", id, stamp, string(body), "", key, false},
+	} {
+		if got := webhook.Verify(tc.id, tc.stamp, []byte(tc.body), tc.signature, tc.key); got != tc.want {
+			t.Errorf("%s: Verify = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// What Sign makes during a rotation verifies under each of its keys.
+	ts := time.Unix(1700000000, 0)
+	header := webhook.Sign(id, ts, body, key, other)
+	for i, k := range [][]byte{key, other} {
+		if !webhook.Verify(id, unix(ts), body, header, k) {
+			t.Errorf("Sign's header %q does not verify with key %d", header, i)
+		}
+	}
 }
 
 func BenchmarkSign(b *testing.B) {
