@@ -2,7 +2,6 @@ package webhook_test
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -17,57 +16,13 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dealcast/dealcast/internal/webhook"
+	"github.com/dealcast/dealcast/internal/webhooktest"
 )
-
-// received is one request as a receiver saw it.
-type received struct {
-	method string
-	header http.Header
-	body   []byte
-}
-
-// receiver is a real HTTP server that records requests and answers with
-// handle (200 if nil).
-type receiver struct {
-	*httptest.Server
-	mu       sync.Mutex
-	requests []received
-	conns    atomic.Int32 // new TCP connections accepted
-}
-
-func newReceiver(t *testing.T, handle http.HandlerFunc) *receiver {
-	t.Helper()
-	r := &receiver{}
-	r.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, _ := io.ReadAll(req.Body)
-		r.mu.Lock()
-		r.requests = append(r.requests, received{req.Method, req.Header.Clone(), body})
-		r.mu.Unlock()
-		if handle != nil {
-			handle(w, req)
-		}
-	}))
-	r.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			r.conns.Add(1)
-		}
-	}
-	r.Start()
-	t.Cleanup(r.Close)
-	return r
-}
-
-func (r *receiver) received() []received {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]received(nil), r.requests...)
-}
 
 // devSender is a sender as in local development: private addresses allowed.
 func devSender(t *testing.T, opts webhook.ClientOptions) *webhook.Sender {
@@ -103,10 +58,10 @@ func request(t *testing.T, url string) webhook.Request {
 }
 
 // verifyStandardWebhook checks a delivery the way a receiver following the
-// Standard Webhooks specification would, independently of Sign: it decodes
-// each "whsec_" secret itself and recomputes HMAC-SHA256 over
-// "{webhook-id}.{webhook-timestamp}.{body}". It returns, for each secret,
-// whether one of the signatures in the header was made with it.
+// Standard Webhooks specification would: the three headers are there, the
+// timestamp is within 5 minutes of now, every signature entry is
+// "v1,<base64 of a SHA-256 MAC>". It returns, for each "whsec_" secret,
+// whether one of the signatures was made with it.
 func verifyStandardWebhook(t *testing.T, h http.Header, body []byte, secrets ...string) []bool {
 	t.Helper()
 	id := h.Get("webhook-id")
@@ -121,41 +76,31 @@ func verifyStandardWebhook(t *testing.T, h http.Header, body []byte, secrets ...
 	if d := time.Since(time.Unix(sec, 0)); d < -5*time.Minute || d > 5*time.Minute {
 		t.Fatalf("webhook-timestamp %s is %s from now, outside the 5 min tolerance", ts, d)
 	}
-	matched := make([]bool, len(secrets))
 	for sig := range strings.SplitSeq(h.Get("webhook-signature"), " ") {
 		version, b64, found := strings.Cut(sig, ",")
 		if !found || version != "v1" {
 			t.Fatalf("signature %q is not v1,<base64>", sig)
 		}
-		got, err := base64.StdEncoding.DecodeString(b64)
-		if err != nil || len(got) != sha256.Size {
+		if got, err := base64.StdEncoding.DecodeString(b64); err != nil || len(got) != sha256.Size {
 			t.Fatalf("signature %q is not base64 of a SHA-256 MAC", sig)
 		}
-		for i, s := range secrets {
-			key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(s, "whsec_"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			m := hmac.New(sha256.New, key)
-			m.Write([]byte(id + "." + ts + "."))
-			m.Write(body)
-			if hmac.Equal(m.Sum(nil), got) {
-				matched[i] = true
-			}
-		}
+	}
+	matched := make([]bool, len(secrets))
+	for i, s := range secrets {
+		matched[i] = webhooktest.Verify(s, webhooktest.Arrival{Header: h, Body: body})
 	}
 	return matched
 }
 
 func TestSendHeadersAndSignature(t *testing.T) {
 	t.Parallel()
-	rcv := newReceiver(t, nil)
+	rcv := webhooktest.NewReceiver(t)
 	s := devSender(t, webhook.ClientOptions{})
 	secret, key := mustSecret(t)
 	other, _ := mustSecret(t)
 	ts := time.Now()
 	req := webhook.Request{
-		URL:       rcv.URL + "/hooks/dealcast?x=1",
+		URL:       rcv.URL() + "/hooks/dealcast?x=1",
 		MsgID:     "evt_2Zy3",
 		Timestamp: ts,
 		Body:      []byte(`{"id":"evt_2Zy3","type":"deal.updated","data":{"deal":{"version":2}}}`),
@@ -170,13 +115,13 @@ func TestSendHeadersAndSignature(t *testing.T) {
 	if res.Outcome != webhook.Succeeded || res.StatusCode != 200 || res.Err != "" {
 		t.Fatalf("Send = %+v", res)
 	}
-	got := rcv.received()
+	got := rcv.Arrivals()
 	if len(got) != 1 {
 		t.Fatalf("receiver got %d requests", len(got))
 	}
 	r := got[0]
-	if r.method != http.MethodPost || string(r.body) != string(req.Body) {
-		t.Fatalf("got %s with body %q", r.method, r.body)
+	if r.Method != http.MethodPost || string(r.Body) != string(req.Body) {
+		t.Fatalf("got %s with body %q", r.Method, r.Body)
 	}
 	for name, want := range map[string]string{
 		"content-type":      "application/json",
@@ -185,46 +130,46 @@ func TestSendHeadersAndSignature(t *testing.T) {
 		"webhook-timestamp": strconv.FormatInt(ts.Unix(), 10),
 		"traceparent":       req.Headers.Get("traceparent"),
 	} {
-		if vs := r.header.Values(name); len(vs) != 1 || vs[0] != want {
+		if vs := r.Header.Values(name); len(vs) != 1 || vs[0] != want {
 			t.Errorf("header %s = %q, want [%q]", name, vs, want)
 		}
 	}
-	if r.header.Get("Idempotency-Key") != "" {
+	if r.Header.Get("Idempotency-Key") != "" {
 		t.Error("the Idempotency-Key marker was sent")
 	}
-	if sigs := r.header.Values("webhook-signature"); len(sigs) != 1 || strings.Count(sigs[0], "v1,") != 1 {
+	if sigs := r.Header.Values("webhook-signature"); len(sigs) != 1 || strings.Count(sigs[0], "v1,") != 1 {
 		t.Fatalf("webhook-signature = %q, want exactly our one signature", sigs)
 	}
-	if m := verifyStandardWebhook(t, r.header, r.body, secret, other); !m[0] || m[1] {
+	if m := verifyStandardWebhook(t, r.Header, r.Body, secret, other); !m[0] || m[1] {
 		t.Fatalf("signature verifies with [endpoint secret, unrelated secret] = %v, want [true false]", m)
 	}
 }
 
 func TestSendDuringRotationSignsWithBoth(t *testing.T) {
 	t.Parallel()
-	rcv := newReceiver(t, nil)
+	rcv := webhooktest.NewReceiver(t)
 	s := devSender(t, webhook.ClientOptions{})
 	newSecret, newKey := mustSecret(t)
 	oldSecret, oldKey := mustSecret(t)
-	req := request(t, rcv.URL)
+	req := request(t, rcv.URL())
 	req.Secrets = [][]byte{newKey, oldKey}
 	if res := s.Send(t.Context(), req); res.Outcome != webhook.Succeeded {
 		t.Fatalf("Send = %+v", res)
 	}
-	r := rcv.received()[0]
-	sigs := strings.Split(r.header.Get("webhook-signature"), " ")
+	r := rcv.Arrivals()[0]
+	sigs := strings.Split(r.Header.Get("webhook-signature"), " ")
 	if len(sigs) != 2 {
 		t.Fatalf("webhook-signature = %q, want two signatures", sigs)
 	}
 	// Each receiver, whichever secret it holds, accepts the delivery, and
 	// each signature is the one made with its own secret.
-	if m := verifyStandardWebhook(t, r.header, r.body, newSecret, oldSecret); !m[0] || !m[1] {
+	if m := verifyStandardWebhook(t, r.Header, r.Body, newSecret, oldSecret); !m[0] || !m[1] {
 		t.Fatalf("verified with [new, old] = %v", m)
 	}
 	for i, secret := range []string{newSecret, oldSecret} {
-		h := r.header.Clone()
+		h := r.Header.Clone()
 		h.Set("webhook-signature", sigs[i])
-		if m := verifyStandardWebhook(t, h, r.body, newSecret, oldSecret); !m[i] || m[1-i] {
+		if m := verifyStandardWebhook(t, h, r.Body, newSecret, oldSecret); !m[i] || m[1-i] {
 			t.Fatalf("signature %d verifies with [new, old] = %v, want only %s", i, m, secret[:10])
 		}
 	}
@@ -255,13 +200,13 @@ func TestSendStatusOutcomes(t *testing.T) {
 	} {
 		t.Run(strconv.Itoa(tc.code), func(t *testing.T) {
 			t.Parallel()
-			rcv := newReceiver(t, func(w http.ResponseWriter, _ *http.Request) {
+			rcv := webhooktest.NewReceiver(t, webhooktest.WithHandler(func(w http.ResponseWriter, _ *http.Request) {
 				w.WriteHeader(tc.code)
 				if tc.code != 204 && tc.code != 304 {
 					io.WriteString(w, "invalid\x00 signature\n\n  for  endpoint")
 				}
-			})
-			res := devSender(t, webhook.ClientOptions{}).Send(t.Context(), request(t, rcv.URL))
+			}))
+			res := devSender(t, webhook.ClientOptions{}).Send(t.Context(), request(t, rcv.URL()))
 			if res.Outcome != tc.want || res.StatusCode != tc.code {
 				t.Fatalf("Send = %+v, want %s with status %d", res, tc.want, tc.code)
 			}
@@ -308,13 +253,13 @@ func TestSendRetryAfter(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			rcv := newReceiver(t, func(w http.ResponseWriter, _ *http.Request) {
+			rcv := webhooktest.NewReceiver(t, webhooktest.WithHandler(func(w http.ResponseWriter, _ *http.Request) {
 				if tc.retryAfter != "" {
 					w.Header().Set("Retry-After", tc.retryAfter)
 				}
 				w.WriteHeader(tc.code)
-			})
-			res := devSender(t, webhook.ClientOptions{}).Send(t.Context(), request(t, rcv.URL))
+			}))
+			res := devSender(t, webhook.ClientOptions{}).Send(t.Context(), request(t, rcv.URL()))
 			if res.Outcome != webhook.Retry || res.StatusCode != tc.code {
 				t.Fatalf("Send = %+v", res)
 			}
@@ -328,14 +273,14 @@ func TestSendRetryAfter(t *testing.T) {
 func TestSendTimeout(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
-	rcv := newReceiver(t, func(w http.ResponseWriter, r *http.Request) {
+	rcv := webhooktest.NewReceiver(t, webhooktest.WithHandler(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 		case <-release:
 		}
-	})
+	}))
 	t.Cleanup(func() { close(release) }) // runs before rcv.Close
-	req := request(t, rcv.URL)
+	req := request(t, rcv.URL())
 	res := devSender(t, webhook.ClientOptions{Timeout: 200 * time.Millisecond}).Send(t.Context(), req)
 	if res.Outcome != webhook.Retry || res.StatusCode != 0 {
 		t.Fatalf("Send = %+v, want Retry with no status", res)
@@ -352,16 +297,16 @@ func TestSendTimeout(t *testing.T) {
 func TestSendCallerCancels(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
-	rcv := newReceiver(t, func(w http.ResponseWriter, r *http.Request) {
+	rcv := webhooktest.NewReceiver(t, webhooktest.WithHandler(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 		case <-release:
 		}
-	})
+	}))
 	t.Cleanup(func() { close(release) })
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
-	res := devSender(t, webhook.ClientOptions{}).Send(ctx, request(t, rcv.URL))
+	res := devSender(t, webhook.ClientOptions{}).Send(ctx, request(t, rcv.URL()))
 	if res.Outcome != webhook.Retry || !strings.Contains(res.Err, "cancelled") {
 		t.Fatalf("Send = %+v, want Retry because the caller gave up", res)
 	}
@@ -388,17 +333,17 @@ func TestSendConnectionError(t *testing.T) {
 
 func TestSendDoesNotFollowRedirects(t *testing.T) {
 	t.Parallel()
-	target := newReceiver(t, nil)
+	target := webhooktest.NewReceiver(t)
 	for _, code := range []int{301, 302, 303, 307, 308} {
-		rcv := newReceiver(t, func(w http.ResponseWriter, r *http.Request) {
-			http.Redirect(w, r, target.URL+"/stolen", code)
-		})
-		res := devSender(t, webhook.ClientOptions{}).Send(t.Context(), request(t, rcv.URL))
+		rcv := webhooktest.NewReceiver(t, webhooktest.WithHandler(func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, target.URL()+"/stolen", code)
+		}))
+		res := devSender(t, webhook.ClientOptions{}).Send(t.Context(), request(t, rcv.URL()))
 		if res.Outcome != webhook.Retry || res.StatusCode != code {
 			t.Fatalf("%d: Send = %+v, want Retry with status %d", code, res, code)
 		}
 	}
-	if n := len(target.received()); n != 0 {
+	if n := len(target.Arrivals()); n != 0 {
 		t.Fatalf("redirect target received %d requests", n)
 	}
 }
@@ -406,7 +351,7 @@ func TestSendDoesNotFollowRedirects(t *testing.T) {
 func TestSendHugeResponseBody(t *testing.T) {
 	t.Parallel()
 	var written atomic.Int64
-	rcv := newReceiver(t, func(w http.ResponseWriter, r *http.Request) {
+	rcv := webhooktest.NewReceiver(t, webhooktest.WithHandler(func(w http.ResponseWriter, r *http.Request) {
 		chunk := []byte(strings.Repeat("x", 32<<10))
 		// Stream without end (bounded at 4 GiB so a broken client fails
 		// the test rather than hanging it) until the client hangs up.
@@ -417,8 +362,8 @@ func TestSendHugeResponseBody(t *testing.T) {
 				return
 			}
 		}
-	})
-	res := devSender(t, webhook.ClientOptions{Timeout: 5 * time.Second}).Send(t.Context(), request(t, rcv.URL))
+	}))
+	res := devSender(t, webhook.ClientOptions{Timeout: 5 * time.Second}).Send(t.Context(), request(t, rcv.URL()))
 	if res.Outcome != webhook.Succeeded || res.StatusCode != 200 {
 		t.Fatalf("Send = %+v", res)
 	}
@@ -436,31 +381,31 @@ func TestSendReusesConnections(t *testing.T) {
 	t.Parallel()
 	// A body the client reads to the end: up to the limit.
 	body := strings.Repeat("k", 32<<10)
-	rcv := newReceiver(t, func(w http.ResponseWriter, r *http.Request) {
+	rcv := webhooktest.NewReceiver(t, webhooktest.WithHandler(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("i") == "5" {
 			w.WriteHeader(http.StatusServiceUnavailable) // non-2xx keeps the connection too
 		}
 		io.WriteString(w, body)
-	})
+	}))
 	s := devSender(t, webhook.ClientOptions{})
 	for i := range 20 {
-		res := s.Send(t.Context(), request(t, rcv.URL+"/?i="+strconv.Itoa(i)))
+		res := s.Send(t.Context(), request(t, rcv.URL()+"/?i="+strconv.Itoa(i)))
 		if res.Outcome == webhook.Refused || res.StatusCode == 0 {
 			t.Fatalf("send %d: %+v", i, res)
 		}
 	}
-	if got := len(rcv.received()); got != 20 {
+	if got := len(rcv.Arrivals()); got != 20 {
 		t.Fatalf("receiver got %d requests, want 20", got)
 	}
-	if n := rcv.conns.Load(); n != 1 {
+	if n := rcv.Connections(); n != 1 {
 		t.Fatalf("20 sequential sends opened %d connections, want 1", n)
 	}
 }
 
 func TestSendRefusesPrivateAddressAtDialTime(t *testing.T) {
 	t.Parallel()
-	rcv := newReceiver(t, nil)
-	_, port, _ := net.SplitHostPort(rcv.Listener.Addr().String())
+	rcv := webhooktest.NewReceiver(t)
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(rcv.URL(), "http://"))
 	// A public-looking name that resolves to loopback, as a DNS rebinding
 	// attack or a careless internal record would make it.
 	var lookups atomic.Int32
@@ -488,7 +433,7 @@ func TestSendRefusesPrivateAddressAtDialTime(t *testing.T) {
 	if lookups.Load() == 0 {
 		t.Fatal("the resolver hook was not used")
 	}
-	if n := rcv.conns.Load(); n != 0 {
+	if n := rcv.Connections(); n != 0 {
 		t.Fatalf("receiver accepted %d connections", n)
 	}
 	assertNoSecret(t, res, req)
@@ -499,7 +444,7 @@ func TestSendRefusesPrivateAddressAtDialTime(t *testing.T) {
 	if res.Outcome != webhook.Succeeded {
 		t.Fatalf("with allowPrivate: Send = %+v", res)
 	}
-	if len(rcv.received()) != 1 {
+	if len(rcv.Arrivals()) != 1 {
 		t.Fatal("receiver did not get the delivery")
 	}
 }
@@ -529,8 +474,8 @@ func TestSendRefusesIPv6AndMappedAtDialTime(t *testing.T) {
 
 func TestNewClientRefusesLocalhostAtDialTime(t *testing.T) {
 	t.Parallel()
-	rcv := newReceiver(t, nil)
-	_, port, _ := net.SplitHostPort(rcv.Listener.Addr().String())
+	rcv := webhooktest.NewReceiver(t)
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(rcv.URL(), "http://"))
 	// The system resolver, no hooks: "localhost" comes from /etc/hosts.
 	c := webhook.NewClient(webhook.ClientOptions{})
 	resp, err := c.Get("http://localhost:" + port + "/")
@@ -541,17 +486,17 @@ func TestNewClientRefusesLocalhostAtDialTime(t *testing.T) {
 	if !errors.Is(err, webhook.ErrNotPublic) {
 		t.Fatalf("err = %v, want ErrNotPublic", err)
 	}
-	if n := rcv.conns.Load(); n != 0 {
+	if n := rcv.Connections(); n != 0 {
 		t.Fatalf("receiver accepted %d connections", n)
 	}
 }
 
 func TestSendRefusesBeforeDialling(t *testing.T) {
 	t.Parallel()
-	rcv := newReceiver(t, nil)
+	rcv := webhooktest.NewReceiver(t)
 	s := webhook.NewSender(webhook.ClientOptions{})
 	for _, req := range []webhook.Request{
-		request(t, rcv.URL), // http to 127.0.0.1, not allowed in production
+		request(t, rcv.URL()), // http to 127.0.0.1, not allowed in production
 		request(t, "https://2130706433/"),
 		request(t, "ftp://hooks.example.com/"),
 		{URL: "https://hooks.example.com/", MsgID: "evt_1"}, // no secret
@@ -560,7 +505,7 @@ func TestSendRefusesBeforeDialling(t *testing.T) {
 			t.Errorf("%v: Send = %+v, want Refused", req, res)
 		}
 	}
-	if n := rcv.conns.Load(); n != 0 {
+	if n := rcv.Connections(); n != 0 {
 		t.Fatalf("receiver accepted %d connections", n)
 	}
 }

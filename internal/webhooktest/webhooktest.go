@@ -83,7 +83,7 @@ func Statuses(codes ...int) func(n int) int {
 // WithHandler answers each request with h once the Receiver has recorded
 // it (its body already read), for answers a status alone cannot give:
 // headers, a body, a slow or missing answer. It overrides WithStatus.
-func WithHandler(h http.Handler) Option {
+func WithHandler(h http.HandlerFunc) Option {
 	return func(r *Receiver) { r.handler = h }
 }
 
@@ -99,7 +99,7 @@ func WithOnArrival(f func(Arrival)) Option {
 type Receiver struct {
 	srv       *httptest.Server
 	status    func(n int) int
-	handler   http.Handler
+	handler   http.HandlerFunc
 	onArrival func(Arrival)
 	conns     atomic.Int32
 
@@ -139,7 +139,7 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 	}
 	switch {
 	case r.handler != nil:
-		r.handler.ServeHTTP(w, req)
+		r.handler(w, req)
 	case r.status != nil:
 		w.WriteHeader(r.status(n))
 	default:

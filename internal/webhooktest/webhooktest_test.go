@@ -131,10 +131,10 @@ func TestReceiverHandler(t *testing.T) {
 	t.Parallel()
 	r := webhooktest.NewReceiver(t,
 		webhooktest.WithStatus(webhooktest.Statuses(500)), // overridden
-		webhooktest.WithHandler(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		webhooktest.WithHandler(func(w http.ResponseWriter, req *http.Request) {
 			w.Header().Set("Retry-After", "7")
 			w.WriteHeader(http.StatusTooManyRequests)
-		})))
+		}))
 	_, k := secret(t)
 	if code := post(t, r.URL(), "evt_1", []byte("{}"), k); code != http.StatusTooManyRequests {
 		t.Fatalf("status %d, want the handler's 429", code)
