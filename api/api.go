@@ -163,6 +163,7 @@ func Config() huma.Config {
 		bearerScheme: {Type: "http", Scheme: "bearer", BearerFormat: "JWT",
 			Description: "A JWT whose `sub` is the account ID and `role` is seller, buyer or operator."},
 	}
+	registerDomainSchemas(cfg.Components.Schemas)
 	return cfg
 }
 

@@ -26,9 +26,9 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 
-	"github.com/dealcast/dealcast/activities"
 	"github.com/dealcast/dealcast/api"
 	"github.com/dealcast/dealcast/internal/auth"
+	"github.com/dealcast/dealcast/internal/config"
 	"github.com/dealcast/dealcast/internal/database"
 	"github.com/dealcast/dealcast/internal/delivery"
 	"github.com/dealcast/dealcast/internal/devtemporal"
@@ -36,7 +36,7 @@ import (
 	"github.com/dealcast/dealcast/internal/store"
 	"github.com/dealcast/dealcast/internal/telemetry"
 	"github.com/dealcast/dealcast/internal/webhook"
-	"github.com/dealcast/dealcast/workflows"
+	"github.com/dealcast/dealcast/service"
 )
 
 // Stack is the service as `dealcast dev` assembles it (database, embedded
@@ -252,16 +252,9 @@ func (s *Stack) startDelivery(ctx context.Context) (err error) {
 	d := delivery.NewDispatcher(ds.client, s.store, svcLog, delivery.Options{Eager: true})
 	s.dispatch.d.Store(d)
 	goLabelled(runCtx, &ds.wg, "dispatcher", func(ctx context.Context) { d.Run(ctx, 8) })
-	acts := &activities.Activities{
-		Store:       s.store,
-		Sender:      webhook.NewSender(webhook.ClientOptions{AllowPrivate: true}),
-		Sealer:      s.sealer,
-		Concurrency: 64,
-		// As dealcast worker and dev.
-		SpanlessAttempts: !s.tel.Exporting(),
-	}
+	acts := service.NewActivities(config.Config{WebhookAllowPrivate: true}, s.store, s.sealer, s.tel)
 	pprof.Do(ctx, pprof.Labels("part", "worker"), func(context.Context) {
-		ds.worker = delivery.NewWorker(ds.client, workflows.TaskQueue, acts)
+		ds.worker = service.NewWorker(ds.client, delivery.TaskQueue, acts)
 		err = ds.worker.Start()
 	})
 	if err != nil {

@@ -9,48 +9,26 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/dealcast/dealcast/activities"
+	"github.com/dealcast/dealcast/internal/delivery"
 )
 
 // TaskQueue is where delivery workflows and activities run.
-const TaskQueue = "dealcast-webhooks"
+const TaskQueue = delivery.TaskQueue
 
 // RetrySignal makes a running delivery workflow start its next round now.
-const RetrySignal = "retry-now"
+const RetrySignal = delivery.RetrySignal
 
 // PageSize is how many endpoints one activity serves. Each page is one
 // activity, so history grows with pages, not with buyers, and an activity
 // that is retried repeats at most one page.
 const PageSize = 500
 
-// WorkflowID is the delivery workflow of an event: one per event, so a
-// repeated start is recognised and refused by Temporal.
-func WorkflowID(eventID string) string { return "deliver-" + eventID }
+// WorkflowID is the delivery workflow of an event.
+func WorkflowID(eventID string) string { return delivery.WorkflowID(eventID) }
 
-// DeliveryInput names the event to deliver.
-type DeliveryInput struct {
-	EventID   string
-	EventType string
-	DealID    string
-	// Resume skips the first round and goes straight to the event's
-	// pending deliveries: used when a buyer asks for a delivery again and
-	// when the workflow continues as new.
-	Resume bool
-	// Now runs the first retry round at once instead of after its delay:
-	// a buyer asked for it.
-	Now bool
-	// Round is the retry round to start from when resuming.
-	Round int
-	// PageSize overrides PageSize (tests use small pages).
-	PageSize int
-	// LocalFirstPage sends the first page of the first round as a local
-	// activity, inside the workflow task that starts the workflow. With an
-	// eager start the happy path then costs the server one start and one
-	// task completion instead of an activity's schedule, dispatch,
-	// completion and a second workflow task. Workflows started before this
-	// field existed ran a regular activity there; the input, not the code,
-	// decides, so their histories still replay.
-	LocalFirstPage bool
-}
+// DeliveryInput names the event to deliver; package delivery, which starts
+// the workflow, owns its shape.
+type DeliveryInput = delivery.WorkflowInput
 
 // DeliveryResult tells how the event's delivery ended.
 type DeliveryResult struct {

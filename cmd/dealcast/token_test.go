@@ -11,8 +11,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
 
+	"github.com/dealcast/dealcast/internal/account"
 	"github.com/dealcast/dealcast/internal/auth"
-	"github.com/dealcast/dealcast/internal/store"
 )
 
 // These tests set environment variables, so none of them runs in parallel.
@@ -74,12 +74,12 @@ func registered(t *testing.T, tok string) jwt.RegisteredClaims {
 func TestTokenCommand(t *testing.T) {
 	tokenEnv(t, tokenSecret)
 	for _, tc := range []struct {
-		role store.Role
+		role account.Role
 		sub  string
 	}{
-		{store.RoleSeller, uuid.NewString()},
-		{store.RoleBuyer, uuid.NewString()},
-		{store.RoleOperator, "ops-alice"},
+		{account.RoleSeller, uuid.NewString()},
+		{account.RoleBuyer, uuid.NewString()},
+		{account.RoleOperator, "ops-alice"},
 	} {
 		tok := mint(t, "--role", string(tc.role), "--sub", tc.sub)
 		if p := verify(t, auth.Options{Secret: tokenSecret}, tok); p != (auth.Principal{Role: tc.role, Subject: tc.sub}) {
@@ -132,7 +132,7 @@ func TestTokenCommandIssuerAndAudience(t *testing.T) {
 	sub := uuid.NewString()
 	tok := mint(t, "--role", "buyer", "--sub", sub)
 	p := verify(t, auth.Options{Secret: tokenSecret, Issuer: "https://dealcast.example", Audience: "dealcast-api"}, tok)
-	if !p.Is(store.RoleBuyer, sub) {
+	if !p.Is(account.RoleBuyer, sub) {
 		t.Fatalf("principal %+v", p)
 	}
 	v, err := auth.NewVerifier(t.Context(), auth.Options{Secret: tokenSecret, Audience: "someone-else"})

@@ -18,17 +18,17 @@ import (
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 
-	"github.com/dealcast/dealcast/internal/store"
+	"github.com/dealcast/dealcast/internal/account"
 )
 
 // Principal is who a request acts as.
 type Principal struct {
-	Role    store.Role
+	Role    account.Role
 	Subject string // account ID for sellers and buyers; any identifier for operators
 }
 
 // Is reports whether p is the account id of role.
-func (p Principal) Is(role store.Role, id string) bool { return p.Role == role && p.Subject == id }
+func (p Principal) Is(role account.Role, id string) bool { return p.Role == role && p.Subject == id }
 
 // Claims are the token claims Dealcast reads.
 type Claims struct {
@@ -210,15 +210,15 @@ func (v *Verifier) check(token string) (Principal, time.Time, error) {
 	if _, err := v.parser.ParseWithClaims(token, &c, v.key); err != nil {
 		return Principal{}, time.Time{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
-	p := Principal{Role: store.Role(c.Role), Subject: c.Subject}
+	p := Principal{Role: account.Role(c.Role), Subject: c.Subject}
 	switch p.Role {
-	case store.RoleSeller, store.RoleBuyer:
+	case account.RoleSeller, account.RoleBuyer:
 		id, err := uuid.Parse(p.Subject)
 		if err != nil {
 			return Principal{}, time.Time{}, fmt.Errorf("%w: sub must be an account id", ErrInvalidToken)
 		}
 		p.Subject = id.String() // one spelling, so comparisons with stored IDs hold
-	case store.RoleOperator:
+	case account.RoleOperator:
 		if p.Subject == "" {
 			return Principal{}, time.Time{}, fmt.Errorf("%w: sub is required", ErrInvalidToken)
 		}
@@ -235,7 +235,7 @@ type MintOptions struct {
 }
 
 // Mint signs a development token with the HS256 secret.
-func Mint(secret string, role store.Role, sub string, ttl time.Duration, o MintOptions) (string, error) {
+func Mint(secret string, role account.Role, sub string, ttl time.Duration, o MintOptions) (string, error) {
 	if secret == "" {
 		return "", errors.New("no HS256 secret")
 	}

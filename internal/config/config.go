@@ -2,11 +2,14 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -138,4 +141,22 @@ func getenv(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// DevJWTSecretPath is where `dealcast-dev dev` keeps the JWT secret it
+// made, when none is set.
+func (c Config) DevJWTSecretPath() string { return filepath.Join(c.DataDir, "jwt-secret") }
+
+// TokenSecret is DEALCAST_JWT_SECRET, or else the one `dealcast-dev dev`
+// made and kept, so a second shell can mint tokens for a running dev
+// stack without copying it around.
+func (c Config) TokenSecret() (string, error) {
+	if c.JWTSecret != "" {
+		return c.JWTSecret, nil
+	}
+	b, err := os.ReadFile(c.DevJWTSecretPath())
+	if err != nil {
+		return "", errors.New("set DEALCAST_JWT_SECRET (or run dealcast-dev dev once to create one)")
+	}
+	return strings.TrimSpace(string(b)), nil
 }

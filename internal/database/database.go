@@ -95,3 +95,23 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) ([]*goose.MigrationResult,
 	}
 	return p.Up(ctx)
 }
+
+// Prepare migrates the database at url, creating it first when create is
+// set and it does not exist.
+func Prepare(ctx context.Context, url string, create bool) ([]*goose.MigrationResult, error) {
+	if create {
+		if err := Ensure(ctx, url); err != nil {
+			return nil, fmt.Errorf("create database: %w", err)
+		}
+	}
+	pool, err := Open(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
+	results, err := Migrate(ctx, pool)
+	if err != nil {
+		return results, fmt.Errorf("migrate: %w", err)
+	}
+	return results, nil
+}

@@ -6,8 +6,6 @@ import (
 	"math/big"
 	"strconv"
 	"strings"
-
-	"github.com/danielgtaylor/huma/v2"
 )
 
 // Amount is a discount amount exactly as the client wrote it. JSON numbers
@@ -52,12 +50,6 @@ func (a Amount) MarshalJSON() ([]byte, error) {
 		return []byte("0"), nil
 	}
 	return []byte(a.literal), nil
-}
-
-// Schema documents the amount as a JSON number in the OpenAPI document.
-func (Amount) Schema(huma.Registry) *huma.Schema {
-	// double, so generated clients do not truncate it to a float32.
-	return &huma.Schema{Type: huma.TypeNumber, Format: "double", Examples: []any{1000}}
 }
 
 // rat is the exact value, or nil when the literal is not a number.

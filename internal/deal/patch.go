@@ -3,10 +3,7 @@ package deal
 import (
 	"encoding/json"
 	"fmt"
-	"reflect"
 	"slices"
-
-	"github.com/danielgtaylor/huma/v2"
 )
 
 // Patch is a JSON merge patch (RFC 7396) of a deal's editable fields. A
@@ -82,11 +79,6 @@ func (o *OptionalDiscount) UnmarshalJSON(b []byte) error {
 
 // MarshalJSON writes the discount or null.
 func (o OptionalDiscount) MarshalJSON() ([]byte, error) { return json.Marshal(o.Value) }
-
-// Schema documents the field as a nullable Discount.
-func (OptionalDiscount) Schema(r huma.Registry) *huma.Schema {
-	return r.Schema(reflect.TypeFor[Discount](), true, "Discount")
-}
 
 // Change is the result of applying a patch.
 type Change struct {

@@ -17,7 +17,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/dealcast/dealcast/internal/store"
-	"github.com/dealcast/dealcast/workflows"
 )
 
 // Search attributes set on every delivery workflow, so operators find a
@@ -63,7 +62,7 @@ type Options struct {
 	// Queue is how many events may wait for a start; beyond it events are
 	// left to the sweeper rather than blocking the API.
 	Queue int
-	// TaskQueue overrides workflows.TaskQueue (tests run isolated workers).
+	// TaskQueue overrides TaskQueue (tests run isolated workers).
 	TaskQueue string
 }
 
@@ -73,7 +72,7 @@ func NewDispatcher(c client.Client, st *store.Store, log *slog.Logger, o Options
 		o.Queue = 4096
 	}
 	if o.TaskQueue == "" {
-		o.TaskQueue = workflows.TaskQueue
+		o.TaskQueue = TaskQueue
 	}
 	return &Dispatcher{client: c, store: st, log: log, eager: o.Eager, taskQueue: o.TaskQueue, queue: make(chan queued, o.Queue)}
 }
@@ -95,7 +94,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context, ev store.EventRef) {
 // for the event (started before, even finished) counts as success.
 func (d *Dispatcher) Start(ctx context.Context, ev store.EventRef) error {
 	_, err := d.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       workflows.WorkflowID(ev.ID),
+		ID:                       WorkflowID(ev.ID),
 		TaskQueue:                d.taskQueue,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
@@ -104,7 +103,7 @@ func (d *Dispatcher) Start(ctx context.Context, ev store.EventRef) error {
 			DealIDAttr.ValueSet(ev.DealID),
 			EventTypeAttr.ValueSet(ev.Type),
 		),
-	}, workflows.DeliverEvent, workflows.DeliveryInput{EventID: ev.ID, EventType: ev.Type, DealID: ev.DealID, LocalFirstPage: true})
+	}, WorkflowType, WorkflowInput{EventID: ev.ID, EventType: ev.Type, DealID: ev.DealID, LocalFirstPage: true})
 	if err != nil && !temporal.IsWorkflowExecutionAlreadyStartedError(err) {
 		return err
 	}
@@ -252,7 +251,7 @@ func (d *Dispatcher) startAll(ctx context.Context, events []store.EventRef) ([]s
 // deliveries now: a signal to the running workflow, or a new run when the
 // last one has finished.
 func (d *Dispatcher) Redeliver(ctx context.Context, ev store.EventRef) error {
-	_, err := d.client.SignalWithStartWorkflow(ctx, workflows.WorkflowID(ev.ID), workflows.RetrySignal, nil,
+	_, err := d.client.SignalWithStartWorkflow(ctx, WorkflowID(ev.ID), RetrySignal, nil,
 		client.StartWorkflowOptions{
 			TaskQueue:             d.taskQueue,
 			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
@@ -260,6 +259,6 @@ func (d *Dispatcher) Redeliver(ctx context.Context, ev store.EventRef) error {
 				DealIDAttr.ValueSet(ev.DealID),
 				EventTypeAttr.ValueSet(ev.Type),
 			),
-		}, workflows.DeliverEvent, workflows.DeliveryInput{EventID: ev.ID, EventType: ev.Type, DealID: ev.DealID, Resume: true, Now: true})
+		}, WorkflowType, WorkflowInput{EventID: ev.ID, EventType: ev.Type, DealID: ev.DealID, Resume: true, Now: true})
 	return err
 }

@@ -45,6 +45,8 @@ import (
 	sqliteschema "go.temporal.io/server/schema/sqlite"
 	"go.temporal.io/server/temporal"
 	_ "modernc.org/sqlite" // "sqlite" database/sql driver, used to inspect an existing file
+
+	"github.com/dealcast/dealcast/internal/searchattr"
 )
 
 const (
@@ -567,56 +569,27 @@ type errPermanent struct{ err error }
 func (e errPermanent) Error() string { return e.err.Error() }
 func (e errPermanent) Unwrap() error { return e.err }
 
-// registerSearchAttributes adds those of want the namespace lacks and
-// reports whether it added any.
+// registerSearchAttributes adds those of want the namespace lacks, waits
+// until they are listed, and reports whether it added any.
 func (s *Server) registerSearchAttributes(ctx context.Context, c client.Client, want map[string]enumspb.IndexedValueType) (added bool, err error) {
 	op := c.OperatorService()
-	list := func() (map[string]enumspb.IndexedValueType, error) {
-		resp, err := op.ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: s.namespace})
-		if err != nil {
-			return nil, err
-		}
-		return resp.GetCustomAttributes(), nil
+	added, err = searchattr.Register(ctx, op, s.namespace, want)
+	var mismatch *searchattr.MismatchError
+	var invalid *serviceerror.InvalidArgument
+	switch {
+	case errors.As(err, &mismatch):
+		return added, errPermanent{fmt.Errorf("devtemporal: %w (delete %s to start afresh)", err, s.dbPath)}
+	case errors.As(err, &invalid):
+		return added, errPermanent{fmt.Errorf("devtemporal: %w", err)}
+	case err != nil || !added:
+		return added, err
 	}
-	have, err := list()
-	if err != nil {
-		return false, err
-	}
-	missing := map[string]enumspb.IndexedValueType{}
-	for name, typ := range want {
-		got, ok := have[name]
-		switch {
-		case !ok:
-			missing[name] = typ
-		case got != typ:
-			return false, errPermanent{fmt.Errorf("devtemporal: search attribute %q exists with type %v, not %v (delete %s to start afresh)",
-				name, got, typ, s.dbPath)}
-		}
-	}
-	if len(missing) == 0 {
-		return false, nil
-	}
-	// From here on the attributes may have been added, even when the
-	// answer says otherwise (a lost reply), so added is true.
-	_, err = op.AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
-		Namespace:        s.namespace,
-		SearchAttributes: missing,
-	})
-	var exists *serviceerror.AlreadyExists
-	if err != nil && !errors.As(err, &exists) {
-		var invalid *serviceerror.InvalidArgument
-		if errors.As(err, &invalid) {
-			return true, errPermanent{fmt.Errorf("devtemporal: add search attributes: %w", err)}
-		}
-		return true, err
-	}
-	// Confirm (and, after an "already exists" race, re-check types).
-	have, err = list()
+	resp, err := op.ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: s.namespace})
 	if err != nil {
 		return true, err
 	}
-	for name := range missing {
-		if _, ok := have[name]; !ok {
+	for name := range want {
+		if _, ok := resp.GetCustomAttributes()[name]; !ok {
 			return true, fmt.Errorf("devtemporal: search attribute %q not yet visible", name)
 		}
 	}

@@ -5,16 +5,18 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/dealcast/dealcast/internal/account"
 )
 
-// Role is the kind of account a token speaks for.
-type Role string
+// Role is account.Role, kept here so the store's callers need one import.
+type Role = account.Role
 
-// The roles of the platform. Operators have no account row.
+// The roles of the platform (see package account).
 const (
-	RoleSeller   Role = "seller"
-	RoleBuyer    Role = "buyer"
-	RoleOperator Role = "operator"
+	RoleSeller   = account.RoleSeller
+	RoleBuyer    = account.RoleBuyer
+	RoleOperator = account.RoleOperator
 )
 
 // Account is a seller or a buyer.

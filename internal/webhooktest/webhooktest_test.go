@@ -16,6 +16,11 @@ import (
 
 // post sends a signed delivery to url the way Sender does and returns the
 // answer's status.
+// client is the tests' own: closing a Receiver closes the idle
+// connections of http.DefaultTransport, which would break the requests of
+// tests running in parallel.
+var client = &http.Client{Transport: &http.Transport{}}
+
 func post(t *testing.T, url, id string, body []byte, keys ...[]byte) int {
 	t.Helper()
 	ts := time.Now()
@@ -27,7 +32,7 @@ func post(t *testing.T, url, id string, body []byte, keys ...[]byte) int {
 	req.Header.Set("webhook-id", id)
 	req.Header.Set("webhook-timestamp", strconv.FormatInt(ts.Unix(), 10))
 	req.Header.Set("webhook-signature", webhook.Sign(id, ts, body, keys...))
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

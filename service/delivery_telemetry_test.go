@@ -1,4 +1,4 @@
-package delivery_test
+package service_test
 
 import (
 	"context"

@@ -131,7 +131,7 @@ func operatorToken(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	secret, err := devTokenSecret(cfg)
+	secret, err := cfg.TokenSecret()
 	if err != nil {
 		t.Fatal(err)
 	}

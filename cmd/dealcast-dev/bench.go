@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dealcast/dealcast/bench"
+	"github.com/dealcast/dealcast/service"
 )
 
 // runBench runs the performance benchmark (package bench) and writes its
@@ -99,7 +100,7 @@ Flags:
 		return err
 	}
 
-	log := newLogger(true)
+	log := service.NewLogger(true)
 	started := time.Now()
 	res, runErr := bench.Run(ctx, cfg, log)
 	if res == nil {

@@ -7,14 +7,12 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -39,7 +37,7 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	secret, err := devTokenSecret(cfg)
+	secret, err := cfg.TokenSecret()
 	if err != nil {
 		return err
 	}
@@ -260,18 +258,4 @@ func (d *demo) call(ctx context.Context, method, path, token string, body, out a
 		return json.Unmarshal(b, out)
 	}
 	return nil
-}
-
-// devTokenSecret is DEALCAST_JWT_SECRET, or else the one dealcast dev made
-// and kept, so a second shell can mint tokens for a running dev stack
-// without copying it around.
-func devTokenSecret(cfg config.Config) (string, error) {
-	if cfg.JWTSecret != "" {
-		return cfg.JWTSecret, nil
-	}
-	b, err := os.ReadFile(secretPath(cfg.DataDir))
-	if err != nil {
-		return "", errors.New("set DEALCAST_JWT_SECRET (or run dealcast dev once to create one)")
-	}
-	return strings.TrimSpace(string(b)), nil
 }

@@ -1,4 +1,4 @@
-package delivery_test
+package service_test
 
 import (
 	"bytes"
@@ -28,6 +28,7 @@ import (
 	"github.com/dealcast/dealcast/internal/delivery"
 	"github.com/dealcast/dealcast/internal/store"
 	"github.com/dealcast/dealcast/internal/webhook"
+	"github.com/dealcast/dealcast/service"
 )
 
 const jwtSecret = "delivery-test-secret"
@@ -97,7 +98,7 @@ func (s *stack) rebuild() { s.handler, _ = api.New(s.deps) }
 
 func (s *stack) startWorker() {
 	s.t.Helper()
-	s.worker = delivery.NewWorker(s.client, s.taskQueue, s.acts)
+	s.worker = service.NewWorker(s.client, s.taskQueue, s.acts)
 	if err := s.worker.Start(); err != nil {
 		s.t.Fatal(err)
 	}

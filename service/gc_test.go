@@ -1,4 +1,4 @@
-package main
+package service
 
 import (
 	"runtime/debug"
@@ -10,17 +10,17 @@ func TestGCDefault(t *testing.T) {
 	defer debug.SetGCPercent(before)
 
 	// GOGC in the environment wins: the runtime's own reading stays.
-	if useGCDefault(func(string) (string, bool) { return "150", true }) {
+	if UseGCDefault(func(string) (string, bool) { return "150", true }) {
 		t.Error("applied the default although GOGC is set")
 	}
 	if got := debug.SetGCPercent(100); got != 100 {
 		t.Errorf("GC percent with GOGC set = %d, want it untouched (100)", got)
 	}
 
-	if !useGCDefault(func(string) (string, bool) { return "", false }) {
+	if !UseGCDefault(func(string) (string, bool) { return "", false }) {
 		t.Error("did not apply the default without GOGC")
 	}
-	if got := debug.SetGCPercent(100); got != defaultGCPercent {
-		t.Errorf("GC percent without GOGC = %d, want %d", got, defaultGCPercent)
+	if got := debug.SetGCPercent(100); got != DefaultGCPercent {
+		t.Errorf("GC percent without GOGC = %d, want %d", got, DefaultGCPercent)
 	}
 }

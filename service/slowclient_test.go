@@ -1,4 +1,4 @@
-package main
+package service
 
 import (
 	"bufio"
@@ -13,12 +13,12 @@ import (
 	"time"
 )
 
-// These tests run the API's http.Server (newHTTPServer, as serveAPI does)
+// These tests run the API's http.Server (NewHTTPServer, as ServeAPI does)
 // on a loopback port, with its deadlines shortened so that slow clients
 // are cut off in a fraction of a second instead of several.
 
 // serve starts srv on a loopback port and returns its address.
-func serve(t *testing.T, srv *http.Server) string {
+func serveForTest(t *testing.T, srv *http.Server) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -61,7 +61,7 @@ func (h *countingHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func TestAPIServerHasDeadlines(t *testing.T) {
 	t.Parallel()
-	srv := newHTTPServer(":8080", http.NotFoundHandler())
+	srv := NewHTTPServer(":8080", http.NotFoundHandler())
 	for name, d := range map[string]time.Duration{
 		"ReadHeaderTimeout": srv.ReadHeaderTimeout, "ReadTimeout": srv.ReadTimeout,
 		"WriteTimeout": srv.WriteTimeout, "IdleTimeout": srv.IdleTimeout,
@@ -87,9 +87,9 @@ func TestAPIServerHasDeadlines(t *testing.T) {
 func TestSlowHeadersAreCutOff(t *testing.T) {
 	t.Parallel()
 	h := &countingHandler{}
-	srv := newHTTPServer("127.0.0.1:0", h)
+	srv := NewHTTPServer("127.0.0.1:0", h)
 	srv.ReadHeaderTimeout = 300 * time.Millisecond
-	addr := serve(t, srv)
+	addr := serveForTest(t, srv)
 
 	conn := dial(t, addr)
 	start := time.Now()
@@ -134,14 +134,14 @@ func TestSlowBodyIsCutOff(t *testing.T) {
 		took time.Duration
 	}
 	results := make(chan result, 1)
-	srv := newHTTPServer("127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := NewHTTPServer("127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		_, err := io.ReadAll(r.Body)
 		results <- result{err, time.Since(start)}
 	}))
 	srv.ReadHeaderTimeout = 300 * time.Millisecond
 	srv.ReadTimeout = 600 * time.Millisecond
-	addr := serve(t, srv)
+	addr := serveForTest(t, srv)
 
 	conn := dial(t, addr)
 	closed := closedAfter(conn, time.Now())
@@ -185,7 +185,7 @@ func TestSlowResponseReaderIsCutOff(t *testing.T) {
 		took    time.Duration
 	}
 	results := make(chan result, 1)
-	srv := newHTTPServer("127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := NewHTTPServer("127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		chunk := make([]byte, 32<<10)
 		var n int64
@@ -198,7 +198,7 @@ func TestSlowResponseReaderIsCutOff(t *testing.T) {
 		results <- result{err, n, time.Since(start)}
 	}))
 	srv.WriteTimeout = 500 * time.Millisecond
-	addr := serve(t, srv)
+	addr := serveForTest(t, srv)
 
 	conn := dial(t, addr)
 	if _, err := conn.Write([]byte("GET /v1/deals HTTP/1.1\r\nHost: dealcast.test\r\n\r\n")); err != nil {
@@ -243,7 +243,7 @@ func rawStatus(t *testing.T, addr, request string) string {
 func TestMalformedHeadersNeverReachTheAPI(t *testing.T) {
 	t.Parallel()
 	h := &countingHandler{}
-	addr := serve(t, newHTTPServer("127.0.0.1:0", h))
+	addr := serveForTest(t, NewHTTPServer("127.0.0.1:0", h))
 	for name, tc := range map[string]struct{ request, status string }{
 		"NUL in a value":       {"GET /v1/deals HTTP/1.1\r\nHost: d\r\nAuthorization: Bearer a\x00b\r\n\r\n", "400"},
 		"NUL in a name":        {"GET /v1/deals HTTP/1.1\r\nHost: d\r\nX-A\x00b: 1\r\n\r\n", "400"},

@@ -1,0 +1,66 @@
+// Command dealcast-dev holds Dealcast's development and measurement
+// tools: the one-process stack with an embedded Temporal server and Web
+// UI, the guided demo and the benchmark. None of it ships in the product
+// binary, cmd/dealcast.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/dealcast/dealcast/service"
+)
+
+const usage = `dealcast-dev: Dealcast's development tools
+
+Usage: dealcast-dev <command> [flags]
+
+Commands:
+  dev       everything in one process for local work: creates the database if
+            missing, migrates, starts an embedded Temporal server and its Web UI
+            (unless TEMPORAL_ADDRESS is set), then serves the API and runs the worker
+  demo      a guided tour against a running dev stack: dealcast-dev demo [--api URL]
+  bench     run the performance benchmark: dealcast-dev bench [-tiny] [-seconds N] (see -h)
+
+Settings come from the same environment as dealcast's (see README.md).
+`
+
+func main() {
+	service.UseGCDefault(os.LookupEnv)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		if errors.Is(err, errUsage) {
+			fmt.Fprint(os.Stderr, usage)
+			os.Exit(2)
+		}
+		slog.Error("dealcast-dev failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage")
+
+func run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return errUsage
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "dev":
+		return runDev(ctx, rest)
+	case "demo":
+		return runDemo(ctx, rest, os.Stdout)
+	case "bench":
+		return runBench(ctx, rest)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return nil
+	}
+	return errUsage
+}
