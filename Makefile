@@ -5,6 +5,7 @@ export GOFLAGS := -buildvcs=false
 
 GO ?= go
 BIN := bin/dealcast
+DEV_BIN := bin/dealcast-dev
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .DEFAULT_GOAL := help
@@ -14,16 +15,17 @@ help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: run
-run: build ## Run everything locally (dealcast dev): database, migrations, embedded Temporal and its UI, worker, API
-	./$(BIN) dev
+run: build ## Run everything locally (dealcast-dev dev): database, migrations, embedded Temporal and its UI, worker, API
+	./$(DEV_BIN) dev
 
 .PHONY: demo
 demo: build ## Guided tour against a running `make run` (API on :8080): a deal's life and its webhooks
-	./$(BIN) demo
+	./$(DEV_BIN) demo
 
 .PHONY: build
-build: ## Build bin/dealcast
+build: ## Build bin/dealcast (the product) and bin/dealcast-dev (dev stack, demo, bench)
 	$(GO) build -o $(BIN) ./cmd/dealcast
+	$(GO) build -o $(DEV_BIN) ./cmd/dealcast-dev
 
 .PHONY: test
 test: ## Run every test against the local PostgreSQL, with the race detector
@@ -55,8 +57,8 @@ clean: ## Remove build output and local dev state
 	rm -rf bin .data
 
 .PHONY: bench
-bench: build ## Benchmark against pgbench (needs PostgreSQL and pgbench; BENCH_SECONDS shortens it): bench/results/latest.json, docs/performance.md
-	./$(BIN) bench
+bench: build ## Benchmark against pgbench (needs PostgreSQL and pgbench; BENCH_SECONDS shortens it): bench/results/latest.json
+	./$(DEV_BIN) bench
 
 # Native Go fuzz targets, as package:Target. `make test` replays their seed
 # corpora (f.Add and testdata/fuzz/); this explores beyond them.
