@@ -119,8 +119,8 @@ func (s *Store) CreateDeal(ctx context.Context, d deal.Deal, idem *Idempotency) 
 				return err
 			}
 			if !claimed {
-				created, replayed = first, true
-				return nil
+				replayed = true
+				return json.Unmarshal(first, &created)
 			}
 		}
 		created = d
@@ -136,11 +136,13 @@ func refOf(ev deal.Event) *EventRef {
 	return &EventRef{ID: ev.ID, Type: string(ev.Type), DealID: ev.Data.Deal.ID}
 }
 
-// claimIdempotencyKey records key for this request. When a live record of
-// the key already exists it returns that record's deal and claimed false.
-// The insert blocks on a concurrent transaction holding the same key, so
-// of many simultaneous requests exactly one claims it.
-func claimIdempotencyKey(ctx context.Context, tx pgx.Tx, seller string, idem *Idempotency, response []byte, now time.Time) (deal.Deal, bool, error) {
+// claimIdempotencyKey records key for account's request, with response as
+// the answer to replay. When a live record of the key already exists it
+// returns that record's response and claimed false, or
+// ErrIdempotencyConflict when it was for another request. The insert
+// blocks on a concurrent transaction holding the same key, so of many
+// simultaneous requests exactly one claims it.
+func claimIdempotencyKey(ctx context.Context, tx pgx.Tx, account string, idem *Idempotency, response []byte, now time.Time) (first []byte, claimed bool, err error) {
 	hash := sha256.Sum256(idem.Request)
 	tag, err := tx.Exec(ctx, `
 		INSERT INTO idempotency_keys (seller_id, key, request_hash, status_code, response, created_at)
@@ -149,26 +151,30 @@ func claimIdempotencyKey(ctx context.Context, tx pgx.Tx, seller string, idem *Id
 		SET request_hash = excluded.request_hash, status_code = excluded.status_code,
 		    response = excluded.response, created_at = excluded.created_at
 		WHERE idempotency_keys.created_at < $6`,
-		seller, idem.Key, hash[:], response, now, now.Add(-IdempotencyTTL))
+		account, idem.Key, hash[:], response, now, now.Add(-IdempotencyTTL))
 	if err != nil {
-		return deal.Deal{}, false, err
+		return nil, false, err
 	}
 	if tag.RowsAffected() == 1 {
-		return deal.Deal{}, true, nil
+		return nil, true, nil
 	}
-	var (
-		storedHash []byte
-		first      deal.Deal
-	)
-	err = tx.QueryRow(ctx, `SELECT request_hash, response FROM idempotency_keys WHERE seller_id = $1 AND key = $2`,
-		seller, idem.Key).Scan(&storedHash, &first)
+	var storedHash []byte
+	err = tx.QueryRow(ctx, `SELECT request_hash, response::TEXT FROM idempotency_keys WHERE seller_id = $1 AND key = $2`,
+		account, idem.Key).Scan(&storedHash, &first)
 	if err != nil {
-		return deal.Deal{}, false, err
+		return nil, false, err
 	}
 	if string(storedHash) != string(hash[:]) {
-		return deal.Deal{}, false, ErrIdempotencyConflict
+		return nil, false, ErrIdempotencyConflict
 	}
 	return first, false, nil
+}
+
+// setIdempotentResponse replaces the response recorded for a key this
+// transaction claimed, once the response is known.
+func setIdempotentResponse(ctx context.Context, tx pgx.Tx, account string, idem *Idempotency, response []byte) error {
+	_, err := tx.Exec(ctx, `UPDATE idempotency_keys SET response = $3 WHERE seller_id = $1 AND key = $2`, account, idem.Key, response)
+	return err
 }
 
 // execer runs a statement: the pool (a statement on its own) or a

@@ -9,9 +9,11 @@ package store
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net"
 	"time"
 
+	"github.com/cockroachdb/cockroach-go/v2/crdb"
 	crdbpgx "github.com/cockroachdb/cockroach-go/v2/crdb/crdbpgxv5"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -93,4 +95,41 @@ func translate(err error) error {
 		return errors.Join(ErrUnavailable, err)
 	}
 	return err
+}
+
+// inSerializableTx runs fn in a SERIALIZABLE transaction, for what decides
+// money (sales, invoice numbers, payments) whatever the database's default
+// isolation, retrying serialization failures. CockroachDB retries inside
+// the transaction (ExecuteTx's savepoint restarts it at a newer
+// timestamp); PostgreSQL keeps a transaction's snapshot across a
+// savepoint, so there a failed attempt is retried in a new transaction,
+// after a short random pause that lets the winner commit.
+func (s *Store) inSerializableTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	const attempts = 40
+	pause := 2 * time.Millisecond
+	for i := 1; ; i++ {
+		err := crdbpgx.ExecuteTx(crdb.WithMaxRetries(ctx, 3), s.pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, fn)
+		if err == nil || !isSerializationFailure(err) || i == attempts {
+			return translate(err)
+		}
+		select {
+		case <-ctx.Done():
+			return translate(ctx.Err())
+		case <-time.After(pause/2 + rand.N(pause)):
+		}
+		pause = min(2*pause, 100*time.Millisecond)
+	}
+}
+
+// isSerializationFailure reports whether err is a transaction that lost a
+// serialization conflict and may be run again.
+func isSerializationFailure(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
+}
+
+// isUniqueViolation reports whether err is a unique constraint's refusal.
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
 }
