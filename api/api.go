@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -69,6 +70,9 @@ type Deps struct {
 	// span. For processes that export no spans: a span nobody samples still
 	// costs its attributes on every request.
 	SpanlessRequests bool
+	// InvoiceTerms is how long a buyer has to pay; zero means
+	// config.DefaultInvoiceTerms.
+	InvoiceTerms time.Duration
 }
 
 // Delivery is the part of webhook delivery the API drives.

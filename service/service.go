@@ -147,6 +147,7 @@ func (p *Process) APIDeps(d *delivery.Dispatcher) api.Deps {
 		RateLimit:            api.RateLimit{PerSecond: p.Config.RateLimitRPS},
 		Ready:                p.ready,
 		SpanlessRequests:     !p.Telemetry.Exporting(),
+		InvoiceTerms:         p.Config.InvoiceTerms,
 	}
 }
 

@@ -52,7 +52,13 @@ type Config struct {
 	// RateLimitRPS is the request rate each API caller may keep up, with
 	// bursts of twice as many; zero turns rate limiting off.
 	RateLimitRPS float64
+	// InvoiceTerms is how long a buyer has to pay an invoice: due_at is
+	// issued_at plus this.
+	InvoiceTerms time.Duration
 }
+
+// DefaultInvoiceTerms is DEALCAST_INVOICE_TERMS when unset: 14 days.
+const DefaultInvoiceTerms = 336 * time.Hour
 
 // The values of TEMPORAL_GRPC_COMPRESSION.
 const (
@@ -80,6 +86,14 @@ func FromEnv() (Config, error) {
 		SecretKey:           os.Getenv("DEALCAST_SECRET_KEY"),
 		ShutdownTimeout:     20 * time.Second,
 		RateLimitRPS:        DefaultRateLimitRPS,
+		InvoiceTerms:        DefaultInvoiceTerms,
+	}
+	if v := os.Getenv("DEALCAST_INVOICE_TERMS"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return c, fmt.Errorf("DEALCAST_INVOICE_TERMS: %q is not a positive Go duration (for example 336h)", v)
+		}
+		c.InvoiceTerms = d
 	}
 	if v := os.Getenv("DEALCAST_RATE_LIMIT_RPS"); v != "" {
 		rps, err := strconv.ParseFloat(v, 64)
@@ -132,6 +146,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("jwks_url", c.JWKSURL),
 		slog.Bool("webhook_allow_private", c.WebhookAllowPrivate),
 		slog.Float64("rate_limit_rps", c.RateLimitRPS),
+		slog.Duration("invoice_terms", c.InvoiceTerms),
 		slog.String("data_dir", c.DataDir),
 	)
 }

@@ -21,9 +21,6 @@ const (
 	StatusVoid Status = "void"
 )
 
-// DefaultTerms is how long a buyer has to pay when DEALCAST_INVOICE_TERMS
-// is not set.
-const DefaultTerms = 14 * 24 * time.Hour
 
 // Line is one line of an invoice.
 type Line struct {
