@@ -6,14 +6,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/dealcast/dealcast/service"
+	"github.com/dealcast/dealcast/internal/cli"
 )
 
 const usage = `dealcast-dev: Dealcast's development tools
@@ -30,25 +26,11 @@ Commands:
 Settings come from the same environment as dealcast's (see README.md).
 `
 
-func main() {
-	service.UseGCDefault(os.LookupEnv)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:]); err != nil {
-		if errors.Is(err, errUsage) {
-			fmt.Fprint(os.Stderr, usage)
-			os.Exit(2)
-		}
-		slog.Error("dealcast-dev failed", "err", err)
-		os.Exit(1)
-	}
-}
-
-var errUsage = errors.New("usage")
+func main() { cli.Main("dealcast-dev", usage, run) }
 
 func run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return errUsage
+		return cli.ErrUsage
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
@@ -62,5 +44,5 @@ func run(ctx context.Context, args []string) error {
 		fmt.Print(usage)
 		return nil
 	}
-	return errUsage
+	return cli.ErrUsage
 }

@@ -5,13 +5,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
+	"github.com/dealcast/dealcast/internal/cli"
 	"github.com/dealcast/dealcast/service"
 )
 
@@ -33,28 +30,15 @@ Commands:
 Settings come from the environment: DATABASE_URL, TEMPORAL_ADDRESS,
 TEMPORAL_NAMESPACE, DEALCAST_HTTP_ADDR, DEALCAST_JWT_SECRET, DEALCAST_JWKS_URL,
 DEALCAST_JWT_ISSUER, DEALCAST_JWT_AUDIENCE, DEALCAST_SECRET_KEY,
-DEALCAST_WEBHOOK_ALLOW_PRIVATE, DEALCAST_DATA_DIR (see README.md).
+DEALCAST_WEBHOOK_ALLOW_PRIVATE, DEALCAST_RATE_LIMIT_RPS, DEALCAST_INVOICE_TERMS,
+DEALCAST_DATA_DIR (see README.md).
 `
 
-func main() {
-	service.UseGCDefault(os.LookupEnv)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:]); err != nil {
-		if errors.Is(err, errUsage) {
-			fmt.Fprint(os.Stderr, usage)
-			os.Exit(2)
-		}
-		slog.Error("dealcast failed", "err", err)
-		os.Exit(1)
-	}
-}
-
-var errUsage = errors.New("usage")
+func main() { cli.Main("dealcast", usage, run) }
 
 func run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return errUsage
+		return cli.ErrUsage
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
@@ -74,5 +58,5 @@ func run(ctx context.Context, args []string) error {
 		fmt.Print(usage)
 		return nil
 	}
-	return errUsage
+	return cli.ErrUsage
 }
