@@ -15,8 +15,10 @@ ENV GOTOOLCHAIN=go1.27.3 \
     CGO_ENABLED=0
 WORKDIR /src
 
-# Modules first, so editing the code reuses this layer.
+# Modules first, so editing the code reuses this layer. The Go client is a
+# module of its own that the service uses through a replace directive.
 COPY go.mod go.sum ./
+COPY sdk/go/dealcast/go.mod sdk/go/dealcast/go.sum ./sdk/go/dealcast/
 RUN --mount=type=cache,target=/go/pkg/mod \
     go mod download
 

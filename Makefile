@@ -28,14 +28,20 @@ build: ## Build bin/dealcast (the product) and bin/dealcast-dev (dev stack, demo
 	$(GO) build -o $(DEV_BIN) ./cmd/dealcast-dev
 
 .PHONY: test
+# The Go client (sdk/go/dealcast) and the manifest checks (deploy) are modules
+# of their own, so integrators and the service do not inherit each other's
+# dependencies.
+MODULES := . sdk/go/dealcast deploy
+
 test: ## Run every test against the local PostgreSQL, with the race detector
 	$(GO) test -race -count=1 ./...
+	cd sdk/go/dealcast && $(GO) test -count=1 ./...
+	cd deploy && $(GO) test -count=1 ./...
 
 .PHONY: lint
 lint: ## gofmt, go vet and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./...
-	$(GO) run $(STATICCHECK) ./...
+	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...); done
 
 .PHONY: openapi
 openapi: ## Print the OpenAPI 3.1 document
@@ -50,7 +56,7 @@ openapi-file: ## Write api/openapi.yaml (OpenAPI 3.1) from the code; a test fail
 sdk: openapi-file ## Regenerate the Go client in sdk/go/dealcast (oapi-codegen, from the 3.0 document)
 	$(GO) run ./cmd/dealcast openapi --version 3.0 --yaml > sdk/go/dealcast/openapi-3.0.yaml.tmp
 	mv sdk/go/dealcast/openapi-3.0.yaml.tmp sdk/go/dealcast/openapi-3.0.yaml
-	$(GO) generate ./sdk/go/dealcast
+	cd sdk/go/dealcast && $(GO) generate ./...
 
 .PHONY: clean
 clean: ## Remove build output and local dev state
