@@ -91,6 +91,14 @@ func TestDockerfile(t *testing.T) {
 	if !strings.Contains(env, "CGO_ENABLED=0") {
 		t.Errorf("build stage ENV %q: the binary must be static (CGO_ENABLED=0)", env)
 	}
+	// The modules layer needs the go.mod of every module the service
+	// replaces with a directory of the repository.
+	copies := strings.Join(find(build, "COPY"), "\n")
+	for _, m := range regexp.MustCompile(`(?m)^replace \S+ => \./(\S+)$`).FindAllStringSubmatch(string(readFile(t, "go.mod")), -1) {
+		if !strings.Contains(copies, m[1]+"/go.mod") {
+			t.Errorf("build stage does not copy %s/go.mod before downloading modules", m[1])
+		}
+	}
 	runs := strings.Join(find(build, "RUN"), "\n")
 	if !regexp.MustCompile(`go build .*-o /out/dealcast \./cmd/dealcast`).MatchString(runs) {
 		t.Errorf("build stage does not build ./cmd/dealcast into /out/dealcast:\n%s", runs)
