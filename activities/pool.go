@@ -5,11 +5,10 @@ import (
 	"time"
 )
 
-// goPool runs functions on goroutines it keeps for reuse. A goroutine new
-// for every delivery started with the runtime's smallest stack and grew it,
-// copy by copy, to the depth of an HTTP request: 11 % of the delivery
-// worker's CPU in a webhook_throughput profile. A kept goroutine keeps its
-// grown stack (until the collector finds it mostly unused).
+// goPool runs functions on goroutines it keeps for reuse. A new goroutine
+// starts with the runtime's smallest stack and grows it, copy by copy, to
+// the depth of an HTTP request on every delivery; a kept goroutine keeps
+// its grown stack (until the collector finds it mostly unused).
 //
 // Go never makes a function wait: it hands it to an idle goroutine or
 // starts a new one, so a function behaves exactly as with the go statement

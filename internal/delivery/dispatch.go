@@ -188,11 +188,9 @@ func (d *Dispatcher) Sweep(ctx context.Context, interval, grace time.Duration) {
 	}
 }
 
-// sweepParallelism is how many workflow starts the sweeper has in flight.
-// One at a time, a backlog drains at one start per round trip to the
-// cluster: 70 events a second with 10 ms to go (BenchmarkSweepBacklog),
-// about 250 with this. (Beside the embedded server of `dealcast dev` the
-// drain is bound by the machine's CPU instead, and this changes little.)
+// sweepParallelism is how many workflow starts the sweeper has in flight:
+// one at a time, a backlog would drain at one start per round trip to the
+// cluster (BenchmarkSweepBacklog measures it).
 const sweepParallelism = 16
 
 // SweepOnce starts the undispatched events older than grace and returns how many.

@@ -176,9 +176,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		// the log without waiting for fsync (a power cut may lose the last
 		// transactions of this development server, never corrupt it). Each
 		// workflow step is a commit here, so this sets delivery latency
-		// under dev. One connection: with more, SQLite's single writer
-		// answered "database is locked" hundreds of times a minute under
-		// load, and each stalled a history shard (measured in docs/performance.md).
+		// under dev. One connection: SQLite has a single writer, and more
+		// connections only meet "database is locked" under load, each
+		// stalling a history shard.
 		ConnectAttributes: map[string]string{"mode": "rwc", "journal_mode": "wal", "synchronous": "normal", "busy_timeout": "10000"},
 		MaxConns:          1,
 		MaxIdleConns:      1,
@@ -316,11 +316,10 @@ var keptVisibilityIndexes = map[string]bool{
 // trimVisibilityIndexes drops the visibility table's other indexes. The
 // schema indexes every predefined and pre-allocated search attribute (58
 // indexes, most over JSON extracted from each row), and every workflow's
-// started and closed records update all of them: in a profile of 64
-// changes/s that upkeep was the largest single cost of the server. A query
-// on a dropped column still works, by scanning; a development database is
-// small. Runs at every start, so a file made before this change is
-// trimmed too; dropping is idempotent.
+// started and closed records update all of them, which under load costs
+// the server more than anything else. A query on a dropped column still
+// works, by scanning; a development database is small. Runs at every
+// start, so older files are trimmed too; dropping is idempotent.
 func trimVisibilityIndexes(ctx context.Context, dbPath string) error {
 	db, err := sql.Open("sqlite", "file:"+dbPath+"?mode=rw&_pragma=busy_timeout(10000)")
 	if err != nil {
@@ -495,21 +494,17 @@ func devDynamicConfig() dynamicconfig.StaticClient {
 		dynamicconfig.HistoryScannerEnabled.Key():   false,
 		// Payloads kept outside the history (external storage) are not
 		// configured here, yet with this on every history write walks all
-		// of its events' payloads to total their sizes: 1.6 % of the whole
-		// process in a webhook_throughput profile.
+		// of its events' payloads to total their sizes.
 		dynamicconfig.ExternalPayloadsEnabled.Key(): false,
 		// The visibility queue is read at most 4 times a second (the
 		// server's default is 20), 200 tasks at a time (default 100): up
-		// to 800 records a second, several times what this machine's
-		// fastest workflow rate needs. A workflow that finishes within a
-		// quarter of a second, as a delivery that reaches every receiver
-		// at once does, is then usually closed when its "started" record
-		// is due: the server skips that write, and the "closed" record
-		// inserts the row instead of rewriting it (its 16 indexes and its
-		// two full-text tables). The visibility records were the largest
-		// single cost of the server in a webhook_throughput profile; the
-		// Web UI shows a new workflow up to a quarter of a second later
-		// (docs/performance.md).
+		// to 800 records a second, more than one process can start. A
+		// workflow that finishes within a quarter of a second, as a
+		// delivery that reaches every receiver at once does, is then
+		// usually closed when its "started" record is due: the server
+		// skips that write, and the "closed" record inserts the row
+		// instead of rewriting it with all its indexes. The Web UI shows a
+		// new workflow up to a quarter of a second later.
 		dynamicconfig.VisibilityProcessorMaxPollRPS.Key(): 4,
 		dynamicconfig.VisibilityTaskBatchSize.Key():       200,
 	}

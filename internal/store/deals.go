@@ -88,8 +88,8 @@ func (s *Store) CreateDeal(ctx context.Context, d deal.Deal, idem *Idempotency) 
 	if idem == nil {
 		// Without a key the deal and its event are one statement: one
 		// round trip, atomic on its own, and on CockroachDB retried by the
-		// server itself. An explicit transaction took five (BEGIN, the
-		// retry savepoint, the inserts, RELEASE, COMMIT).
+		// server itself, where a transaction costs BEGIN, the retry
+		// savepoint, RELEASE and COMMIT besides.
 		err = translate(crdb.ExecuteCtx(ctx, func(ctx context.Context, _ ...any) error {
 			now := s.timestamp() // stamped on each attempt, as below
 			d.CreatedAt, d.UpdatedAt = now, now
@@ -226,9 +226,10 @@ func (s *Store) DealForBuyer(ctx context.Context, id, buyer string) (deal.Deal, 
 func (s *Store) PatchDeal(ctx context.Context, id, seller string, ifMatch *int64, p deal.Patch) (deal.Deal, *EventRef, error) {
 	// Optimistic: read the deal, apply the patch, and write the new version
 	// and its event in one statement that applies only if the version read
-	// is still current. Two round trips; a transaction holding a row lock
-	// took six. A patch that lost a race reads again: without If-Match it
-	// applies to the newer version, with If-Match it fails on the check.
+	// is still current: two round trips, where a transaction holding a row
+	// lock needs several more. A patch that lost a race reads again:
+	// without If-Match it applies to the newer version, with If-Match it
+	// fails on the check.
 	for {
 		cur, err := scanDeal(s.pool.QueryRow(ctx, `SELECT `+dealColumns+` FROM deals WHERE id = $1 AND seller_id = $2`, id, seller))
 		if err != nil {

@@ -75,9 +75,9 @@ func (s *Store) Recipients(ctx context.Context, ev EventRecord, after string, li
 	// read from its index (a LATERAL subquery with a LIMIT is always run per
 	// grant), so a page costs what it returns plus the grants it passes,
 	// whatever the planner estimates. Ordered by endpoint ID instead, the
-	// planner walked every endpoint of the platform for sellers whose
-	// buyers have none (19 ms a call with 10,000 endpoints), or read all
-	// of a big seller's endpoints for every page. Finished deliveries are
+	// planner may walk every endpoint of the platform for sellers whose
+	// buyers have none, or read all of a big seller's endpoints for every
+	// page. Finished deliveries are
 	// left out before the per-buyer limit, so a page never skips any; the
 	// one probe of an endpoint's delivery row both leaves it out and reads
 	// the attempts of a pending one.
@@ -188,9 +188,9 @@ func (s *Store) RecordAttempts(ctx context.Context, ev EventRecord, attempts []A
 	}
 	// One statement: one round trip, atomic without a transaction (the
 	// outcomes and the disabling of gone endpoints commit together), and
-	// on CockroachDB retried by the server itself. A transaction took five
-	// round trips (BEGIN, the retry savepoint, the batch, RELEASE, COMMIT)
-	// on every page of every change.
+	// on CockroachDB retried by the server itself; a transaction would add
+	// four round trips (BEGIN, the retry savepoint, RELEASE, COMMIT) to
+	// every page of every change.
 	query, args := recordOutcomes, []any{ev.ID, ev.Type, now, endpoints, buyers, statuses, codes, errs, next, delivered, counted}
 	if len(gone) > 0 {
 		query, args = disableGone+recordOutcomes, append(args, gone)
