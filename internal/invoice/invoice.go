@@ -21,7 +21,6 @@ const (
 	StatusVoid Status = "void"
 )
 
-
 // Line is one line of an invoice.
 type Line struct {
 	Description string `json:"description" doc:"What the line charges for: an item's name, or the adjustment to the price paid." example:"Gloves"`
