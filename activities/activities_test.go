@@ -2,10 +2,7 @@ package activities_test
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,7 +14,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -36,6 +32,7 @@ import (
 	"github.com/dealcast/dealcast/internal/deal"
 	"github.com/dealcast/dealcast/internal/store"
 	"github.com/dealcast/dealcast/internal/webhook"
+	"github.com/dealcast/dealcast/internal/webhooktest"
 )
 
 // sendTimeout is the per-attempt timeout of the tests' sender: short, so
@@ -226,48 +223,14 @@ func (f *fixture) payload(event string) []byte {
 	return ev.Payload
 }
 
-// arrival is one request a receiver got.
-type arrival struct {
-	Method, ContentType      string
-	ID, Timestamp, Signature string
-	Traceparent              string
-	Body                     []byte
-	At                       time.Time
-}
-
-// receiver is a buyer's webhook endpoint: a real HTTP server that records
-// every request and answers it with respond (200 when nil).
-type receiver struct {
-	*httptest.Server
-	mu       sync.Mutex
-	arrivals []arrival
-}
-
-func newReceiver(t *testing.T, respond http.HandlerFunc) *receiver {
+// newReceiver is a buyer's webhook endpoint that records every request and
+// answers it with respond (200 when nil).
+func newReceiver(t *testing.T, respond http.HandlerFunc) *webhooktest.Receiver {
 	t.Helper()
-	r := &receiver{}
-	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, _ := io.ReadAll(req.Body)
-		r.mu.Lock()
-		r.arrivals = append(r.arrivals, arrival{
-			Method: req.Method, ContentType: req.Header.Get("Content-Type"),
-			ID: req.Header.Get("webhook-id"), Timestamp: req.Header.Get("webhook-timestamp"),
-			Signature: req.Header.Get("webhook-signature"), Traceparent: req.Header.Get("traceparent"),
-			Body: body, At: time.Now(),
-		})
-		r.mu.Unlock()
-		if respond != nil {
-			respond(w, req)
-		}
-	}))
-	t.Cleanup(r.Close)
-	return r
-}
-
-func (r *receiver) got() []arrival {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.arrivals)
+	if respond == nil {
+		return webhooktest.NewReceiver(t)
+	}
+	return webhooktest.NewReceiver(t, webhooktest.WithHandler(respond))
 }
 
 // status answers every request with code.
@@ -313,44 +276,27 @@ func signatures(t *testing.T, header string) []string {
 	return out
 }
 
-// signedBy tells whether one of a's signatures verifies with secret,
-// computed from the Standard Webhooks definition alone:
-// base64(HMAC-SHA256(key, id + "." + timestamp + "." + body)), key being
-// the base64-decoded part of the secret after "whsec_".
-func signedBy(t *testing.T, a arrival, secret string) bool {
+// signedBy tells whether one of a's signatures verifies with secret
+// (webhooktest.Verify, which the webhook package's tests check against an
+// independent reference).
+func signedBy(t *testing.T, a webhooktest.Arrival, secret string) bool {
 	t.Helper()
-	encoded, ok := strings.CutPrefix(secret, "whsec_")
-	if !ok {
-		t.Fatalf("secret does not start with whsec_")
-	}
-	key, err := base64.StdEncoding.DecodeString(encoded)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte(a.ID + "." + a.Timestamp + "."))
-	mac.Write(a.Body)
-	want := base64.StdEncoding.EncodeToString(mac.Sum(nil))
-	for _, sig := range signatures(t, a.Signature) {
-		if hmac.Equal([]byte(sig), []byte(want)) {
-			return true
-		}
-	}
-	return false
+	signatures(t, a.Signature()) // fails the test on a malformed header
+	return webhooktest.Verify(secret, a)
 }
 
 // checkRequest checks that a is the Standard Webhooks POST of event,
 // carrying exactly the stored payload and signed by secret alone.
-func checkRequest(t *testing.T, a arrival, event string, payload []byte, secret string) {
+func checkRequest(t *testing.T, a webhooktest.Arrival, event string, payload []byte, secret string) {
 	t.Helper()
 	if a.Method != http.MethodPost {
 		t.Errorf("method %s, want POST", a.Method)
 	}
-	if a.ContentType != "application/json" {
-		t.Errorf("Content-Type %q, want application/json", a.ContentType)
+	if a.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("Content-Type %q, want application/json", a.Header.Get("Content-Type"))
 	}
-	if a.ID != event {
-		t.Errorf("webhook-id %q, want the event id %q", a.ID, event)
+	if a.ID() != event {
+		t.Errorf("webhook-id %q, want the event id %q", a.ID(), event)
 	}
 	if string(a.Body) != string(payload) {
 		t.Errorf("body %s, want the stored event %s", a.Body, payload)
@@ -362,17 +308,17 @@ func checkRequest(t *testing.T, a arrival, event string, payload []byte, secret 
 	if err := json.Unmarshal(a.Body, &body); err != nil || body.ID != event || body.Type != string(deal.EventCreated) {
 		t.Errorf("body is not the deal.created event %s (err %v): %s", event, err, a.Body)
 	}
-	ts, err := strconv.ParseInt(a.Timestamp, 10, 64)
+	ts, err := strconv.ParseInt(a.Timestamp(), 10, 64)
 	if err != nil {
-		t.Errorf("webhook-timestamp %q is not unix seconds", a.Timestamp)
+		t.Errorf("webhook-timestamp %q is not unix seconds", a.Timestamp())
 	} else if skew := a.At.Sub(time.Unix(ts, 0)); skew < -time.Second || skew > 5*time.Second {
-		t.Errorf("webhook-timestamp %s is %v away from the arrival at %s", a.Timestamp, skew, a.At)
+		t.Errorf("webhook-timestamp %s is %v away from the arrival at %s", a.Timestamp(), skew, a.At)
 	}
-	if n := len(signatures(t, a.Signature)); n != 1 {
-		t.Errorf("%d signatures (%q), want 1", n, a.Signature)
+	if n := len(signatures(t, a.Signature())); n != 1 {
+		t.Errorf("%d signatures (%q), want 1", n, a.Signature())
 	}
 	if !signedBy(t, a, secret) {
-		t.Errorf("signature %q does not verify with the endpoint's secret", a.Signature)
+		t.Errorf("signature %q does not verify with the endpoint's secret", a.Signature())
 	}
 }
 
@@ -396,27 +342,27 @@ func TestFirstRoundReachesEveryEntitledEndpointOnce(t *testing.T) {
 	// Two granted buyers, one with two endpoints: all three are entitled.
 	granted1, granted2 := f.buyer(true), f.buyer(true)
 	r1, r2, r3 := newReceiver(t, nil), newReceiver(t, nil), newReceiver(t, nil)
-	e1, s1 := f.endpoint(granted1, r1.URL)
-	e2, s2 := f.endpoint(granted1, r2.URL+"/second", deal.EventCreated)
-	e3, s3 := f.endpoint(granted2, r3.URL)
+	e1, s1 := f.endpoint(granted1, r1.URL())
+	e2, s2 := f.endpoint(granted1, r2.URL()+"/second", deal.EventCreated)
+	e3, s3 := f.endpoint(granted2, r3.URL())
 
 	// Not entitled: a buyer never granted, a buyer whose grant was revoked,
 	// a disabled endpoint, and an endpoint subscribed to the other type.
 	ungrantedR, revokedR, disabledR, otherTypeR := newReceiver(t, nil), newReceiver(t, nil), newReceiver(t, nil), newReceiver(t, nil)
-	f.endpoint(f.buyer(false), ungrantedR.URL)
+	f.endpoint(f.buyer(false), ungrantedR.URL())
 	revoked := f.buyer(true)
-	f.endpoint(revoked, revokedR.URL)
+	f.endpoint(revoked, revokedR.URL())
 	if err := f.store.DeleteGrant(f.ctx, f.seller, revoked); err != nil {
 		t.Fatal(err)
 	}
-	disabled, _ := f.endpoint(granted2, disabledR.URL)
+	disabled, _ := f.endpoint(granted2, disabledR.URL())
 	f.updateEndpoint(granted2, disabled, func(e *store.Endpoint) { e.Enabled = false })
-	f.endpoint(granted2, otherTypeR.URL, deal.EventUpdated)
+	f.endpoint(granted2, otherTypeR.URL(), deal.EventUpdated)
 	// A buyer granted by another seller only.
 	other := setup(t)
 	elsewhere := other.buyer(true)
 	elsewhereR := newReceiver(t, nil)
-	f.endpoint(elsewhere, elsewhereR.URL)
+	f.endpoint(elsewhere, elsewhereR.URL())
 
 	ev := f.event()
 	before := time.Now()
@@ -429,7 +375,7 @@ func TestFirstRoundReachesEveryEntitledEndpointOnce(t *testing.T) {
 	payload := f.payload(ev.ID)
 	for _, c := range []struct {
 		name            string
-		r               *receiver
+		r               *webhooktest.Receiver
 		buyer, endpoint string
 		secret          string
 	}{
@@ -437,7 +383,7 @@ func TestFirstRoundReachesEveryEntitledEndpointOnce(t *testing.T) {
 		{"second endpoint of buyer 1", r2, granted1, e2, s2},
 		{"endpoint of buyer 2", r3, granted2, e3, s3},
 	} {
-		got := c.r.got()
+		got := c.r.Arrivals()
 		if len(got) != 1 {
 			t.Errorf("%s got %d requests, want 1", c.name, len(got))
 			continue
@@ -456,11 +402,11 @@ func TestFirstRoundReachesEveryEntitledEndpointOnce(t *testing.T) {
 		}
 		within(t, c.name+" delivered_at", d.DeliveredAt, before, after)
 	}
-	for name, r := range map[string]*receiver{
+	for name, r := range map[string]*webhooktest.Receiver{
 		"ungranted buyer": ungrantedR, "revoked buyer": revokedR, "disabled endpoint": disabledR,
 		"endpoint subscribed to deal.updated only": otherTypeR, "buyer of another seller": elsewhereR,
 	} {
-		if n := len(r.got()); n != 0 {
+		if n := len(r.Arrivals()); n != 0 {
 			t.Errorf("%s got %d requests, want none", name, n)
 		}
 	}
@@ -472,8 +418,8 @@ func TestFirstRoundReachesEveryEntitledEndpointOnce(t *testing.T) {
 	if res := f.mustDeliver(activities.RoundInput{EventID: ev.ID, Limit: 100}); res != (activities.RoundResult{}) {
 		t.Errorf("repeated round: %+v, want nothing sent", res)
 	}
-	for _, r := range []*receiver{r1, r2, r3} {
-		if n := len(r.got()); n != 1 {
+	for _, r := range []*webhooktest.Receiver{r1, r2, r3} {
+		if n := len(r.Arrivals()); n != 1 {
 			t.Errorf("after a repeated round a receiver has %d requests, want 1", n)
 		}
 	}
@@ -484,7 +430,7 @@ func TestRotatedSecretSignsWithBothUntilExpiry(t *testing.T) {
 	f := setup(t)
 	buyer := f.buyer(true)
 	r := newReceiver(t, nil)
-	id, oldSecret := f.endpoint(buyer, r.URL)
+	id, oldSecret := f.endpoint(buyer, r.URL())
 	newSecret, sealed := f.newSecret()
 	f.updateEndpoint(buyer, id, func(e *store.Endpoint) {
 		expires := time.Now().Add(24 * time.Hour)
@@ -493,13 +439,13 @@ func TestRotatedSecretSignsWithBothUntilExpiry(t *testing.T) {
 
 	during := f.event()
 	f.mustDeliver(activities.RoundInput{EventID: during.ID, Limit: 100})
-	got := r.got()
+	got := r.Arrivals()
 	if len(got) != 1 {
 		t.Fatalf("got %d requests during the grace period, want 1", len(got))
 	}
-	sigs := signatures(t, got[0].Signature)
+	sigs := signatures(t, got[0].Signature())
 	if len(sigs) != 2 || sigs[0] == sigs[1] {
-		t.Errorf("signature header %q, want two distinct signatures", got[0].Signature)
+		t.Errorf("signature header %q, want two distinct signatures", got[0].Signature())
 	}
 	if !signedBy(t, got[0], newSecret) {
 		t.Error("no signature verifies with the new secret")
@@ -514,7 +460,7 @@ func TestRotatedSecretSignsWithBothUntilExpiry(t *testing.T) {
 	}
 	expired := f.event()
 	f.mustDeliver(activities.RoundInput{EventID: expired.ID, Limit: 100})
-	got = r.got()
+	got = r.Arrivals()
 	if len(got) != 2 {
 		t.Fatalf("got %d requests in all, want 2", len(got))
 	}
@@ -526,7 +472,7 @@ func TestRotatedSecretSignsWithBothUntilExpiry(t *testing.T) {
 
 // target is one buyer's endpoint and the receiver behind it.
 type target struct {
-	r               *receiver
+	r               *webhooktest.Receiver
 	buyer, endpoint string
 }
 
@@ -535,7 +481,7 @@ func (f *fixture) target(respond http.HandlerFunc) target {
 	f.t.Helper()
 	b := f.buyer(true)
 	r := newReceiver(f.t, respond)
-	id, _ := f.endpoint(b, r.URL)
+	id, _ := f.endpoint(b, r.URL())
 	return target{r, b, id}
 }
 
@@ -582,7 +528,7 @@ func TestFailureOutcomes(t *testing.T) {
 		t.Errorf("round took %v, less than the %v the hanging receiver should have cost", elapsed, sendTimeout)
 	}
 	for _, tg := range []target{ok, serverError, gone, hanging} {
-		if n := len(tg.r.got()); n != 1 {
+		if n := len(tg.r.Arrivals()); n != 1 {
 			t.Errorf("a receiver got %d requests, want 1", n)
 		}
 	}
@@ -688,8 +634,8 @@ func TestFinalRoundFailsWhatFails(t *testing.T) {
 	b := f.buyer(true)
 	r500 := newReceiver(t, status(http.StatusInternalServerError))
 	r503 := newReceiver(t, retryAfter120)
-	e500, _ := f.endpoint(b, r500.URL)
-	e503, _ := f.endpoint(b, r503.URL)
+	e500, _ := f.endpoint(b, r500.URL())
+	e503, _ := f.endpoint(b, r503.URL())
 	ev := f.event()
 
 	res := f.mustDeliver(activities.RoundInput{EventID: ev.ID, Limit: 100, NextAttemptIn: time.Minute, Final: true})
@@ -702,7 +648,7 @@ func TestFinalRoundFailsWhatFails(t *testing.T) {
 			t.Errorf("delivery %+v, want failed after 1 attempt with an error and no next attempt", d)
 		}
 	}
-	if n := len(r500.got()) + len(r503.got()); n != 2 {
+	if n := len(r500.Arrivals()) + len(r503.Arrivals()); n != 2 {
 		t.Errorf("%d requests, want 2", n)
 	}
 }
@@ -752,7 +698,7 @@ func TestRetryRoundAttemptsOnlyPendingStillEntitled(t *testing.T) {
 		"disabled": {disabled, 1}, "unsubscribed": {unsubscribed, 1}, "already delivered": {delivered, 1}, "granted late": {late, 0},
 	}
 	for name, c := range requests {
-		if n := len(c.tg.r.got()); n != c.want {
+		if n := len(c.tg.r.Arrivals()); n != c.want {
 			t.Errorf("%s receiver got %d requests, want %d", name, n, c.want)
 		}
 	}
@@ -820,7 +766,7 @@ func (f *fixture) recipients(n int) ([]recipient, map[string]*atomic.Int32) {
 		var c atomic.Int32
 		r := newReceiver(f.t, func(w http.ResponseWriter, _ *http.Request) { c.Add(1) })
 		b := f.buyer(true)
-		id, _ := f.endpoint(b, r.URL)
+		id, _ := f.endpoint(b, r.URL())
 		list = append(list, recipient{endpoint: id, cursor: b + "/" + id})
 		hits[id] = &c
 	}
@@ -924,7 +870,7 @@ func TestConcurrencyBound(t *testing.T) {
 		inFlight.Add(-1)
 	}
 	for range receivers {
-		f.endpoint(f.buyer(true), newReceiver(t, slow).URL)
+		f.endpoint(f.buyer(true), newReceiver(t, slow).URL())
 	}
 	ev := f.event()
 
@@ -949,8 +895,8 @@ func TestUnreadableSecretHoldsThatEndpointOnly(t *testing.T) {
 	f := setup(t)
 	b := f.buyer(true)
 	good, bad := newReceiver(t, nil), newReceiver(t, nil)
-	goodID, goodSecret := f.endpoint(b, good.URL)
-	badID, _ := f.endpoint(b, bad.URL)
+	goodID, goodSecret := f.endpoint(b, good.URL())
+	badID, _ := f.endpoint(b, bad.URL())
 	// Sealed under a key the activities do not hold.
 	var key [webhook.KeySize]byte
 	_, _ = rand.Read(key[:])
@@ -970,10 +916,10 @@ func TestUnreadableSecretHoldsThatEndpointOnly(t *testing.T) {
 	if res.Succeeded != 1 || res.Failed != 0 || res.Pending != 1 || res.Sent != 1 {
 		t.Errorf("result %+v, want 1 succeeded and 1 pending", res)
 	}
-	if len(bad.got()) != 0 {
+	if len(bad.Arrivals()) != 0 {
 		t.Error("a request went out without a usable secret")
 	}
-	if got := good.got(); len(got) != 1 {
+	if got := good.Arrivals(); len(got) != 1 {
 		t.Errorf("the other endpoint got %d requests, want 1", len(got))
 	} else {
 		checkRequest(t, got[0], ev.ID, f.payload(ev.ID), goodSecret)
@@ -1025,7 +971,7 @@ func TestRequeuedDeliveryKeepsFirstDeliveredAt(t *testing.T) {
 	if want := (activities.RoundResult{Sent: 1, Succeeded: 1}); res != want {
 		t.Errorf("retry round %+v, want %+v", res, want)
 	}
-	if n := len(tg.r.got()); n != 2 {
+	if n := len(tg.r.Arrivals()); n != 2 {
 		t.Errorf("receiver got %d requests, want 2", n)
 	}
 	again := f.delivery(tg.buyer, ev.ID, tg.endpoint)
@@ -1047,7 +993,7 @@ func TestForbiddenAddressFailsWithoutRetry(t *testing.T) {
 	f.acts.Sender = strict
 	b := f.buyer(true)
 	plain := newReceiver(t, nil)
-	plainID, _ := f.endpoint(b, plain.URL)
+	plainID, _ := f.endpoint(b, plain.URL())
 	var tlsHits atomic.Int32
 	tls := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { tlsHits.Add(1) }))
 	t.Cleanup(tls.Close)
@@ -1058,7 +1004,7 @@ func TestForbiddenAddressFailsWithoutRetry(t *testing.T) {
 	if res.Failed != 2 || res.Pending != 0 || res.Succeeded != 0 {
 		t.Errorf("result %+v, want 2 failed", res)
 	}
-	if n := len(plain.got()) + int(tlsHits.Load()); n != 0 {
+	if n := len(plain.Arrivals()) + int(tlsHits.Load()); n != 0 {
 		t.Errorf("%d requests reached forbidden addresses, want none", n)
 	}
 	for name, c := range map[string]struct{ id, reason string }{
@@ -1078,7 +1024,7 @@ func TestMalformedSecretHoldsThatEndpointOnly(t *testing.T) {
 	f := setup(t)
 	b := f.buyer(true)
 	r := newReceiver(t, nil)
-	id, _ := f.endpoint(b, r.URL)
+	id, _ := f.endpoint(b, r.URL())
 	sealed, err := f.sealer.Seal("whsec_dG9vIHNob3J0")
 	if err != nil {
 		t.Fatal(err)
@@ -1089,7 +1035,7 @@ func TestMalformedSecretHoldsThatEndpointOnly(t *testing.T) {
 	if res.Failed != 0 || res.Pending != 1 {
 		t.Errorf("result %+v, want 1 pending", res)
 	}
-	if len(r.got()) != 0 {
+	if len(r.Arrivals()) != 0 {
 		t.Error("a request went out with an unusable secret")
 	}
 	if d := f.delivery(b, ev.ID, id); d.Status != store.DeliveryPending || !strings.Contains(errorOf(d), "secret") {
@@ -1129,7 +1075,7 @@ func TestRetryAfterShownOnEveryPageOfTheRound(t *testing.T) {
 			}
 			w.WriteHeader(http.StatusInternalServerError)
 		})
-		ids[i], _ = f.endpoint(b, r.URL)
+		ids[i], _ = f.endpoint(b, r.URL())
 		byID[ids[i]] = i
 	}
 	sorted := slices.Sorted(slices.Values(ids))
@@ -1191,21 +1137,21 @@ func TestAttemptsCarryTheTrace(t *testing.T) {
 			f.acts.SpanlessAttempts = spanless
 			f.background = trace.ContextWithRemoteSpanContext(context.Background(), parent)
 			r := newReceiver(t, nil)
-			f.endpoint(f.buyer(true), r.URL)
+			f.endpoint(f.buyer(true), r.URL())
 			ev := f.event()
 			f.mustDeliver(activities.RoundInput{EventID: ev.ID, Limit: 10})
 
-			got := r.got()
+			got := r.Arrivals()
 			if len(got) != 1 {
 				t.Fatalf("receiver got %d requests, want 1", len(got))
 			}
 			sc := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(),
-				propagation.HeaderCarrier(http.Header{"Traceparent": {got[0].Traceparent}})))
+				propagation.HeaderCarrier(http.Header{"Traceparent": {got[0].Header.Get("traceparent")}})))
 			if sc.TraceID() != parent.TraceID() {
-				t.Fatalf("traceparent %q is not in the activity's trace %s", got[0].Traceparent, parent.TraceID())
+				t.Fatalf("traceparent %q is not in the activity's trace %s", got[0].Header.Get("traceparent"), parent.TraceID())
 			}
 			if ownSpan := sc.SpanID() != parent.SpanID(); ownSpan == spanless {
-				t.Errorf("traceparent %q: span of its own = %v, want %v", got[0].Traceparent, ownSpan, !spanless)
+				t.Errorf("traceparent %q: span of its own = %v, want %v", got[0].Header.Get("traceparent"), ownSpan, !spanless)
 			}
 		})
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/dealcast/dealcast/internal/delivery"
 	"github.com/dealcast/dealcast/internal/store"
+	"github.com/dealcast/dealcast/internal/webhooktest"
 )
 
 // BenchmarkWebhookLatency measures, at a steady rate of deal changes, the
@@ -41,9 +42,7 @@ func BenchmarkWebhookLatency(b *testing.B) {
 	for range buyers {
 		buyer, buyerTok := s.account(store.RoleBuyer)
 		s.grant(seller, sellerTok, buyer)
-		r := newReceiver(t, nil)
-		s.endpoint(buyerTok, r.URL)
-		r.onArrival = func(a arrival) {
+		r := webhooktest.NewReceiver(t, webhooktest.WithOnArrival(func(a webhooktest.Arrival) {
 			ev := decodeEvent(t, a)
 			mu.Lock()
 			arrivals = append(arrivals, struct {
@@ -51,7 +50,8 @@ func BenchmarkWebhookLatency(b *testing.B) {
 				at  time.Time
 			}{ev.Data.Deal.ID + "/" + strconv.FormatInt(ev.Data.Deal.Version, 10), a.At})
 			mu.Unlock()
-		}
+		}))
+		s.endpoint(buyerTok, r.URL())
 	}
 	d := s.createDeal(sellerTok, 100)
 	time.Sleep(time.Second) // let the first delivery warm connections and caches

@@ -17,6 +17,7 @@ import (
 	"github.com/dealcast/dealcast/internal/dbtest"
 	"github.com/dealcast/dealcast/internal/delivery"
 	"github.com/dealcast/dealcast/internal/store"
+	"github.com/dealcast/dealcast/internal/webhooktest"
 	"github.com/dealcast/dealcast/workflows"
 )
 
@@ -31,27 +32,27 @@ func TestDealChangesReachOnlyAuthorisedBuyers(t *testing.T) {
 	s.grant(seller, sellerTok, revoked)
 	s.revoke(seller, sellerTok, revoked)
 
-	rGranted, rStranger, rRevoked := newReceiver(t, nil), newReceiver(t, nil), newReceiver(t, nil)
-	_, secret := s.endpoint(grantedTok, rGranted.URL)
-	s.endpoint(strangerTok, rStranger.URL)
-	s.endpoint(revokedTok, rRevoked.URL)
+	rGranted, rStranger, rRevoked := webhooktest.NewReceiver(t), webhooktest.NewReceiver(t), webhooktest.NewReceiver(t)
+	_, secret := s.endpoint(grantedTok, rGranted.URL())
+	s.endpoint(strangerTok, rStranger.URL())
+	s.endpoint(revokedTok, rRevoked.URL())
 
 	d := s.createDeal(sellerTok, 1000)
 	s.setPrice(sellerTok, d.ID, 800)
-	eventually(t, 10*time.Second, "two events at the granted buyer", func() bool { return len(rGranted.got()) >= 2 })
+	eventually(t, 10*time.Second, "two events at the granted buyer", func() bool { return len(rGranted.Arrivals()) >= 2 })
 
 	byType := map[string]deliveredEvent{}
-	for _, a := range rGranted.got() {
-		if !verify(secret, a) {
-			t.Fatalf("signature %q does not verify", a.Signature)
+	for _, a := range rGranted.Arrivals() {
+		if !webhooktest.Verify(secret, a) {
+			t.Fatalf("signature %q does not verify", a.Signature())
 		}
-		ts, err := strconv.ParseInt(a.Timestamp, 10, 64)
+		ts, err := strconv.ParseInt(a.Timestamp(), 10, 64)
 		if err != nil || time.Since(time.Unix(ts, 0)) > time.Minute {
-			t.Fatalf("webhook-timestamp %q is not recent unix seconds", a.Timestamp)
+			t.Fatalf("webhook-timestamp %q is not recent unix seconds", a.Timestamp())
 		}
 		ev := decodeEvent(t, a)
-		if ev.ID != a.ID {
-			t.Fatalf("webhook-id %q differs from the event id %q", a.ID, ev.ID)
+		if ev.ID != a.ID() {
+			t.Fatalf("webhook-id %q differs from the event id %q", a.ID(), ev.ID)
 		}
 		byType[ev.Type] = ev
 	}
@@ -66,7 +67,7 @@ func TestDealChangesReachOnlyAuthorisedBuyers(t *testing.T) {
 	// Delivery to the granted buyer is done; the others had the same time
 	// and more to receive nothing.
 	time.Sleep(300 * time.Millisecond)
-	if n := len(rStranger.got()) + len(rRevoked.got()); n != 0 {
+	if n := len(rStranger.Arrivals()) + len(rRevoked.Arrivals()); n != 0 {
 		t.Fatalf("ungranted or revoked buyers received %d requests", n)
 	}
 
@@ -95,7 +96,7 @@ func TestFailingReceiverGetsTheEventWithTheSameID(t *testing.T) {
 	buyer, buyerTok := s.account(store.RoleBuyer)
 	s.grant(seller, sellerTok, buyer)
 	// Fails twice (a 500, then a 503 asking for one second), then accepts.
-	r := newReceiver(t, func(n int) int {
+	r := webhooktest.NewReceiver(t, webhooktest.WithStatus(func(n int) int {
 		switch n {
 		case 1:
 			return http.StatusInternalServerError
@@ -103,14 +104,14 @@ func TestFailingReceiverGetsTheEventWithTheSameID(t *testing.T) {
 			return http.StatusServiceUnavailable
 		}
 		return http.StatusOK
-	})
-	_, secret := s.endpoint(buyerTok, r.URL)
+	}))
+	_, secret := s.endpoint(buyerTok, r.URL())
 	s.createDeal(sellerTok, 500)
-	eventually(t, 30*time.Second, "a third attempt", func() bool { return len(r.got()) >= 3 })
-	got := r.got()
+	eventually(t, 30*time.Second, "a third attempt", func() bool { return len(r.Arrivals()) >= 3 })
+	got := r.Arrivals()
 	for _, a := range got {
-		if a.ID != got[0].ID || !verify(secret, a) {
-			t.Fatalf("attempt %+v: id or signature differs from the first attempt %q", a, got[0].ID)
+		if a.ID() != got[0].ID() || !webhooktest.Verify(secret, a) {
+			t.Fatalf("attempt %+v: id or signature differs from the first attempt %q", a, got[0].ID())
 		}
 	}
 	if gap := got[1].At.Sub(got[0].At); gap < 2*time.Second {
@@ -123,7 +124,7 @@ func TestFailingReceiverGetsTheEventWithTheSameID(t *testing.T) {
 		} `json:"data"`
 	}
 	eventually(t, 5*time.Second, "the delivery to succeed", func() bool {
-		s.call(http.MethodGet, "/v1/webhook-deliveries?event_id="+got[0].ID, buyerTok, nil, http.StatusOK, &log)
+		s.call(http.MethodGet, "/v1/webhook-deliveries?event_id="+got[0].ID(), buyerTok, nil, http.StatusOK, &log)
 		return len(log.Data) == 1 && log.Data[0].Status == "succeeded"
 	})
 	if log.Data[0].Attempts != 3 {
@@ -132,7 +133,7 @@ func TestFailingReceiverGetsTheEventWithTheSameID(t *testing.T) {
 	// This run (first round, two timed retries, a success) is the history
 	// the replay test in package workflows checks determinism against.
 	if path := os.Getenv("WRITE_DELIVERY_HISTORY"); path != "" {
-		writeHistory(t, workflows.WorkflowID(got[0].ID), path)
+		writeHistory(t, workflows.WorkflowID(got[0].ID()), path)
 	}
 }
 
@@ -168,10 +169,10 @@ func TestRevokedGrantCancelsRetries(t *testing.T) {
 	seller, sellerTok := s.account(store.RoleSeller)
 	buyer, buyerTok := s.account(store.RoleBuyer)
 	s.grant(seller, sellerTok, buyer)
-	r := newReceiver(t, func(int) int { return http.StatusInternalServerError })
-	s.endpoint(buyerTok, r.URL)
+	r := webhooktest.NewReceiver(t, webhooktest.WithStatus(func(int) int { return http.StatusInternalServerError }))
+	s.endpoint(buyerTok, r.URL())
 	s.createDeal(sellerTok, 500)
-	eventually(t, 10*time.Second, "the first attempt", func() bool { return len(r.got()) == 1 })
+	eventually(t, 10*time.Second, "the first attempt", func() bool { return len(r.Arrivals()) == 1 })
 	s.revoke(seller, sellerTok, buyer)
 	var log struct {
 		Data []struct {
@@ -186,7 +187,7 @@ func TestRevokedGrantCancelsRetries(t *testing.T) {
 	if log.Data[0].LastError == nil || *log.Data[0].LastError != "not attempted: grant revoked" {
 		t.Fatalf("last_error %v", log.Data[0].LastError)
 	}
-	if n := len(r.got()); n != 1 {
+	if n := len(r.Arrivals()); n != 1 {
 		t.Fatalf("receiver got %d attempts after the revoke, want only the first", n)
 	}
 }
@@ -197,8 +198,8 @@ func TestGoneDisablesTheEndpoint(t *testing.T) {
 	seller, sellerTok := s.account(store.RoleSeller)
 	buyer, buyerTok := s.account(store.RoleBuyer)
 	s.grant(seller, sellerTok, buyer)
-	r := newReceiver(t, func(int) int { return http.StatusGone })
-	id, _ := s.endpoint(buyerTok, r.URL)
+	r := webhooktest.NewReceiver(t, webhooktest.WithStatus(func(int) int { return http.StatusGone }))
+	id, _ := s.endpoint(buyerTok, r.URL())
 	s.createDeal(sellerTok, 500)
 	var ep struct {
 		Enabled        bool    `json:"enabled"`
@@ -214,7 +215,7 @@ func TestGoneDisablesTheEndpoint(t *testing.T) {
 	d := s.createDeal(sellerTok, 600)
 	s.setPrice(sellerTok, d.ID, 700)
 	time.Sleep(500 * time.Millisecond)
-	if n := len(r.got()); n != 1 {
+	if n := len(r.Arrivals()); n != 1 {
 		t.Fatalf("a disabled endpoint received %d requests, want 1", n)
 	}
 }
@@ -225,10 +226,10 @@ func TestManualRetryRedeliversNow(t *testing.T) {
 	seller, sellerTok := s.account(store.RoleSeller)
 	buyer, buyerTok := s.account(store.RoleBuyer)
 	s.grant(seller, sellerTok, buyer)
-	r := newReceiver(t, nil)
-	s.endpoint(buyerTok, r.URL)
+	r := webhooktest.NewReceiver(t)
+	s.endpoint(buyerTok, r.URL())
 	s.createDeal(sellerTok, 500)
-	eventually(t, 10*time.Second, "the first delivery", func() bool { return len(r.got()) == 1 })
+	eventually(t, 10*time.Second, "the first delivery", func() bool { return len(r.Arrivals()) == 1 })
 	var log struct {
 		Data []struct {
 			ID     string `json:"id"`
@@ -240,9 +241,9 @@ func TestManualRetryRedeliversNow(t *testing.T) {
 		return len(log.Data) == 1 && log.Data[0].Status == "succeeded"
 	})
 	s.call(http.MethodPost, "/v1/webhook-deliveries/"+log.Data[0].ID+"/retry", buyerTok, nil, http.StatusAccepted, nil)
-	eventually(t, 10*time.Second, "the redelivery", func() bool { return len(r.got()) == 2 })
-	if got := r.got(); got[0].ID != got[1].ID {
-		t.Fatalf("redelivery has webhook-id %q, first had %q", got[1].ID, got[0].ID)
+	eventually(t, 10*time.Second, "the redelivery", func() bool { return len(r.Arrivals()) == 2 })
+	if got := r.Arrivals(); got[0].ID() != got[1].ID() {
+		t.Fatalf("redelivery has webhook-id %q, first had %q", got[1].ID(), got[0].ID())
 	}
 }
 
@@ -274,8 +275,8 @@ func TestWritesSucceedWhileTemporalIsDownAndDeliveriesCatchUp(t *testing.T) {
 	seller, sellerTok := s.account(store.RoleSeller)
 	buyer, buyerTok := s.account(store.RoleBuyer)
 	s.grant(seller, sellerTok, buyer)
-	r := newReceiver(t, nil)
-	s.endpoint(buyerTok, r.URL)
+	r := webhooktest.NewReceiver(t)
+	s.endpoint(buyerTok, r.URL())
 	// More events than the sweeper starts at once, so its parallel
 	// starts and their marking are exercised.
 	const deals = 20
@@ -286,7 +287,7 @@ func TestWritesSucceedWhileTemporalIsDownAndDeliveriesCatchUp(t *testing.T) {
 	}
 	const events = deals + 1
 	time.Sleep(500 * time.Millisecond)
-	if n := len(r.got()); n != 0 {
+	if n := len(r.Arrivals()); n != 0 {
 		t.Fatalf("%d deliveries without Temporal", n)
 	}
 	undispatched := func() int {
@@ -314,7 +315,7 @@ func TestWritesSucceedWhileTemporalIsDownAndDeliveriesCatchUp(t *testing.T) {
 	if n != events || undispatched() != 0 {
 		t.Fatalf("sweep started %d events and left %d undispatched, want %d and 0", n, undispatched(), events)
 	}
-	eventually(t, 30*time.Second, "every event", func() bool { return len(r.got()) == events })
+	eventually(t, 30*time.Second, "every event", func() bool { return len(r.Arrivals()) == events })
 }
 
 func TestWorkerRestartDeliversEveryPair(t *testing.T) {
@@ -322,12 +323,12 @@ func TestWorkerRestartDeliversEveryPair(t *testing.T) {
 	s := newStack(t)
 	seller, sellerTok := s.account(store.RoleSeller)
 	const buyers, deals = 3, 15
-	receivers := make([]*receiver, buyers)
+	receivers := make([]*webhooktest.Receiver, buyers)
 	for i := range receivers {
 		buyer, buyerTok := s.account(store.RoleBuyer)
 		s.grant(seller, sellerTok, buyer)
-		receivers[i] = newReceiver(t, nil)
-		s.endpoint(buyerTok, receivers[i].URL)
+		receivers[i] = webhooktest.NewReceiver(t)
+		s.endpoint(buyerTok, receivers[i].URL())
 	}
 	var wg sync.WaitGroup
 	for i := range deals {
@@ -342,8 +343,8 @@ func TestWorkerRestartDeliversEveryPair(t *testing.T) {
 	eventually(t, 90*time.Second, "every (event, endpoint) pair", func() bool {
 		for _, r := range receivers {
 			ids := map[string]bool{}
-			for _, a := range r.got() {
-				ids[a.ID] = true
+			for _, a := range r.Arrivals() {
+				ids[a.ID()] = true
 			}
 			if len(ids) < deals {
 				return false
@@ -353,8 +354,8 @@ func TestWorkerRestartDeliversEveryPair(t *testing.T) {
 	})
 	for i, r := range receivers {
 		ids := map[string]bool{}
-		for _, a := range r.got() {
-			ids[a.ID] = true
+		for _, a := range r.Arrivals() {
+			ids[a.ID()] = true
 		}
 		if len(ids) != deals {
 			t.Fatalf("receiver %d got %d distinct events, want %d", i, len(ids), deals)

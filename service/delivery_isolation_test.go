@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dealcast/dealcast/internal/store"
+	"github.com/dealcast/dealcast/internal/webhooktest"
 	"github.com/dealcast/dealcast/internal/webhook"
 )
 
@@ -30,26 +31,23 @@ func TestStalledReceiverDoesNotDelayOthers(t *testing.T) {
 
 	stalledBuyer, stalledTok := s.account(store.RoleBuyer)
 	s.grant(seller, sellerTok, stalledBuyer)
-	stalled := newReceiver(t, nil)
 	stop := make(chan struct{})
-	stalled.mu.Lock()
-	stalled.onArrival = func(arrival) {
+	stalled := webhooktest.NewReceiver(t, webhooktest.WithOnArrival(func(webhooktest.Arrival) {
 		select {
 		case <-stop:
 		case <-time.After(stall):
 		}
-	}
-	stalled.mu.Unlock()
+	}))
 	// Runs before the receiver's own Close, which waits for its handlers.
 	t.Cleanup(func() { close(stop) })
-	s.endpoint(stalledTok, stalled.URL)
+	s.endpoint(stalledTok, stalled.URL())
 
-	receivers := make([]*receiver, fast)
+	receivers := make([]*webhooktest.Receiver, fast)
 	for i := range receivers {
 		buyer, tok := s.account(store.RoleBuyer)
 		s.grant(seller, sellerTok, buyer)
-		receivers[i] = newReceiver(t, nil)
-		s.endpoint(tok, receivers[i].URL)
+		receivers[i] = webhooktest.NewReceiver(t)
+		s.endpoint(tok, receivers[i].URL())
 	}
 
 	// Three events, each sent while the stalled endpoint still holds the
@@ -71,8 +69,8 @@ func TestStalledReceiverDoesNotDelayOthers(t *testing.T) {
 	}
 
 	for i, r := range receivers {
-		eventually(t, 10*time.Second, "three events at a fast receiver", func() bool { return len(r.got()) >= 3 })
-		for _, a := range r.got() {
+		eventually(t, 10*time.Second, "three events at a fast receiver", func() bool { return len(r.Arrivals()) >= 3 })
+		for _, a := range r.Arrivals() {
 			ev := decodeEvent(t, a)
 			mu.Lock()
 			sent, ok := sentAt[ev.Data.Deal.Version]
@@ -89,7 +87,7 @@ func TestStalledReceiverDoesNotDelayOthers(t *testing.T) {
 		}
 	}
 	// The stalled endpoint was asked too: the test would prove nothing otherwise.
-	if n := len(stalled.got()); n == 0 {
+	if n := len(stalled.Arrivals()); n == 0 {
 		t.Fatal("the stalled receiver was never called")
 	}
 
@@ -134,34 +132,31 @@ func TestManyStalledEndpointsOfOneBuyerDoNotDelayOthers(t *testing.T) {
 
 	hog, hogTok := s.account(store.RoleBuyer)
 	s.grant(seller, sellerTok, hog)
-	stalled := newReceiver(t, nil)
 	stop := make(chan struct{})
-	stalled.mu.Lock()
-	stalled.onArrival = func(arrival) {
+	stalled := webhooktest.NewReceiver(t, webhooktest.WithOnArrival(func(webhooktest.Arrival) {
 		select {
 		case <-stop:
 		case <-time.After(stall):
 		}
-	}
-	stalled.mu.Unlock()
+	}))
 	t.Cleanup(func() { close(stop) })
 	for range 3 * s.acts.Concurrency {
-		s.endpoint(hogTok, stalled.URL)
+		s.endpoint(hogTok, stalled.URL())
 	}
 
-	receivers := make([]*receiver, fast)
+	receivers := make([]*webhooktest.Receiver, fast)
 	for i := range receivers {
 		buyer, tok := s.account(store.RoleBuyer)
 		s.grant(seller, sellerTok, buyer)
-		receivers[i] = newReceiver(t, nil)
-		s.endpoint(tok, receivers[i].URL)
+		receivers[i] = webhooktest.NewReceiver(t)
+		s.endpoint(tok, receivers[i].URL())
 	}
 
 	s.createDeal(sellerTok, 100)
 	sent := time.Now()
 	for i, r := range receivers {
-		eventually(t, 15*time.Second, "the event at a fast receiver", func() bool { return len(r.got()) >= 1 })
-		if latency := r.got()[0].At.Sub(sent); latency > bound {
+		eventually(t, 15*time.Second, "the event at a fast receiver", func() bool { return len(r.Arrivals()) >= 1 })
+		if latency := r.Arrivals()[0].At.Sub(sent); latency > bound {
 			t.Errorf("receiver %d got the event %v after the API answered; want under %v whatever another buyer's endpoints do",
 				i, latency.Round(time.Millisecond), bound)
 		}

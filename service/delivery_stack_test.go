@@ -3,18 +3,13 @@ package service_test
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +22,7 @@ import (
 	"github.com/dealcast/dealcast/internal/auth"
 	"github.com/dealcast/dealcast/internal/delivery"
 	"github.com/dealcast/dealcast/internal/store"
+	"github.com/dealcast/dealcast/internal/webhooktest"
 	"github.com/dealcast/dealcast/internal/webhook"
 	"github.com/dealcast/dealcast/service"
 )
@@ -183,76 +179,6 @@ func (s *stack) setPrice(sellerToken, id string, price int64) dealBody {
 	return d
 }
 
-// arrival is one request a receiver got.
-type arrival struct {
-	ID, Timestamp, Signature string
-	Body                     []byte
-	At                       time.Time
-}
-
-// receiver is a buyer's webhook endpoint: a real HTTP server that records
-// what arrives and answers with status(n) for the n-th request (from 1).
-type receiver struct {
-	*httptest.Server
-	mu       sync.Mutex
-	arrivals []arrival
-	status   func(n int) int
-	// onArrival, when set, sees each request as it arrives.
-	onArrival func(arrival)
-}
-
-func newReceiver(t testing.TB, status func(n int) int) *receiver {
-	r := &receiver{status: status}
-	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, _ := io.ReadAll(req.Body)
-		a := arrival{
-			ID: req.Header.Get("webhook-id"), Timestamp: req.Header.Get("webhook-timestamp"),
-			Signature: req.Header.Get("webhook-signature"), Body: body, At: time.Now(),
-		}
-		r.mu.Lock()
-		r.arrivals = append(r.arrivals, a)
-		n := len(r.arrivals)
-		hook := r.onArrival
-		r.mu.Unlock()
-		if hook != nil {
-			hook(a)
-		}
-		code := http.StatusOK
-		if r.status != nil {
-			code = r.status(n)
-		}
-		w.WriteHeader(code)
-	}))
-	t.Cleanup(r.Close)
-	return r
-}
-
-func (r *receiver) got() []arrival {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]arrival(nil), r.arrivals...)
-}
-
-// verify checks a Standard Webhooks signature from the spec alone:
-// base64(HMAC-SHA256(key, id + "." + timestamp + "." + body)), key being
-// the base64 part of the whsec_ secret, among space-separated "v1,<sig>".
-func verify(secret string, a arrival) bool {
-	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
-	if err != nil {
-		return false
-	}
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte(a.ID + "." + a.Timestamp + "."))
-	mac.Write(a.Body)
-	want := base64.StdEncoding.EncodeToString(mac.Sum(nil))
-	for _, sig := range strings.Fields(a.Signature) {
-		if v, ok := strings.CutPrefix(sig, "v1,"); ok && hmac.Equal([]byte(v), []byte(want)) {
-			return true
-		}
-	}
-	return false
-}
-
 // eventually polls cond until it holds or timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -279,7 +205,7 @@ type deliveredEvent struct {
 	} `json:"data"`
 }
 
-func decodeEvent(t testing.TB, a arrival) deliveredEvent {
+func decodeEvent(t testing.TB, a webhooktest.Arrival) deliveredEvent {
 	t.Helper()
 	var ev deliveredEvent
 	if err := json.Unmarshal(a.Body, &ev); err != nil {

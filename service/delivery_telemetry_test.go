@@ -20,6 +20,7 @@ import (
 
 	"github.com/dealcast/dealcast/internal/delivery"
 	"github.com/dealcast/dealcast/internal/store"
+	"github.com/dealcast/dealcast/internal/webhooktest"
 	"github.com/dealcast/dealcast/internal/telemetry"
 )
 
@@ -50,7 +51,7 @@ func TestOneTraceFromRequestToDelivery(t *testing.T) {
 	sellerTok, r, receiverHeaders := s.buyerWithReceiver(t)
 
 	s.createDeal(sellerTok, 1500)
-	eventually(t, 10*time.Second, "the delivery", func() bool { return len(r.got()) == 1 })
+	eventually(t, 10*time.Second, "the delivery", func() bool { return len(r.Arrivals()) == 1 })
 	traceparent, sc := receivedTrace(t, receiverHeaders)
 	if !sc.IsValid() {
 		t.Fatalf("receiver got no valid traceparent: %q", traceparent)
@@ -166,17 +167,6 @@ func processTelemetry() (*telemetry.Telemetry, *tracetest.InMemoryExporter, erro
 	return testTelemetry, testSpans, telemetryErr
 }
 
-// wrapHeaders passes each request's headers to got before h answers it.
-func wrapHeaders(h http.Handler, got chan<- http.Header) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case got <- r.Header.Clone():
-		default:
-		}
-		h.ServeHTTP(w, r)
-	})
-}
-
 // TestCallerTraceReachesReceiverWithoutServerSpans: with SpanlessRequests
 // (the API of a process that exports no spans) the caller's traceparent
 // still reaches the workflow and the receiver.
@@ -207,7 +197,7 @@ func TestCallerTraceReachesReceiverWithoutServerSpans(t *testing.T) {
 	if rec.Code != http.StatusCreated {
 		t.Fatalf("create: %d %s", rec.Code, rec.Body)
 	}
-	eventually(t, 10*time.Second, "the delivery", func() bool { return len(r.got()) == 1 })
+	eventually(t, 10*time.Second, "the delivery", func() bool { return len(r.Arrivals()) == 1 })
 	traceparent, sc := receivedTrace(t, receiverHeaders)
 	if sc.TraceID().String() != callerTrace {
 		t.Errorf("receiver's traceparent %q is not in the caller's trace %s", traceparent, callerTrace)
@@ -230,13 +220,17 @@ func receivedTrace(t *testing.T, headers <-chan http.Header) (string, trace.Span
 
 // buyerWithReceiver makes a seller and a buyer it authorises, whose
 // endpoint is a receiver that also passes on each request's headers.
-func (s *stack) buyerWithReceiver(t *testing.T) (sellerToken string, r *receiver, headers chan http.Header) {
+func (s *stack) buyerWithReceiver(t *testing.T) (sellerToken string, r *webhooktest.Receiver, headers chan http.Header) {
 	seller, sellerTok := s.account(store.RoleSeller)
 	buyer, buyerTok := s.account(store.RoleBuyer)
 	s.grant(seller, sellerTok, buyer)
-	r = newReceiver(t, nil)
-	s.endpoint(buyerTok, r.URL)
 	headers = make(chan http.Header, 4)
-	r.Config.Handler = wrapHeaders(r.Config.Handler, headers)
+	r = webhooktest.NewReceiver(t, webhooktest.WithOnArrival(func(a webhooktest.Arrival) {
+		select {
+		case headers <- a.Header:
+		default:
+		}
+	}))
+	s.endpoint(buyerTok, r.URL())
 	return sellerTok, r, headers
 }
