@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/dealcast/dealcast/internal/store"
-	"github.com/dealcast/dealcast/internal/webhooktest"
 	"github.com/dealcast/dealcast/internal/webhook"
+	"github.com/dealcast/dealcast/internal/webhooktest"
 )
 
 // TestStalledReceiverDoesNotDelayOthers: one buyer's endpoint hangs past

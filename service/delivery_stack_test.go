@@ -22,8 +22,8 @@ import (
 	"github.com/dealcast/dealcast/internal/auth"
 	"github.com/dealcast/dealcast/internal/delivery"
 	"github.com/dealcast/dealcast/internal/store"
-	"github.com/dealcast/dealcast/internal/webhooktest"
 	"github.com/dealcast/dealcast/internal/webhook"
+	"github.com/dealcast/dealcast/internal/webhooktest"
 	"github.com/dealcast/dealcast/service"
 )
 

@@ -20,8 +20,8 @@ import (
 
 	"github.com/dealcast/dealcast/internal/delivery"
 	"github.com/dealcast/dealcast/internal/store"
-	"github.com/dealcast/dealcast/internal/webhooktest"
 	"github.com/dealcast/dealcast/internal/telemetry"
+	"github.com/dealcast/dealcast/internal/webhooktest"
 )
 
 // TestOneTraceFromRequestToDelivery follows a deal creation from the API
