@@ -2,12 +2,9 @@ package api_test
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -19,10 +16,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/dealcast/dealcast/api"
-	"github.com/dealcast/dealcast/internal/auth"
 	"github.com/dealcast/dealcast/internal/deal"
 	"github.com/dealcast/dealcast/internal/store"
-	"github.com/dealcast/dealcast/internal/webhook"
 )
 
 const deliveriesPath = "/v1/webhook-deliveries"
@@ -540,22 +535,8 @@ func (r *recordingDelivery) redeliveries() []store.EventRef {
 // for the retry operation's paths that need delivery running.
 func setupWithDelivery(t testing.TB) (*env, *recordingDelivery) {
 	t.Helper()
-	v, err := auth.NewVerifier(context.Background(), auth.Options{Secret: testSecret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := store.New(testDB.Pool)
-	st.FeedSettle = 0
-	key := make([]byte, webhook.KeySize)
-	_, _ = rand.Read(key)
-	sealer, err := webhook.NewSealer(key)
-	if err != nil {
-		t.Fatal(err)
-	}
 	rd := &recordingDelivery{}
-	h, _ := api.New(api.Deps{Store: st, Verifier: v, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Ready: st.Ping, Sealer: sealer, Delivery: rd})
-	return &env{t: t, handler: h, store: st}, rd
+	return setupDeps(t, func(d *api.Deps) { d.Delivery = rd }), rd
 }
 
 // dealEvent creates a deal as seller and returns its deal.created event,

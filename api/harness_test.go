@@ -28,8 +28,14 @@ type env struct {
 	store   *store.Store
 }
 
-// setup returns the full HTTP handler on the package's database.
-func setup(t testing.TB) *env {
+// setup returns the full HTTP handler on the package's database. No
+// webhook delivery runs (events stay in the outbox), and private webhook
+// URLs are refused as in production.
+func setup(t testing.TB) *env { return setupDeps(t, nil) }
+
+// setupDeps is setup with Deps adjusted by change (a logger, a rate
+// limit, a delivery) before the handler is built.
+func setupDeps(t testing.TB, change func(*api.Deps)) *env {
 	t.Helper()
 	v, err := auth.NewVerifier(context.Background(), auth.Options{Secret: testSecret})
 	if err != nil {
@@ -43,9 +49,11 @@ func setup(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// No webhook delivery runs here (events stay in the outbox), and
-	// private webhook URLs are refused as in production.
-	h, _ := api.New(api.Deps{Store: st, Verifier: v, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: st.Ping, Sealer: sealer})
+	d := api.Deps{Store: st, Verifier: v, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: st.Ping, Sealer: sealer}
+	if change != nil {
+		change(&d)
+	}
+	h, _ := api.New(d)
 	return &env{t: t, handler: h, store: st}
 }
 

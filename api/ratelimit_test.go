@@ -2,10 +2,7 @@ package api_test
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -16,30 +13,7 @@ import (
 	"github.com/dealcast/dealcast/api"
 	"github.com/dealcast/dealcast/internal/auth"
 	"github.com/dealcast/dealcast/internal/store"
-	"github.com/dealcast/dealcast/internal/webhook"
 )
-
-// setupDeps is setup with Deps adjusted by change (a logger, a rate
-// limit, a delivery) before the handler is built.
-func setupDeps(t testing.TB, change func(*api.Deps)) *env {
-	t.Helper()
-	v, err := auth.NewVerifier(context.Background(), auth.Options{Secret: testSecret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := store.New(testDB.Pool)
-	st.FeedSettle = 0
-	key := make([]byte, webhook.KeySize)
-	_, _ = rand.Read(key)
-	sealer, err := webhook.NewSealer(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := api.Deps{Store: st, Verifier: v, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: st.Ping, Sealer: sealer}
-	change(&d)
-	h, _ := api.New(d)
-	return &env{t: t, handler: h, store: st}
-}
 
 // directAccount creates an account in the store, bypassing the API (whose
 // operator budget a tiny rate limit would spend), and returns its id and token.
