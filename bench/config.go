@@ -3,8 +3,8 @@
 // worker and an embedded Temporal server) on a fresh database, seeds its
 // own data, drives real HTTP over loopback with real JWTs from a goroutine
 // pool, receives webhooks on real HTTP servers, and runs pgbench beside
-// the API for the read and write baselines. `dealcast bench` runs it and
-// writes bench/results/latest.json and the table in docs/performance.md.
+// the API for the read and write baselines. `dealcast-dev bench` runs it and
+// writes bench/results/latest.json; the documents are written by people.
 package bench
 
 import (

@@ -1,12 +1,10 @@
 package bench
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 )
 
@@ -477,149 +475,20 @@ func (r *Results) WriteJSON(path string) error {
 	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
-// Markers delimit the generated part of docs/performance.md.
-const (
-	docBegin = "<!-- bench:results:begin (written by `make bench`; edit outside these markers) -->"
-	docEnd   = "<!-- bench:results:end -->"
-)
-
-// UpdateDoc writes the results table between the markers of the document
-// at path, leaving the rest as it is; a missing document is created with
-// only the table.
-func (r *Results) UpdateDoc(path string) error {
-	block := docBegin + "\n" + r.Markdown() + docEnd
-	old, err := os.ReadFile(path)
-	if os.IsNotExist(err) {
-		return os.WriteFile(path, []byte("# Performance\n\n"+block+"\n"), 0o644)
-	}
-	if err != nil {
-		return err
-	}
-	i := bytes.Index(old, []byte(docBegin))
-	j := bytes.Index(old, []byte(docEnd))
-	if i < 0 || j < i {
-		return os.WriteFile(path, append(append(bytes.TrimRight(old, "\n"), "\n\n"...), block+"\n"...), 0o644)
-	}
-	var b bytes.Buffer
-	b.Write(old[:i])
-	b.WriteString(block)
-	b.Write(old[j+len(docEnd):])
-	return os.WriteFile(path, b.Bytes(), 0o644)
-}
-
-// Markdown is the results table and the machine facts.
-func (r *Results) Markdown() string {
+// Summary is the goals against this run's results, one line each, for
+// the console; latest.json has the rest.
+func (r *Results) Summary() string {
 	var b strings.Builder
-	m := r.Machine
-	fmt.Fprintf(&b, "Run of %s: %d cores (%s), %d MB memory, %s, PostgreSQL %s, %s. ",
-		m.Date, m.Cores, orUnknown(m.CPU), m.MemoryMB, m.GoVersion, m.PostgresVersion, m.OS)
-	fmt.Fprintf(&b, "Each measured phase ran %d s (BENCH_SECONDS); the service's pgxpool had pool_max_conns=%d; the whole run took %.0f s. ",
-		r.Settings.Seconds, r.Settings.PoolMaxConns, r.Settings.DurationSeconds)
-	if m.LoadAverageStart != "" {
-		fmt.Fprintf(&b, "Load average (1/5/15 min) %s at the start, %s at the end.", m.LoadAverageStart, m.LoadAverageEnd)
-	}
-	b.WriteString("\n\n| scenario | key | goal | measured | met | p50 ms | p99 ms | counts |\n")
-	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	fmt.Fprintf(&b, "%d cores, %s, PostgreSQL %s, %s\n", r.Machine.Cores, r.Machine.CPU, r.Machine.PostgresVersion, r.Machine.Date)
 	for _, f := range r.Figures() {
-		met := "yes"
-		if !f.Met {
-			met = "**no**"
+		met := "met"
+		switch {
+		case f.Error != "":
+			met = "failed: " + f.Error
+		case !f.Met:
+			met = "not met"
 		}
-		counts := f.Counts
-		if f.Error != "" {
-			met = "**error**"
-			counts = "error: " + f.Error
-		}
-		fmt.Fprintf(&b, "| `%s` | `%s` | %s | %s | %s | %.1f | %.1f | %s |\n",
-			f.Scenario, f.Key, f.Goal, f.Value, met, f.P50, f.P99, strings.ReplaceAll(counts, "|", "/"))
-	}
-	if t := r.WebhookThroughput; t != nil && len(t.Steps) > 0 {
-		b.WriteString("\nwebhook_throughput steps:\n\n| changes/s | offered deliveries/s | delivered/s | p50 ms | p99 ms | lost | duplicates | kept up | machine CPU µs per change |\n")
-		b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
-		for _, s := range t.Steps {
-			rate := strconv.Itoa(s.ChangeRate)
-			if s.Refined {
-				rate += " (bisecting)"
-			}
-			fmt.Fprintf(&b, "| %s | %d | %.0f | %.1f | %.1f | %d | %d | %v | %.0f |\n",
-				rate, s.Offered, s.DeliveriesPerS, s.P50Ms, s.P99Ms, s.Lost, s.Duplicates, s.KeptUp, s.MachineCPUUs)
-		}
-	}
-	b.WriteString(r.cpuTable())
-	if l := r.List; l != nil && len(l.Explain) > 0 {
-		b.WriteString("\nEXPLAIN ANALYZE of the buyer's list query after the list scenario:")
-		for _, e := range l.Explain {
-			fmt.Fprintf(&b, " %s page %.1f ms;", e.Page, e.ExecutionMs)
-		}
-		b.WriteString(" plans in latest.json (`list.explain`).\n")
-	}
-	if w := r.Write; w != nil && w.Backlog != nil {
-		bl := w.Backlog
-		fmt.Fprintf(&b, "\nDelivery backlog the write scenario left (every deal starts a delivery workflow): %d events not yet handed to Temporal and %d workflows running. "+
-			"With no other load from the bench, events were handed to Temporal at %.1f/s and the outstanding total fell by %.1f/s; %d workflows were running after %.0f s (drained: %v).\n",
-			bl.Undispatched, bl.Running, bl.StartedPerS, bl.WorkflowsPerS, bl.RunningAfter, bl.DrainSeconds, bl.Drained)
-	}
-	if len(r.Notes) > 0 {
-		b.WriteString("\nNotes from the run:\n\n")
-		for _, n := range r.Notes {
-			fmt.Fprintf(&b, "- %s\n", n)
-		}
+		fmt.Fprintf(&b, "%-18s %-16s %-22s %-40s %s\n", f.Scenario, f.Key, f.Goal, f.Value, met)
 	}
 	return b.String()
-}
-
-// cpuTable shows where the CPU went in each scenario's measured phase.
-func (r *Results) cpuTable() string {
-	type row struct {
-		name string
-		c    *Common
-	}
-	var rows []row
-	add := func(name string, c *Common) {
-		if c != nil && c.CPU != nil {
-			rows = append(rows, row{name, c})
-		}
-	}
-	if r.Read != nil {
-		add(ScenarioRead, &r.Read.Common)
-	}
-	if r.Write != nil {
-		add(ScenarioWrite, &r.Write.Common)
-	}
-	if r.List != nil {
-		add(ScenarioList, &r.List.Common)
-	}
-	if r.Concurrency != nil {
-		add(ScenarioConcurrency, &r.Concurrency.Common)
-	}
-	if r.WebhookLatency != nil {
-		add(ScenarioWebhookLatency, &r.WebhookLatency.Common)
-	}
-	if r.WebhookThroughput != nil {
-		add(ScenarioWebhookThroughput, &r.WebhookThroughput.Common)
-	}
-	if r.Fanout != nil {
-		add(ScenarioFanout, &r.Fanout.Common)
-	}
-	if len(rows) == 0 {
-		return ""
-	}
-	var b strings.Builder
-	b.WriteString("\nCPU seconds during each measured phase (capacity = wall time × cores; the bench process holds the service, " +
-		"the embedded Temporal server, the load generator and the receivers; other = the rest of the machine):\n\n")
-	b.WriteString("| scenario | wall s | capacity s | bench process s | PostgreSQL s | other s | Temporal errors (SQLITE_BUSY) |\n")
-	b.WriteString("| --- | --- | --- | --- | --- | --- | --- |\n")
-	for _, x := range rows {
-		c := x.c.CPU
-		fmt.Fprintf(&b, "| `%s` | %.1f | %.1f | %.1f | %.1f | %.1f | %d (%d) |\n",
-			x.name, c.WallS, c.CapacityS, c.ProcessS, c.PostgresS, c.OtherS, x.c.TemporalErrors, x.c.SQLiteBusy)
-	}
-	return b.String()
-}
-
-func orUnknown(s string) string {
-	if s == "" {
-		return "unknown CPU"
-	}
-	return s
 }

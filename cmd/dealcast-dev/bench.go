@@ -12,12 +12,11 @@ import (
 )
 
 // runBench runs the performance benchmark (package bench) and writes its
-// results as JSON and as the table of the performance document.
+// results as JSON, with a summary of the goals on the console.
 func runBench(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	var (
 		out        = fs.String("out", "bench/results/latest.json", "where to write the results as JSON (empty: nowhere)")
-		doc        = fs.String("doc", "docs/performance.md", "document whose results table to rewrite (empty: none)")
 		tiny       = fs.Bool("tiny", false, "toy sizes: a smoke run of every scenario")
 		seconds    = fs.Int("seconds", 0, "length of each measured phase (default 30, or BENCH_SECONDS)")
 		scenarios  = fs.String("scenarios", "", "comma-separated scenarios to run (default all, or BENCH_SCENARIOS)")
@@ -112,13 +111,7 @@ Flags:
 		}
 		log.Info("bench: results written", "path", *out)
 	}
-	if *doc != "" {
-		if err := res.UpdateDoc(*doc); err != nil {
-			return err
-		}
-		log.Info("bench: table written", "path", *doc)
-	}
-	fmt.Print(res.Markdown())
+	fmt.Print(res.Summary())
 	log.Info("bench: done", "took", time.Since(started).Round(time.Second))
 	if runErr != nil {
 		slog.Error("bench: some scenarios failed", "err", runErr)
