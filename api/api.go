@@ -221,7 +221,8 @@ func traceContext(next http.Handler) http.Handler {
 
 // Register adds every operation to a.
 func Register(a huma.API, d Deps) {
-	h := &handlers{store: d.Store, log: d.Logger, delivery: d.Delivery, sealer: d.Sealer, allowPrivate: d.AllowPrivateWebhooks}
+	h := &handlers{store: d.Store, log: d.Logger, delivery: d.Delivery, sealer: d.Sealer, allowPrivate: d.AllowPrivateWebhooks,
+		invoiceTerms: invoiceTermsOr(d.InvoiceTerms)}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -233,6 +234,7 @@ func Register(a huma.API, d Deps) {
 	h.registerEvents(a)
 	h.registerEndpoints(a)
 	h.registerDeliveries(a)
+	h.registerInvoices(a)
 }
 
 type handlers struct {
@@ -241,6 +243,7 @@ type handlers struct {
 	delivery     Delivery
 	sealer       *webhook.Sealer
 	allowPrivate bool
+	invoiceTerms time.Duration
 }
 
 // dispatch hands a just-committed event to delivery. The outbox row is

@@ -16,6 +16,7 @@ import (
 
 	"github.com/dealcast/dealcast/api"
 	"github.com/dealcast/dealcast/internal/deal"
+	"github.com/dealcast/dealcast/internal/invoice"
 )
 
 // caller is one column of the authorisation matrix.
@@ -47,6 +48,8 @@ type world struct {
 	eventID  string
 	endpoint api.EndpointWithSecret
 	delivery string
+	// invoice is the granted buyer's purchase of another of the owner's deals.
+	invoice invoice.Invoice
 }
 
 func newWorld(e *env) *world {
@@ -75,6 +78,11 @@ func newWorld(e *env) *world {
 	d.EventID = w.eventID
 	insertDeliveries(e.t, d)
 	w.delivery = d.ID
+	sold := dealDraft(300, 200)
+	var soldDeal deal.Deal
+	e.do(http.MethodPost, "/v1/deals", owner, sold).want(http.StatusCreated).decode(&soldDeal)
+	e.do(http.MethodPost, "/v1/deals/"+soldDeal.ID+"/purchase", w.tokens[grantedBuyer], nil, "Idempotency-Key", "matrix").
+		want(http.StatusCreated).decode(&w.invoice)
 	return w
 }
 
@@ -89,8 +97,10 @@ func (w *world) private(c caller) []string {
 		return endpointMarks
 	case grantedBuyer:
 		return []string{w.endpoint.Secret}
+	case operator:
+		return append(dealMarks, endpointMarks...)
 	}
-	return append(dealMarks, endpointMarks...)
+	return append(append(dealMarks, endpointMarks...), w.invoice.ID)
 }
 
 // matrixRow is one operation: how to call it on the world's targets and
@@ -213,6 +223,36 @@ var matrix = map[string]matrixRow{
 		query: func(w *world) string { return "endpoint_id=" + w.endpoint.ID },
 		want:  statuses(401, 403, 403, 403, 200, 200, 200),
 		shows: func(w *world) string { return w.delivery },
+	},
+	"purchase-deal": {
+		params: func(w *world) map[string]string { return map[string]string{"id": w.deal.ID} },
+		header: []string{"Idempotency-Key", "matrix-purchase"},
+		want:   statuses(401, 403, 403, 403, 201, 404, 404),
+		shows:  func(w *world) string { return w.deal.ID },
+	},
+	"list-invoices": {
+		want:  statuses(401, 200, 200, 200, 200, 200, 200),
+		shows: func(w *world) string { return w.invoice.ID },
+	},
+	"get-invoice": {
+		params: func(w *world) map[string]string { return map[string]string{"id": w.invoice.ID} },
+		want:   statuses(401, 200, 200, 404, 200, 404, 404),
+		shows:  func(w *world) string { return w.invoice.Number },
+	},
+	"get-invoice-pdf": {
+		params: func(w *world) map[string]string { return map[string]string{"id": w.invoice.ID} },
+		want:   statuses(401, 200, 200, 404, 200, 404, 404),
+	},
+	"pay-invoice": {
+		params: func(w *world) map[string]string { return map[string]string{"id": w.invoice.ID} },
+		body:   func(w *world) any { return map[string]any{"amount": w.invoice.Total, "reference": "matrix"} },
+		want:   statuses(401, 200, 200, 404, 403, 403, 403),
+		shows:  func(w *world) string { return w.invoice.ID },
+	},
+	"void-invoice": {
+		params: func(w *world) map[string]string { return map[string]string{"id": w.invoice.ID} },
+		want:   statuses(401, 200, 200, 404, 403, 403, 403),
+		shows:  func(w *world) string { return w.invoice.ID },
 	},
 	"retry-webhook-delivery": {
 		params: func(w *world) map[string]string { return map[string]string{"id": w.delivery} },
@@ -364,7 +404,7 @@ func checkCell(e *env, op specOperation, row matrixRow, c caller, w *world) {
 			t.Fatalf("%s %s as %s: the answer does not show %q: %s", op.Method, path, c, mark, r.Body)
 		}
 	}
-	if want >= 200 && want < 300 && len(r.Body) > 0 && !json.Valid(r.Body) {
+	if want >= 200 && want < 300 && len(r.Body) > 0 && r.Header.Get("Content-Type") != "application/pdf" && !json.Valid(r.Body) {
 		t.Fatalf("%s %s as %s: body is not JSON: %s", op.Method, path, c, r.Body)
 	}
 }

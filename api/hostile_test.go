@@ -109,7 +109,7 @@ func TestOversizedBodyIsNotReadWhole(t *testing.T) {
 		body := &countingBody{prefix: []byte(`{"name":"`), filler: 'a', total: total}
 		start := time.Now()
 		r := e.send(op.Method, requestPath(e.t, op, row, w), body,
-			"Content-Type", row.contentType(), "Authorization", "Bearer "+w.tokens[c])
+			append([]string{"Content-Type", row.contentType(), "Authorization", "Bearer " + w.tokens[c]}, row.header...)...)
 		if op.Body {
 			r.wantProblem(http.StatusRequestEntityTooLarge)
 		} else {
@@ -356,6 +356,7 @@ var fullBodies = map[string]func(*world) any{
 	"update-webhook-endpoint": func(*world) any {
 		return map[string]any{"url": "https://hooks.example.com/full", "event_types": []any{"deal.updated"}, "description": "d", "enabled": true}
 	},
+	"pay-invoice": func(w *world) any { return map[string]any{"amount": w.invoice.Total, "reference": "r"} },
 }
 
 // TestWrongTypesAreRefused replaces every value of a full, valid body of

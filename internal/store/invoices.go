@@ -228,17 +228,11 @@ func (s *Store) Invoice(ctx context.Context, v Viewer, id string) (invoice.Invoi
 	return inv, translate(err)
 }
 
-// InvoiceParties are the names of an invoice's seller and buyer, for its
-// document.
-type InvoiceParties struct {
-	Seller, Buyer string
-}
-
 // InvoiceWithParties returns an invoice v may see with both parties' names.
-func (s *Store) InvoiceWithParties(ctx context.Context, v Viewer, id string) (invoice.Invoice, InvoiceParties, error) {
+func (s *Store) InvoiceWithParties(ctx context.Context, v Viewer, id string) (invoice.Invoice, invoice.Parties, error) {
 	args := []any{id}
 	cond := viewerCondition(v, &args)
-	var parties InvoiceParties
+	var parties invoice.Parties
 	inv, err := scanInvoice(s.pool.QueryRow(ctx, `
 		SELECT `+invoiceColumnsOf("i")+`, s.name, b.name FROM invoices i
 		JOIN sellers s ON s.id = i.seller_id JOIN buyers b ON b.id = i.buyer_id
