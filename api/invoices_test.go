@@ -183,6 +183,14 @@ func TestInvoicesAreSeenOnlyByTheirParties(t *testing.T) {
 			t.Errorf("a stranger lists %d invoices", len(list.Data))
 		}
 	}
+	// Invoice events are addressed to the invoice's parties: they are not
+	// in the deal feed of the seller's buyers.
+	for _, tok := range m.tokens {
+		r := m.e.do(http.MethodGet, "/v1/events?limit=100", tok, nil).want(http.StatusOK)
+		if strings.Contains(string(r.Body), inv.ID) || strings.Contains(string(r.Body), "invoice.") {
+			t.Errorf("a buyer's feed carries the invoice's events: %s", r.Body)
+		}
+	}
 	var open, paid struct{ Data []invoice.Invoice }
 	m.e.do(http.MethodGet, "/v1/invoices?status=open", m.tokens[0], nil).want(http.StatusOK).decode(&open)
 	m.e.do(http.MethodGet, "/v1/invoices?status=paid", m.tokens[0], nil).want(http.StatusOK).decode(&paid)

@@ -102,8 +102,9 @@ func (s *stack) startWorker() {
 	s.t.Cleanup(w.Stop)
 }
 
-// call sends a request to the API and decodes a JSON answer into out.
-func (s *stack) call(method, path, token string, body any, want int, out any) {
+// call sends a request to the API and decodes a JSON answer into out;
+// headers are name, value pairs.
+func (s *stack) call(method, path, token string, body any, want int, out any, headers ...string) {
 	s.t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -114,6 +115,9 @@ func (s *stack) call(method, path, token string, body any, want int, out any) {
 	req.Header.Set("Content-Type", "application/json")
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
 	}
 	rec := httptest.NewRecorder()
 	s.handler.ServeHTTP(rec, req)

@@ -16,6 +16,7 @@ import (
 	"github.com/dealcast/dealcast/activities"
 	"github.com/dealcast/dealcast/internal/config"
 	"github.com/dealcast/dealcast/internal/delivery"
+	"github.com/dealcast/dealcast/internal/invoice"
 	"github.com/dealcast/dealcast/workflows"
 )
 
@@ -78,6 +79,7 @@ func NewWorker(c client.Client, taskQueue string, acts *activities.Activities) w
 		WorkerStopTimeout: 15 * time.Second,
 	})
 	w.RegisterWorkflowWithOptions(workflows.DeliverEvent, workflow.RegisterOptions{Name: delivery.WorkflowType})
+	w.RegisterWorkflowWithOptions(workflows.InvoiceDue, workflow.RegisterOptions{Name: invoice.WorkflowType})
 	w.RegisterActivity(acts)
 	return w
 }

@@ -4,6 +4,9 @@ import (
 	"testing"
 
 	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/dealcast/dealcast/internal/invoice"
 )
 
 // TestReplayRecordedHistory replays real runs (first round, two timed
@@ -13,7 +16,7 @@ import (
 // regular activity), the other of one started with it (a local activity,
 // recorded as a marker). Re-record the newer with:
 // WRITE_DELIVERY_HISTORY=$PWD/workflows/testdata/deliver_event_local_history.json
-// go test -run TestFailingReceiver ./internal/delivery/
+// go test -run TestFailingReceiver ./service/
 func TestReplayRecordedHistory(t *testing.T) {
 	for _, file := range []string{"deliver_event_history.json", "deliver_event_local_history.json"} {
 		t.Run(file, func(t *testing.T) {
@@ -23,5 +26,17 @@ func TestReplayRecordedHistory(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestReplayInvoiceHistory replays a recorded run of InvoiceDue (read,
+// timer, overdue notice). Re-record with:
+// WRITE_INVOICE_HISTORY=$PWD/workflows/testdata/invoice_due_history.json
+// go test -run TestInvoiceWorkflowSendsOverdueOnce ./service/
+func TestReplayInvoiceHistory(t *testing.T) {
+	r := worker.NewWorkflowReplayer()
+	r.RegisterWorkflowWithOptions(InvoiceDue, workflow.RegisterOptions{Name: invoice.WorkflowType})
+	if err := r.ReplayWorkflowHistoryFromJSONFile(nil, "testdata/invoice_due_history.json"); err != nil {
+		t.Fatal(err)
 	}
 }

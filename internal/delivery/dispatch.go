@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/dealcast/dealcast/internal/invoice"
 	"github.com/dealcast/dealcast/internal/store"
 )
 
@@ -90,9 +91,16 @@ func (d *Dispatcher) Dispatch(ctx context.Context, ev store.EventRef) {
 	}
 }
 
-// Start starts the delivery workflow of ev. A workflow that already exists
-// for the event (started before, even finished) counts as success.
+// Start starts the delivery workflow of ev, and for invoice.issued first
+// the invoice's own workflow, so that the outbox row guarantees both. A
+// workflow that already exists (started before, even finished) counts as
+// success.
 func (d *Dispatcher) Start(ctx context.Context, ev store.EventRef) error {
+	if ev.InvoiceID != "" {
+		if err := d.startInvoice(ctx, ev); err != nil {
+			return err
+		}
+	}
 	_, err := d.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       WorkflowID(ev.ID),
 		TaskQueue:                d.taskQueue,
@@ -104,6 +112,22 @@ func (d *Dispatcher) Start(ctx context.Context, ev store.EventRef) error {
 			EventTypeAttr.ValueSet(ev.Type),
 		),
 	}, WorkflowType, WorkflowInput{EventID: ev.ID, EventType: ev.Type, DealID: ev.DealID, LocalFirstPage: true})
+	if err != nil && !temporal.IsWorkflowExecutionAlreadyStartedError(err) {
+		return err
+	}
+	return nil
+}
+
+// startInvoice starts the workflow that keeps the due date of the invoice
+// ev announces.
+func (d *Dispatcher) startInvoice(ctx context.Context, ev store.EventRef) error {
+	_, err := d.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       invoice.WorkflowID(ev.InvoiceID),
+		TaskQueue:                d.taskQueue,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		TypedSearchAttributes:    temporal.NewSearchAttributes(DealIDAttr.ValueSet(ev.DealID)),
+	}, invoice.WorkflowType, invoice.WorkflowInput{InvoiceID: ev.InvoiceID})
 	if err != nil && !temporal.IsWorkflowExecutionAlreadyStartedError(err) {
 		return err
 	}

@@ -12,8 +12,9 @@ import (
 // ErrUnknownEvent means the feed's "after" names no event the buyer may see.
 var ErrUnknownEvent = errors.New("unknown event")
 
-// BuyerEvents returns, oldest first, the events of the sellers that
-// currently authorise buyer, after the event with ID after (from the start
+// BuyerEvents returns, oldest first, the deal events of the sellers that
+// currently authorise buyer (events addressed to named accounts, such as
+// invoices, are not in this feed), after the event with ID after (from the start
 // when empty). Only events older than FeedSettle are shown, so that one
 // committed late with an earlier timestamp is never skipped.
 func (s *Store) BuyerEvents(ctx context.Context, buyer, after string, limit int) (events []deal.Event, more bool, err error) {
@@ -23,7 +24,7 @@ func (s *Store) BuyerEvents(ctx context.Context, buyer, after string, limit int)
 		var ok bool
 		err := s.pool.QueryRow(ctx, `
 			SELECT true FROM events e
-			WHERE e.id = $1 AND EXISTS (SELECT 1 FROM grants g WHERE g.seller_id = e.seller_id AND g.buyer_id = $2)`,
+			WHERE e.id = $1 AND NOT e.named AND EXISTS (SELECT 1 FROM grants g WHERE g.seller_id = e.seller_id AND g.buyer_id = $2)`,
 			after, buyer).Scan(&ok)
 		if err != nil {
 			if err = translate(err); errors.Is(err, ErrNotFound) {
@@ -37,7 +38,7 @@ func (s *Store) BuyerEvents(ctx context.Context, buyer, after string, limit int)
 	rows, err := s.pool.Query(ctx, `
 		SELECT payload FROM events
 		WHERE seller_id IN (SELECT seller_id FROM grants WHERE buyer_id = $1)
-		  AND created_at < $2 `+cond+`
+		  AND NOT named AND created_at < $2 `+cond+`
 		ORDER BY created_at, id LIMIT $3`, args...)
 	if err != nil {
 		return nil, false, translate(err)

@@ -200,7 +200,11 @@ func insertNamedEvent(ctx context.Context, tx pgx.Tx, ev invoice.Event, inv invo
 }
 
 func invoiceRef(ev invoice.Event, inv invoice.Invoice) EventRef {
-	return EventRef{ID: ev.ID, Type: string(ev.Type), DealID: inv.DealID}
+	ref := EventRef{ID: ev.ID, Type: string(ev.Type), DealID: inv.DealID}
+	if ev.Type == invoice.EventIssued {
+		ref.InvoiceID = inv.ID
+	}
+	return ref
 }
 
 // viewerCondition limits invoices (alias i) to those v may see, adding its

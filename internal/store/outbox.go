@@ -234,13 +234,18 @@ type EventRef struct {
 	ID     string
 	Type   string
 	DealID string
+	// InvoiceID is the invoice an invoice.issued event announces: handing
+	// the event over also starts that invoice's workflow.
+	InvoiceID string
 }
 
 // Undispatched returns up to limit events created before olderThan that
 // were never handed to delivery, oldest first.
 func (s *Store) Undispatched(ctx context.Context, olderThan time.Time, limit int) ([]EventRef, error) {
 	rows, err := s.pool.Query(ctx, `
-		SELECT id, type, deal_id::TEXT FROM events
+		SELECT id, type, deal_id::TEXT,
+		       CASE WHEN type = 'invoice.issued' THEN payload->'data'->'invoice'->>'id' ELSE '' END
+		FROM events
 		WHERE dispatched_at IS NULL AND created_at < $1
 		ORDER BY created_at LIMIT $2`, olderThan, limit)
 	if err != nil {
@@ -248,7 +253,7 @@ func (s *Store) Undispatched(ctx context.Context, olderThan time.Time, limit int
 	}
 	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (EventRef, error) {
 		var e EventRef
-		err := r.Scan(&e.ID, &e.Type, &e.DealID)
+		err := r.Scan(&e.ID, &e.Type, &e.DealID, &e.InvoiceID)
 		return e, err
 	})
 	return list, translate(err)
