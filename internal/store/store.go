@@ -2,7 +2,8 @@
 // the only package that speaks SQL: every query is one both engines accept,
 // every multi-statement write runs in crdbpgxv5.ExecuteTx (and a write
 // that is one statement in crdb.ExecuteCtx) so CockroachDB's serialization
-// retries are handled, and driver errors are translated here
+// retries are handled, the writes that decide money in a SERIALIZABLE
+// transaction retried whole (inSerializableTx), and driver errors are translated here
 // so no pgx type leaks upward.
 package store
 
@@ -13,7 +14,6 @@ import (
 	"net"
 	"time"
 
-	"github.com/cockroachdb/cockroach-go/v2/crdb"
 	crdbpgx "github.com/cockroachdb/cockroach-go/v2/crdb/crdbpgxv5"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -99,16 +99,17 @@ func translate(err error) error {
 
 // inSerializableTx runs fn in a SERIALIZABLE transaction, for what decides
 // money (sales, invoice numbers, payments) whatever the database's default
-// isolation, retrying serialization failures. CockroachDB retries inside
-// the transaction (ExecuteTx's savepoint restarts it at a newer
-// timestamp); PostgreSQL keeps a transaction's snapshot across a
-// savepoint, so there a failed attempt is retried in a new transaction,
-// after a short random pause that lets the winner commit.
+// isolation, and runs the whole transaction again after a serialization
+// failure, at any statement or at COMMIT, following a short random pause
+// that lets the winner finish. crdbpgx.ExecuteTx is not used here: its
+// savepoint protocol takes RELEASE for the commit and ignores the COMMIT's
+// error, which holds on CockroachDB but not on PostgreSQL, where a
+// serializable transaction can still fail at COMMIT.
 func (s *Store) inSerializableTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	const attempts = 40
 	pause := 2 * time.Millisecond
 	for i := 1; ; i++ {
-		err := crdbpgx.ExecuteTx(crdb.WithMaxRetries(ctx, 3), s.pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, fn)
+		err := s.serializableOnce(ctx, fn)
 		if err == nil || !isSerializationFailure(err) || i == attempts {
 			return translate(err)
 		}
@@ -119,6 +120,20 @@ func (s *Store) inSerializableTx(ctx context.Context, fn func(pgx.Tx) error) err
 		}
 		pause = min(2*pause, 100*time.Millisecond)
 	}
+}
+
+// serializableOnce is one attempt of inSerializableTx: fn, then COMMIT,
+// whose error counts.
+func (s *Store) serializableOnce(ctx context.Context, fn func(pgx.Tx) error) error {
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable})
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return err
+	}
+	return tx.Commit(ctx)
 }
 
 // isSerializationFailure reports whether err is a transaction that lost a
