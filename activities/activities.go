@@ -175,13 +175,13 @@ func (a *Activities) send(ctx context.Context, ev store.EventRecord, targets []s
 		t := targets[i]
 		if t.Cancelled != "" {
 			reason := "not attempted: " + t.Cancelled
-			out[i] = outcome{Attempt: store.Attempt{EndpointID: t.EndpointID, BuyerID: t.BuyerID, Status: store.DeliveryFailed, Error: &reason}}
+			out[i] = outcome{Attempt: store.Attempt{EndpointID: t.EndpointID, OwnerID: t.OwnerID, OwnerRole: t.OwnerRole, Status: store.DeliveryFailed, Error: &reason}}
 			continue
 		}
-		bs, ok := buyerSem[t.BuyerID]
+		bs, ok := buyerSem[t.OwnerID]
 		if !ok {
 			bs = make(chan struct{}, perBuyer)
-			buyerSem[t.BuyerID] = bs
+			buyerSem[t.OwnerID] = bs
 		}
 		wg.Add(1)
 		senders.Go(func() {
@@ -208,10 +208,10 @@ func fairOrder(targets []store.Target) []int {
 	var buyers []string
 	byBuyer := map[string][]int{}
 	for i, t := range targets {
-		if _, ok := byBuyer[t.BuyerID]; !ok {
-			buyers = append(buyers, t.BuyerID)
+		if _, ok := byBuyer[t.OwnerID]; !ok {
+			buyers = append(buyers, t.OwnerID)
 		}
-		byBuyer[t.BuyerID] = append(byBuyer[t.BuyerID], i)
+		byBuyer[t.OwnerID] = append(byBuyer[t.OwnerID], i)
 	}
 	order := make([]int, 0, len(targets))
 	for round := 0; len(order) < len(targets); round++ {
@@ -226,7 +226,7 @@ func fairOrder(targets []store.Target) []int {
 
 // attempt sends ev to one target and classifies the result.
 func (a *Activities) attempt(ctx context.Context, ev store.EventRecord, t store.Target, in RoundInput, now time.Time) outcome {
-	o := outcome{Attempt: store.Attempt{EndpointID: t.EndpointID, BuyerID: t.BuyerID, Counted: true}}
+	o := outcome{Attempt: store.Attempt{EndpointID: t.EndpointID, OwnerID: t.OwnerID, OwnerRole: t.OwnerRole, Counted: true}}
 	secrets, err := a.secrets(t)
 	if err != nil {
 		// Most likely this worker's DEALCAST_SECRET_KEY differs from the

@@ -120,7 +120,7 @@ func (f *fixture) endpoint(buyer, url string, types ...deal.EventType) (id, secr
 	}
 	secret, sealed := f.newSecret()
 	e, err := f.store.CreateEndpoint(f.ctx, store.Endpoint{
-		ID: uuid.NewString(), BuyerID: buyer, URL: url, EventTypes: names, Secret: sealed,
+		ID: uuid.NewString(), Owner: store.Viewer{Role: store.RoleBuyer, ID: buyer}, URL: url, EventTypes: names, Secret: sealed,
 	})
 	if err != nil {
 		f.t.Fatal(err)
@@ -131,7 +131,7 @@ func (f *fixture) endpoint(buyer, url string, types ...deal.EventType) (id, secr
 // updateEndpoint changes one of buyer's endpoints through the store.
 func (f *fixture) updateEndpoint(buyer, id string, change func(*store.Endpoint)) {
 	f.t.Helper()
-	_, err := f.store.UpdateEndpoint(f.ctx, buyer, id, func(e *store.Endpoint) error { change(e); return nil })
+	_, err := f.store.UpdateEndpoint(f.ctx, store.Viewer{Role: store.RoleBuyer, ID: buyer}, id, func(e *store.Endpoint) error { change(e); return nil })
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func (f *fixture) mustDeliver(in activities.RoundInput) activities.RoundResult {
 // delivery log shows it; the test fails unless there is exactly one.
 func (f *fixture) delivery(buyer, event, endpoint string) store.Delivery {
 	f.t.Helper()
-	page, err := f.store.Deliveries(f.ctx, buyer, store.DeliveryFilter{EventID: event, EndpointID: endpoint}, "", 100)
+	page, err := f.store.Deliveries(f.ctx, store.Viewer{Role: store.RoleBuyer, ID: buyer}, store.DeliveryFilter{EventID: event, EndpointID: endpoint}, "", 100)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -391,7 +391,7 @@ func TestFirstRoundReachesEveryEntitledEndpointOnce(t *testing.T) {
 		checkRequest(t, got[0], ev.ID, payload, c.secret)
 
 		d := f.delivery(c.buyer, ev.ID, c.endpoint)
-		if d.Status != store.DeliverySucceeded || d.Attempts != 1 || d.EventType != ev.Type || d.BuyerID != c.buyer {
+		if d.Status != store.DeliverySucceeded || d.Attempts != 1 || d.EventType != ev.Type || d.OwnerID != c.buyer {
 			t.Errorf("%s: delivery %+v, want succeeded after 1 attempt", c.name, d)
 		}
 		if d.LastStatusCode == nil || *d.LastStatusCode != http.StatusOK {
@@ -553,7 +553,7 @@ func TestFailureOutcomes(t *testing.T) {
 		t.Errorf("410: status %s, code %d, attempts %d, next_attempt_at %v; want failed, 410, 1, null",
 			d.Status, statusOf(d), d.Attempts, d.NextAttemptAt)
 	}
-	e, err := f.store.Endpoint(f.ctx, gone.buyer, gone.endpoint)
+	e, err := f.store.Endpoint(f.ctx, store.Viewer{Role: store.RoleBuyer, ID: gone.buyer}, gone.endpoint)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -572,7 +572,7 @@ func TestFailureOutcomes(t *testing.T) {
 
 	// One 410 disables that endpoint alone.
 	for _, tg := range []target{ok, serverError, hanging} {
-		e, err := f.store.Endpoint(f.ctx, tg.buyer, tg.endpoint)
+		e, err := f.store.Endpoint(f.ctx, store.Viewer{Role: store.RoleBuyer, ID: tg.buyer}, tg.endpoint)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -674,7 +674,7 @@ func TestRetryRoundAttemptsOnlyPendingStillEntitled(t *testing.T) {
 	if err := f.store.DeleteGrant(f.ctx, f.seller, revoked.buyer); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.store.DeleteEndpoint(f.ctx, deleted.buyer, deleted.endpoint); err != nil {
+	if err := f.store.DeleteEndpoint(f.ctx, store.Viewer{Role: store.RoleBuyer, ID: deleted.buyer}, deleted.endpoint); err != nil {
 		t.Fatal(err)
 	}
 	f.updateEndpoint(disabled.buyer, disabled.endpoint, func(e *store.Endpoint) { e.Enabled = false })
@@ -963,7 +963,7 @@ func TestRequeuedDeliveryKeepsFirstDeliveredAt(t *testing.T) {
 	}
 
 	// The buyer asks for it again (POST /v1/webhook-deliveries/{id}/retry).
-	if _, err := f.store.RequeueDelivery(f.ctx, tg.buyer, first.ID); err != nil {
+	if _, err := f.store.RequeueDelivery(f.ctx, store.Viewer{Role: store.RoleBuyer, ID: tg.buyer}, first.ID); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(10 * time.Millisecond)

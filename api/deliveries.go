@@ -32,7 +32,7 @@ func toDelivery(d store.Delivery) WebhookDelivery {
 		DeliveredAt: d.DeliveredAt, CreatedAt: d.CreatedAt}
 }
 
-// ListDeliveriesInput filters the buyer's delivery log.
+// ListDeliveriesInput filters the caller's delivery log.
 type ListDeliveriesInput struct {
 	EndpointID string `query:"endpoint_id" format:"uuid"`
 	EventID    string `query:"event_id" maxLength:"64"`
@@ -58,12 +58,12 @@ func (h *handlers) registerDeliveries(a huma.API) {
 		Method:      http.MethodGet,
 		Path:        "/v1/webhook-deliveries",
 		Summary:     "List webhook deliveries",
-		Description: "The buyer's own deliveries, newest first, filtered by endpoint, event or status.",
+		Description: "The caller's own deliveries (a buyer's or a seller's), newest first, filtered by endpoint, event or status.",
 		Tags:        tags,
 		Security:    secured(),
 		Errors:      errorsOf(http.StatusForbidden, http.StatusUnprocessableEntity),
 	}, func(ctx context.Context, in *ListDeliveriesInput) (*DeliveryListOutput, error) {
-		p, err := allow(ctx, store.RoleBuyer)
+		_, err := allow(ctx, store.RoleBuyer, store.RoleSeller)
 		if err != nil {
 			return nil, err
 		}
@@ -73,7 +73,7 @@ func (h *handlers) registerDeliveries(a huma.API) {
 			}
 		}
 		f := store.DeliveryFilter{EndpointID: canonicalID(in.EndpointID), EventID: in.EventID, Status: in.Status}
-		page, err := h.store.Deliveries(ctx, p.Subject, f, in.Cursor, in.Limit)
+		page, err := h.store.Deliveries(ctx, viewer(ctx), f, in.Cursor, in.Limit)
 		if err != nil {
 			return nil, h.fail(ctx, err)
 		}
@@ -90,11 +90,11 @@ func (h *handlers) registerDeliveries(a huma.API) {
 		DefaultStatus: http.StatusAccepted,
 		Errors:        errorsOf(http.StatusForbidden, http.StatusNotFound, http.StatusUnprocessableEntity),
 	}, func(ctx context.Context, in *DeliveryPath) (*RetryOutput, error) {
-		p, err := allow(ctx, store.RoleBuyer)
+		_, err := allow(ctx, store.RoleBuyer, store.RoleSeller)
 		if err != nil {
 			return nil, err
 		}
-		before, err := h.store.DeliveryForBuyer(ctx, p.Subject, in.ID)
+		before, err := h.store.DeliveryFor(ctx, viewer(ctx), in.ID)
 		if err != nil {
 			return nil, h.fail(ctx, err)
 		}
@@ -105,7 +105,7 @@ func (h *handlers) registerDeliveries(a huma.API) {
 		if err != nil {
 			return nil, h.fail(ctx, err)
 		}
-		d, err := h.store.RequeueDelivery(ctx, p.Subject, in.ID)
+		d, err := h.store.RequeueDelivery(ctx, viewer(ctx), in.ID)
 		if err != nil {
 			return nil, h.fail(ctx, err)
 		}

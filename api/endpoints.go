@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/google/uuid"
 
 	"github.com/dealcast/dealcast/internal/deal"
+	"github.com/dealcast/dealcast/internal/invoice"
 	"github.com/dealcast/dealcast/internal/store"
 	"github.com/dealcast/dealcast/internal/webhook"
 )
@@ -18,9 +20,23 @@ import (
 // SecretGrace is how long the previous secret keeps signing after a rotation.
 const SecretGrace = 24 * time.Hour
 
-var allEventTypes = []string{string(deal.EventCreated), string(deal.EventUpdated)}
+// receivable is what each kind of account's endpoints can receive: buyers
+// the deal events of the sellers that authorise them and their invoices'
+// events, sellers their invoices' events.
+var receivable = map[store.Role][]string{
+	store.RoleBuyer:  append([]string{string(deal.EventCreated), string(deal.EventUpdated)}, invoiceEventTypes()...),
+	store.RoleSeller: invoiceEventTypes(),
+}
 
-// Endpoint is a buyer's webhook endpoint.
+func invoiceEventTypes() []string {
+	out := make([]string, len(invoice.EventTypes))
+	for i, t := range invoice.EventTypes {
+		out[i] = string(t)
+	}
+	return out
+}
+
+// Endpoint is a buyer's or a seller's webhook endpoint.
 type Endpoint struct {
 	ID             string    `json:"id" format:"uuid"`
 	URL            string    `json:"url" format:"uri" example:"https://buyer.example/webhooks/dealcast"`
@@ -48,7 +64,7 @@ func toEndpoint(e store.Endpoint) Endpoint {
 type CreateEndpointInput struct {
 	Body struct {
 		URL         string   `json:"url" minLength:"1" maxLength:"2048" doc:"https URL that receives the events."`
-		EventTypes  []string `json:"event_types,omitempty" nullable:"false" minItems:"1" maxItems:"2" enum:"deal.created,deal.updated" doc:"Types to receive; all when omitted."`
+		EventTypes  []string `json:"event_types,omitempty" nullable:"false" minItems:"1" maxItems:"6" enum:"deal.created,deal.updated,invoice.issued,invoice.paid,invoice.voided,invoice.overdue" doc:"Types to receive, among those the caller can receive (buyers: deal.* and invoice.*; sellers: invoice.*); all of those when omitted."`
 		Description string   `json:"description,omitempty" maxLength:"500"`
 	}
 }
@@ -58,7 +74,7 @@ type UpdateEndpointInput struct {
 	ID   string `path:"id" format:"uuid"`
 	Body struct {
 		URL         *string  `json:"url,omitempty" minLength:"1" maxLength:"2048"`
-		EventTypes  []string `json:"event_types,omitempty" nullable:"false" minItems:"1" maxItems:"2" enum:"deal.created,deal.updated"`
+		EventTypes  []string `json:"event_types,omitempty" nullable:"false" minItems:"1" maxItems:"6" enum:"deal.created,deal.updated,invoice.issued,invoice.paid,invoice.voided,invoice.overdue" doc:"Types to receive, among those the caller can receive."`
 		Description *string  `json:"description,omitempty" maxLength:"500"`
 		Enabled     *bool    `json:"enabled,omitempty" doc:"Turn delivery on or off; re-enabling clears disabled_reason."`
 	}
@@ -93,14 +109,19 @@ func (h *handlers) checkEndpointURL(raw string) error {
 	return nil
 }
 
-// checkEventTypes refuses a type listed twice. (The schema's uniqueItems
+// checkEventTypes refuses a type listed twice (the schema's uniqueItems
 // would say the same, but huma's check of it panics on items that are not
-// strings, so the rule is kept here.)
-func checkEventTypes(types []string) error {
+// strings, so the rule is kept here) and a type role cannot receive.
+func checkEventTypes(role store.Role, types []string) error {
 	for i, t := range types {
+		loc := fmt.Sprintf("body.event_types[%d]", i)
 		if slices.Contains(types[:i], t) {
 			return huma.Error422UnprocessableEntity("validation failed",
-				&huma.ErrorDetail{Location: fmt.Sprintf("body.event_types[%d]", i), Message: "duplicates an earlier event type", Value: t})
+				&huma.ErrorDetail{Location: loc, Message: "duplicates an earlier event type", Value: t})
+		}
+		if !slices.Contains(receivable[role], t) {
+			return huma.Error422UnprocessableEntity("validation failed",
+				&huma.ErrorDetail{Location: loc, Message: "a " + string(role) + " cannot receive this type; it can receive " + strings.Join(receivable[role], ", "), Value: t})
 		}
 	}
 	return nil
@@ -123,13 +144,13 @@ func (h *handlers) registerEndpoints(a huma.API) {
 		Method:        http.MethodPost,
 		Path:          "/v1/webhook-endpoints",
 		Summary:       "Register a webhook endpoint",
-		Description:   "A buyer registers an https URL to receive its events. The response carries the signing secret, shown only here and on rotation.",
+		Description:   "A buyer or a seller registers an https URL to receive its events (event_types defaults to every type the caller can receive). The response carries the signing secret, shown only here and on rotation.",
 		Tags:          tags,
 		Security:      secured(),
 		DefaultStatus: http.StatusCreated,
 		Errors:        errorsOf(http.StatusBadRequest, http.StatusForbidden, http.StatusUnprocessableEntity),
 	}, func(ctx context.Context, in *CreateEndpointInput) (*EndpointSecretOutput, error) {
-		p, err := allow(ctx, store.RoleBuyer)
+		p, err := allow(ctx, store.RoleBuyer, store.RoleSeller)
 		if err != nil {
 			return nil, err
 		}
@@ -141,18 +162,18 @@ func (h *handlers) registerEndpoints(a huma.API) {
 				return nil, err
 			}
 		}
-		if err := checkEventTypes(in.Body.EventTypes); err != nil {
+		if err := checkEventTypes(p.Role, in.Body.EventTypes); err != nil {
 			return nil, err
 		}
 		types := in.Body.EventTypes
 		if len(types) == 0 {
-			types = allEventTypes
+			types = receivable[p.Role]
 		}
 		plain, sealed, err := h.newSecret()
 		if err != nil {
 			return nil, h.fail(ctx, err)
 		}
-		e, err := h.store.CreateEndpoint(ctx, store.Endpoint{ID: uuid.NewString(), BuyerID: p.Subject, URL: in.Body.URL,
+		e, err := h.store.CreateEndpoint(ctx, store.Endpoint{ID: uuid.NewString(), Owner: viewer(ctx), URL: in.Body.URL,
 			Description: in.Body.Description, EventTypes: types, Secret: sealed})
 		if err != nil {
 			return nil, h.fail(ctx, err)
@@ -164,16 +185,16 @@ func (h *handlers) registerEndpoints(a huma.API) {
 		Method:      http.MethodGet,
 		Path:        "/v1/webhook-endpoints",
 		Summary:     "List webhook endpoints",
-		Description: "The buyer's own endpoints, by ID.",
+		Description: "The caller's own endpoints, by ID.",
 		Tags:        tags,
 		Security:    secured(),
 		Errors:      errorsOf(http.StatusForbidden, http.StatusUnprocessableEntity),
 	}, func(ctx context.Context, in *EndpointListInput) (*EndpointListOutput, error) {
-		p, err := allow(ctx, store.RoleBuyer)
+		_, err := allow(ctx, store.RoleBuyer, store.RoleSeller)
 		if err != nil {
 			return nil, err
 		}
-		page, err := h.store.Endpoints(ctx, p.Subject, in.Cursor, in.Limit)
+		page, err := h.store.Endpoints(ctx, viewer(ctx), in.Cursor, in.Limit)
 		if err != nil {
 			return nil, h.fail(ctx, err)
 		}
@@ -184,16 +205,16 @@ func (h *handlers) registerEndpoints(a huma.API) {
 		Method:      http.MethodGet,
 		Path:        "/v1/webhook-endpoints/{id}",
 		Summary:     "Get a webhook endpoint",
-		Description: "One of the buyer's own endpoints, without its secret (shown only on create and rotation).",
+		Description: "One of the caller's own endpoints, without its secret (shown only on create and rotation).",
 		Tags:        tags,
 		Security:    secured(),
 		Errors:      errorsOf(http.StatusForbidden, http.StatusNotFound, http.StatusUnprocessableEntity),
 	}, func(ctx context.Context, in *EndpointPath) (*EndpointOutput, error) {
-		p, err := allow(ctx, store.RoleBuyer)
+		_, err := allow(ctx, store.RoleBuyer, store.RoleSeller)
 		if err != nil {
 			return nil, err
 		}
-		e, err := h.store.Endpoint(ctx, p.Subject, in.ID)
+		e, err := h.store.Endpoint(ctx, viewer(ctx), in.ID)
 		if err != nil {
 			return nil, h.fail(ctx, err)
 		}
@@ -209,12 +230,12 @@ func (h *handlers) registerEndpoints(a huma.API) {
 		Security:    secured(),
 		Errors:      errorsOf(http.StatusBadRequest, http.StatusForbidden, http.StatusNotFound, http.StatusUnprocessableEntity),
 	}, func(ctx context.Context, in *UpdateEndpointInput) (*EndpointOutput, error) {
-		p, err := allow(ctx, store.RoleBuyer)
+		p, err := allow(ctx, store.RoleBuyer, store.RoleSeller)
 		if err != nil {
 			return nil, err
 		}
 		b := in.Body
-		if err := checkEventTypes(b.EventTypes); err != nil {
+		if err := checkEventTypes(p.Role, b.EventTypes); err != nil {
 			return nil, err
 		}
 		if b.URL != nil {
@@ -227,7 +248,7 @@ func (h *handlers) registerEndpoints(a huma.API) {
 				return nil, err
 			}
 		}
-		e, err := h.store.UpdateEndpoint(ctx, p.Subject, in.ID, func(e *store.Endpoint) error {
+		e, err := h.store.UpdateEndpoint(ctx, viewer(ctx), in.ID, func(e *store.Endpoint) error {
 			if b.URL != nil {
 				e.URL = *b.URL
 			}
@@ -259,11 +280,11 @@ func (h *handlers) registerEndpoints(a huma.API) {
 		DefaultStatus: http.StatusNoContent,
 		Errors:        errorsOf(http.StatusForbidden, http.StatusNotFound, http.StatusUnprocessableEntity),
 	}, func(ctx context.Context, in *EndpointPath) (*struct{}, error) {
-		p, err := allow(ctx, store.RoleBuyer)
+		_, err := allow(ctx, store.RoleBuyer, store.RoleSeller)
 		if err != nil {
 			return nil, err
 		}
-		if err := h.store.DeleteEndpoint(ctx, p.Subject, in.ID); err != nil {
+		if err := h.store.DeleteEndpoint(ctx, viewer(ctx), in.ID); err != nil {
 			return nil, h.fail(ctx, err)
 		}
 		return nil, nil
@@ -279,7 +300,7 @@ func (h *handlers) registerEndpoints(a huma.API) {
 		Security: secured(),
 		Errors:   errorsOf(http.StatusForbidden, http.StatusNotFound, http.StatusUnprocessableEntity),
 	}, func(ctx context.Context, in *EndpointPath) (*EndpointSecretOutput, error) {
-		p, err := allow(ctx, store.RoleBuyer)
+		_, err := allow(ctx, store.RoleBuyer, store.RoleSeller)
 		if err != nil {
 			return nil, err
 		}
@@ -287,7 +308,7 @@ func (h *handlers) registerEndpoints(a huma.API) {
 		if err != nil {
 			return nil, h.fail(ctx, err)
 		}
-		e, err := h.store.UpdateEndpoint(ctx, p.Subject, in.ID, func(e *store.Endpoint) error {
+		e, err := h.store.UpdateEndpoint(ctx, viewer(ctx), in.ID, func(e *store.Endpoint) error {
 			expires := time.Now().Add(SecretGrace).UTC()
 			e.PreviousSecret, e.PreviousSecretExpiresAt = e.Secret, &expires
 			e.Secret = sealed

@@ -237,8 +237,8 @@ func TestCreateEndpoint(t *testing.T) {
 	if ep.URL != "https://example.com/hook" || ep.Description != "orders team" || !ep.Enabled || ep.DisabledReason != nil {
 		t.Errorf("unexpected endpoint %+v", ep.Endpoint)
 	}
-	if !slices.Equal(ep.EventTypes, []string{"deal.created", "deal.updated"}) {
-		t.Errorf("event_types %v, want both types by default", ep.EventTypes)
+	if !slices.Equal(ep.EventTypes, []string{"deal.created", "deal.updated", "invoice.issued", "invoice.paid", "invoice.voided", "invoice.overdue"}) {
+		t.Errorf("event_types %v, want every type a buyer can receive by default", ep.EventTypes)
 	}
 	between(t, "created_at", ep.CreatedAt, before, after)
 	if !ep.UpdatedAt.Equal(ep.CreatedAt) {
@@ -318,7 +318,7 @@ func TestCreateEndpointEventTypes(t *testing.T) {
 		t.Fatalf("refused creates stored %d endpoints", len(got))
 	}
 	// null is taken as leaving the field out: every type.
-	if ep := c.create(map[string]any{"url": "https://example.com/hook", "event_types": nil}); !slices.Equal(ep.EventTypes, []string{"deal.created", "deal.updated"}) {
+	if ep := c.create(map[string]any{"url": "https://example.com/hook", "event_types": nil}); !slices.Equal(ep.EventTypes, []string{"deal.created", "deal.updated", "invoice.issued", "invoice.paid", "invoice.voided", "invoice.overdue"}) {
 		t.Errorf("event_types null gave %v", ep.EventTypes)
 	}
 
@@ -481,9 +481,17 @@ func TestEndpointRoles(t *testing.T) {
 		case http.MethodPatch:
 			body = map[string]any{"description": "changed"}
 		}
-		for _, tok := range []string{seller, e.operator()} {
-			e.do(call.method, call.path, tok, body).want(http.StatusForbidden).problem()
+		// Sellers have endpoints of their own since trading: a buyer's
+		// is not found for them.
+		want := http.StatusNotFound
+		if call.path == endpointsPath {
+			want = http.StatusOK
+			if call.method == http.MethodPost {
+				want = http.StatusCreated
+			}
 		}
+		e.do(call.method, call.path, seller, body).want(want)
+		e.do(call.method, call.path, e.operator(), body).want(http.StatusForbidden).problem()
 		r := e.do(call.method, call.path, "", body).want(http.StatusUnauthorized)
 		r.problem()
 		if r.Header.Get("WWW-Authenticate") == "" {

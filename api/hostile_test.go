@@ -351,10 +351,10 @@ var fullBodies = map[string]func(*world) any{
 			"items":    []any{map[string]any{"id": "a", "name": "A", "price": 100}}}
 	},
 	"create-webhook-endpoint": func(*world) any {
-		return map[string]any{"url": "https://hooks.example.com/full", "event_types": []any{"deal.created"}, "description": "d"}
+		return map[string]any{"url": "https://hooks.example.com/full", "event_types": []any{"invoice.issued"}, "description": "d"}
 	},
 	"update-webhook-endpoint": func(*world) any {
-		return map[string]any{"url": "https://hooks.example.com/full", "event_types": []any{"deal.updated"}, "description": "d", "enabled": true}
+		return map[string]any{"url": "https://hooks.example.com/full", "event_types": []any{"invoice.paid"}, "description": "d", "enabled": true}
 	},
 	"pay-invoice": func(w *world) any { return map[string]any{"amount": w.invoice.Total, "reference": "r"} },
 }

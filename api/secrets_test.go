@@ -127,7 +127,7 @@ func TestSecretsNeverInLogsOrAnswers(t *testing.T) {
 	call(http.MethodPatch, endpointPath(a.ID), buyer, `{"enabled":"yes"}`).want(http.StatusUnprocessableEntity)
 	call(http.MethodGet, endpointPath(a.ID), stranger, nil).want(http.StatusNotFound)
 	call(http.MethodPost, endpointPath(a.ID)+"/rotate-secret", stranger, nil).want(http.StatusNotFound)
-	call(http.MethodPost, endpointPath(a.ID)+"/rotate-secret", seller, nil).want(http.StatusForbidden)
+	call(http.MethodPost, endpointPath(a.ID)+"/rotate-secret", seller, nil).want(http.StatusNotFound)
 	call(http.MethodGet, deliveriesPath+"?endpoint_id="+a.ID, buyer, nil).want(http.StatusOK)
 	call(http.MethodGet, "/v1/events?after=evt_nope", buyer, nil).want(http.StatusUnprocessableEntity)
 

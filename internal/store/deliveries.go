@@ -21,7 +21,7 @@ type Delivery struct {
 	ID             string
 	EventID        string
 	EndpointID     string
-	BuyerID        string
+	OwnerID        string
 	EventType      string
 	Status         string
 	Attempts       int
@@ -32,12 +32,12 @@ type Delivery struct {
 	CreatedAt      time.Time
 }
 
-const deliveryColumns = `id::TEXT, event_id, endpoint_id::TEXT, buyer_id::TEXT, event_type, status, attempts,
+const deliveryColumns = `id::TEXT, event_id, endpoint_id::TEXT, COALESCE(buyer_id, seller_id)::TEXT, event_type, status, attempts,
 	last_status_code, last_error, next_attempt_at, delivered_at, created_at`
 
 func scanDelivery(row pgx.Row) (Delivery, error) {
 	var d Delivery
-	err := row.Scan(&d.ID, &d.EventID, &d.EndpointID, &d.BuyerID, &d.EventType, &d.Status, &d.Attempts,
+	err := row.Scan(&d.ID, &d.EventID, &d.EndpointID, &d.OwnerID, &d.EventType, &d.Status, &d.Attempts,
 		&d.LastStatusCode, &d.LastError, &d.NextAttemptAt, &d.DeliveredAt, &d.CreatedAt)
 	d.CreatedAt = d.CreatedAt.UTC()
 	for _, t := range []**time.Time{&d.NextAttemptAt, &d.DeliveredAt} {
@@ -49,21 +49,21 @@ func scanDelivery(row pgx.Row) (Delivery, error) {
 	return d, err
 }
 
-// DeliveryFilter narrows a buyer's delivery log.
+// DeliveryFilter narrows an account's delivery log.
 type DeliveryFilter struct {
 	EndpointID string
 	EventID    string
 	Status     string
 }
 
-// Deliveries lists buyer's deliveries, newest first.
-func (s *Store) Deliveries(ctx context.Context, buyer string, f DeliveryFilter, cursor string, limit int) (Page[Delivery], error) {
+// Deliveries lists owner's deliveries, newest first.
+func (s *Store) Deliveries(ctx context.Context, owner Viewer, f DeliveryFilter, cursor string, limit int) (Page[Delivery], error) {
 	pos, err := decodeCursor(cursor)
 	if err != nil {
 		return Page[Delivery]{}, err
 	}
-	where := []string{"buyer_id = $1"}
-	args := []any{buyer}
+	where := []string{ownerColumn(owner) + " = $1"}
+	args := []any{owner.ID}
 	add := func(cond string, v ...any) {
 		args = append(args, v...)
 		n := make([]any, len(v))
@@ -97,20 +97,20 @@ func (s *Store) Deliveries(ctx context.Context, buyer string, f DeliveryFilter, 
 	return pageOf(list, limit, func(d Delivery) position { return position{At: d.CreatedAt, ID: d.ID} }), nil
 }
 
-// DeliveryForBuyer returns one of buyer's deliveries.
-func (s *Store) DeliveryForBuyer(ctx context.Context, buyer, id string) (Delivery, error) {
-	d, err := scanDelivery(s.pool.QueryRow(ctx, `SELECT `+deliveryColumns+` FROM webhook_deliveries WHERE id = $1 AND buyer_id = $2`, id, buyer))
+// DeliveryFor returns one of owner's deliveries.
+func (s *Store) DeliveryFor(ctx context.Context, owner Viewer, id string) (Delivery, error) {
+	d, err := scanDelivery(s.pool.QueryRow(ctx, `SELECT `+deliveryColumns+` FROM webhook_deliveries WHERE id = $1 AND `+ownerColumn(owner)+` = $2`, id, owner.ID))
 	return d, translate(err)
 }
 
-// RequeueDelivery sets one of buyer's deliveries back to pending, due now,
+// RequeueDelivery sets one of owner's deliveries back to pending, due now,
 // so the next delivery round sends it again.
-func (s *Store) RequeueDelivery(ctx context.Context, buyer, id string) (Delivery, error) {
+func (s *Store) RequeueDelivery(ctx context.Context, owner Viewer, id string) (Delivery, error) {
 	now := s.timestamp()
 	d, err := scanDelivery(s.pool.QueryRow(ctx, `
 		UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $3, updated_at = $3
-		WHERE id = $1 AND buyer_id = $2
-		RETURNING `+deliveryColumns, id, buyer, now))
+		WHERE id = $1 AND `+ownerColumn(owner)+` = $2
+		RETURNING `+deliveryColumns, id, owner.ID, now))
 	return d, translate(err)
 }
 

@@ -7,11 +7,11 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Endpoint is a buyer's webhook endpoint. Secrets are sealed bytes: the
-// store never sees a secret in the clear.
+// Endpoint is a buyer's or a seller's webhook endpoint. Secrets are sealed
+// bytes: the store never sees a secret in the clear.
 type Endpoint struct {
 	ID                      string
-	BuyerID                 string
+	Owner                   Viewer
 	URL                     string
 	Description             string
 	EventTypes              []string
@@ -24,12 +24,12 @@ type Endpoint struct {
 	UpdatedAt               time.Time
 }
 
-const endpointColumns = `id::TEXT, buyer_id::TEXT, url, description, event_types, enabled, disabled_reason,
+const endpointColumns = `id::TEXT, COALESCE(buyer_id, seller_id)::TEXT, ` + ownerRoleColumn + `, url, description, event_types, enabled, disabled_reason,
 	secret, previous_secret, previous_secret_expires_at, created_at, updated_at`
 
 func scanEndpoint(row pgx.Row) (Endpoint, error) {
 	var e Endpoint
-	err := row.Scan(&e.ID, &e.BuyerID, &e.URL, &e.Description, &e.EventTypes, &e.Enabled, &e.DisabledReason,
+	err := row.Scan(&e.ID, &e.Owner.ID, &e.Owner.Role, &e.URL, &e.Description, &e.EventTypes, &e.Enabled, &e.DisabledReason,
 		&e.Secret, &e.PreviousSecret, &e.PreviousSecretExpiresAt, &e.CreatedAt, &e.UpdatedAt)
 	e.CreatedAt, e.UpdatedAt = e.CreatedAt.UTC(), e.UpdatedAt.UTC()
 	if e.PreviousSecretExpiresAt != nil {
@@ -39,26 +39,27 @@ func scanEndpoint(row pgx.Row) (Endpoint, error) {
 	return e, err
 }
 
-// CreateEndpoint stores a new endpoint; ID, buyer, URL, types and sealed
+// CreateEndpoint stores a new endpoint; ID, owner, URL, types and sealed
 // secret must be set.
 func (s *Store) CreateEndpoint(ctx context.Context, e Endpoint) (Endpoint, error) {
 	now := s.timestamp()
 	e.CreatedAt, e.UpdatedAt, e.Enabled = now, now, true
+	buyer, seller := ownerColumns(e.Owner)
 	_, err := s.pool.Exec(ctx, `
-		INSERT INTO webhook_endpoints (id, buyer_id, url, description, event_types, enabled, secret, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, true, $6, $7, $8)`,
-		e.ID, e.BuyerID, e.URL, e.Description, e.EventTypes, e.Secret, now, now)
+		INSERT INTO webhook_endpoints (id, buyer_id, seller_id, url, description, event_types, enabled, secret, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, true, $7, $8, $9)`,
+		e.ID, buyer, seller, e.URL, e.Description, e.EventTypes, e.Secret, now, now)
 	return e, translate(err)
 }
 
-// Endpoint returns one of buyer's endpoints.
-func (s *Store) Endpoint(ctx context.Context, buyer, id string) (Endpoint, error) {
-	e, err := scanEndpoint(s.pool.QueryRow(ctx, `SELECT `+endpointColumns+` FROM webhook_endpoints WHERE id = $1 AND buyer_id = $2`, id, buyer))
+// Endpoint returns one of owner's endpoints.
+func (s *Store) Endpoint(ctx context.Context, owner Viewer, id string) (Endpoint, error) {
+	e, err := scanEndpoint(s.pool.QueryRow(ctx, `SELECT `+endpointColumns+` FROM webhook_endpoints WHERE id = $1 AND `+ownerColumn(owner)+` = $2`, id, owner.ID))
 	return e, translate(err)
 }
 
-// Endpoints lists buyer's endpoints by ID.
-func (s *Store) Endpoints(ctx context.Context, buyer, cursor string, limit int) (Page[Endpoint], error) {
+// Endpoints lists owner's endpoints by ID.
+func (s *Store) Endpoints(ctx context.Context, owner Viewer, cursor string, limit int) (Page[Endpoint], error) {
 	after := zeroUUID
 	pos, err := decodeCursor(cursor)
 	if err != nil {
@@ -68,7 +69,7 @@ func (s *Store) Endpoints(ctx context.Context, buyer, cursor string, limit int) 
 		after = pos.ID
 	}
 	rows, err := s.pool.Query(ctx, `SELECT `+endpointColumns+` FROM webhook_endpoints
-		WHERE buyer_id = $1 AND webhook_endpoints.id > $2 ORDER BY webhook_endpoints.id LIMIT $3`, buyer, after, limit+1)
+		WHERE `+ownerColumn(owner)+` = $1 AND webhook_endpoints.id > $2 ORDER BY webhook_endpoints.id LIMIT $3`, owner.ID, after, limit+1)
 	if err != nil {
 		return Page[Endpoint]{}, translate(err)
 	}
@@ -79,12 +80,12 @@ func (s *Store) Endpoints(ctx context.Context, buyer, cursor string, limit int) 
 	return pageOf(list, limit, func(e Endpoint) position { return position{ID: e.ID} }), nil
 }
 
-// UpdateEndpoint changes one of buyer's endpoints with change, which sees
+// UpdateEndpoint changes one of owner's endpoints with change, which sees
 // the current row and may return an error to abort.
-func (s *Store) UpdateEndpoint(ctx context.Context, buyer, id string, change func(*Endpoint) error) (Endpoint, error) {
+func (s *Store) UpdateEndpoint(ctx context.Context, owner Viewer, id string, change func(*Endpoint) error) (Endpoint, error) {
 	var out Endpoint
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		e, err := scanEndpoint(tx.QueryRow(ctx, `SELECT `+endpointColumns+` FROM webhook_endpoints WHERE id = $1 AND buyer_id = $2 FOR UPDATE`, id, buyer))
+		e, err := scanEndpoint(tx.QueryRow(ctx, `SELECT `+endpointColumns+` FROM webhook_endpoints WHERE id = $1 AND `+ownerColumn(owner)+` = $2 FOR UPDATE`, id, owner.ID))
 		if err != nil {
 			return err
 		}
@@ -107,11 +108,32 @@ func (s *Store) UpdateEndpoint(ctx context.Context, buyer, id string, change fun
 	return out, err
 }
 
-// DeleteEndpoint removes one of buyer's endpoints; its delivery log stays.
-func (s *Store) DeleteEndpoint(ctx context.Context, buyer, id string) error {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM webhook_endpoints WHERE id = $1 AND buyer_id = $2`, id, buyer)
+// DeleteEndpoint removes one of owner's endpoints; its delivery log stays.
+func (s *Store) DeleteEndpoint(ctx context.Context, owner Viewer, id string) error {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM webhook_endpoints WHERE id = $1 AND `+ownerColumn(owner)+` = $2`, id, owner.ID)
 	if err == nil && tag.RowsAffected() == 0 {
 		return ErrNotFound
 	}
 	return translate(err)
+}
+
+// ownerRoleColumn reads which kind of account owns an endpoint or delivery row.
+const ownerRoleColumn = `CASE WHEN seller_id IS NULL THEN 'buyer' ELSE 'seller' END`
+
+// ownerColumn is the column that names owner's endpoints and deliveries;
+// anything but a seller is looked up as a buyer.
+func ownerColumn(owner Viewer) string {
+	if owner.Role == RoleSeller {
+		return "seller_id"
+	}
+	return "buyer_id"
+}
+
+// ownerColumns are the buyer_id and seller_id values of a row of owner's.
+func ownerColumns(owner Viewer) (buyer, seller *string) {
+	id := owner.ID
+	if owner.Role == RoleSeller {
+		return nil, &id
+	}
+	return &id, nil
 }

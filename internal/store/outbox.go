@@ -12,18 +12,23 @@ import (
 // EventRecord is an outbox row as delivery needs it: the payload exactly as
 // stored, so every attempt sends the same bytes.
 type EventRecord struct {
-	ID        string
-	Type      string
-	DealID    string
-	SellerID  string
+	ID       string
+	Type     string
+	DealID   string
+	SellerID string
+	// Named events go to the accounts of event_recipients; the others to
+	// every buyer the seller authorises.
+	Named     bool
 	Payload   []byte
 	CreatedAt time.Time
 }
 
 // Target is one endpoint an event goes to, with what sending needs.
 type Target struct {
-	EndpointID              string
-	BuyerID                 string
+	EndpointID string
+	// OwnerID and OwnerRole are the buyer or seller the endpoint belongs to.
+	OwnerID                 string
+	OwnerRole               Role
 	URL                     string
 	Secret                  []byte // sealed
 	PreviousSecret          []byte // sealed; nil unless within its grace period
@@ -38,7 +43,8 @@ type Target struct {
 // Attempt is the outcome of sending one event to one endpoint.
 type Attempt struct {
 	EndpointID    string
-	BuyerID       string
+	OwnerID       string
+	OwnerRole     Role
 	Status        string // DeliveryPending (will retry), DeliverySucceeded or DeliveryFailed
 	StatusCode    *int32
 	Error         *string
@@ -52,8 +58,8 @@ type Attempt struct {
 // Event returns the outbox row with id.
 func (s *Store) Event(ctx context.Context, id string) (EventRecord, error) {
 	var e EventRecord
-	err := s.pool.QueryRow(ctx, `SELECT id, type, deal_id::TEXT, seller_id::TEXT, payload::TEXT, created_at FROM events WHERE id = $1`, id).
-		Scan(&e.ID, &e.Type, &e.DealID, &e.SellerID, &e.Payload, &e.CreatedAt)
+	err := s.pool.QueryRow(ctx, `SELECT id, type, deal_id::TEXT, seller_id::TEXT, named, payload::TEXT, created_at FROM events WHERE id = $1`, id).
+		Scan(&e.ID, &e.Type, &e.DealID, &e.SellerID, &e.Named, &e.Payload, &e.CreatedAt)
 	e.CreatedAt = e.CreatedAt.UTC()
 	return e, translate(err)
 }
@@ -64,6 +70,9 @@ func (s *Store) Event(ctx context.Context, id string) (EventRecord, error) {
 // page; empty for the first), leaving out endpoints this event already
 // reached or gave up on (a repeated round resumes rather than resends).
 func (s *Store) Recipients(ctx context.Context, ev EventRecord, after string, limit int) ([]Target, error) {
+	if ev.Named {
+		return s.namedRecipients(ctx, ev, after, limit)
+	}
 	// A cursor without a buyer was written when pages went by endpoint ID
 	// alone: the listing starts again, and only the deliveries still
 	// pending of the pages already done are sent once more.
@@ -82,7 +91,7 @@ func (s *Store) Recipients(ctx context.Context, ev EventRecord, after string, li
 	// one probe of an endpoint's delivery row both leaves it out and reads
 	// the attempts of a pending one.
 	rows, err := s.pool.Query(ctx, `
-		SELECT e.id::TEXT, e.buyer_id::TEXT, e.url, e.secret,
+		SELECT e.id::TEXT, e.buyer_id::TEXT, 'buyer', e.url, e.secret,
 		       CASE WHEN e.previous_secret_expires_at > $5 THEN e.previous_secret END, e.previous_secret_expires_at,
 		       e.attempts
 		FROM grants g
@@ -104,9 +113,50 @@ func (s *Store) Recipients(ctx context.Context, ev EventRecord, after string, li
 	if err != nil {
 		return nil, translate(err)
 	}
+	return collectTargets(rows, false)
+}
+
+// namedRecipients are Recipients of an event addressed to named accounts:
+// the enabled, subscribed endpoints of each, whatever the grants say (an
+// invoice reaches its buyer even after the seller revoked the grant).
+func (s *Store) namedRecipients(ctx context.Context, ev EventRecord, after string, limit int) ([]Target, error) {
+	afterOwner, afterEndpoint, ok := strings.Cut(after, "/")
+	if !ok {
+		afterOwner, afterEndpoint = zeroUUID, zeroUUID
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT e.id::TEXT, r.account_id::TEXT, e.role, e.url, e.secret,
+		       CASE WHEN e.previous_secret_expires_at > $4 THEN e.previous_secret END, e.previous_secret_expires_at,
+		       COALESCE(d.attempts, 0)
+		FROM event_recipients r
+		CROSS JOIN LATERAL (
+		  SELECT w.*, 'buyer' AS role FROM webhook_endpoints w WHERE w.buyer_id = r.account_id
+		  UNION ALL
+		  SELECT w.*, 'seller' AS role FROM webhook_endpoints w WHERE w.seller_id = r.account_id
+		) e
+		LEFT JOIN webhook_deliveries d ON d.event_id = $1 AND d.endpoint_id = e.id
+		WHERE r.event_id = $1 AND e.enabled AND $2 = ANY (e.event_types)
+		  AND (d.status IS NULL OR d.status = 'pending')
+		  AND (r.account_id, e.id) > ($3::UUID, $6::UUID)
+		ORDER BY r.account_id, e.id
+		LIMIT $5`,
+		ev.ID, ev.Type, afterOwner, s.timestamp(), limit, afterEndpoint)
+	if err != nil {
+		return nil, translate(err)
+	}
+	return collectTargets(rows, false)
+}
+
+// collectTargets reads the rows of Recipients and PendingTargets, the
+// latter with their cancellation reason.
+func collectTargets(rows pgx.Rows, cancelled bool) ([]Target, error) {
 	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Target, error) {
 		var t Target
-		err := r.Scan(&t.EndpointID, &t.BuyerID, &t.URL, &t.Secret, &t.PreviousSecret, &t.PreviousSecretExpiresAt, &t.Attempts)
+		dest := []any{&t.EndpointID, &t.OwnerID, &t.OwnerRole, &t.URL, &t.Secret, &t.PreviousSecret, &t.PreviousSecretExpiresAt, &t.Attempts}
+		if cancelled {
+			dest = append(dest, &t.Cancelled)
+		}
+		err := r.Scan(dest...)
 		return t, err
 	})
 	return list, translate(err)
@@ -114,7 +164,7 @@ func (s *Store) Recipients(ctx context.Context, ev EventRecord, after string, li
 
 // RecipientsCursor is where the page of Recipients that ended with t
 // continues.
-func RecipientsCursor(t Target) string { return t.BuyerID + "/" + t.EndpointID }
+func RecipientsCursor(t Target) string { return t.OwnerID + "/" + t.EndpointID }
 
 // PendingTargets returns, by endpoint ID after after, up to limit of ev's
 // deliveries still pending, each re-checked against the grant and the
@@ -124,30 +174,26 @@ func (s *Store) PendingTargets(ctx context.Context, ev EventRecord, after string
 		after = zeroUUID
 	}
 	rows, err := s.pool.Query(ctx, `
-		SELECT d.endpoint_id::TEXT, d.buyer_id::TEXT, COALESCE(e.url, ''), e.secret,
+		SELECT d.endpoint_id::TEXT, COALESCE(d.buyer_id, d.seller_id)::TEXT,
+		       CASE WHEN d.seller_id IS NULL THEN 'buyer' ELSE 'seller' END, COALESCE(e.url, ''), e.secret,
 		       CASE WHEN e.previous_secret_expires_at > $4 THEN e.previous_secret END, e.previous_secret_expires_at,
 		       d.attempts,
 		       CASE
 		         WHEN e.id IS NULL THEN 'endpoint deleted'
 		         WHEN NOT e.enabled THEN 'endpoint disabled'
 		         WHEN NOT ($5 = ANY (e.event_types)) THEN 'endpoint unsubscribed from ' || $5
-		         WHEN NOT EXISTS (SELECT 1 FROM grants g WHERE g.seller_id = $2 AND g.buyer_id = d.buyer_id) THEN 'grant revoked'
+		         WHEN NOT $7 AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.seller_id = $2 AND g.buyer_id = d.buyer_id) THEN 'grant revoked'
 		         ELSE ''
 		       END
 		FROM webhook_deliveries d
 		LEFT JOIN webhook_endpoints e ON e.id = d.endpoint_id
 		WHERE d.event_id = $1 AND d.status = 'pending' AND d.endpoint_id > $3
 		ORDER BY d.endpoint_id LIMIT $6`,
-		ev.ID, ev.SellerID, after, s.timestamp(), ev.Type, limit)
+		ev.ID, ev.SellerID, after, s.timestamp(), ev.Type, limit, ev.Named)
 	if err != nil {
 		return nil, translate(err)
 	}
-	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Target, error) {
-		var t Target
-		err := r.Scan(&t.EndpointID, &t.BuyerID, &t.URL, &t.Secret, &t.PreviousSecret, &t.PreviousSecretExpiresAt, &t.Attempts, &t.Cancelled)
-		return t, err
-	})
-	return list, translate(err)
+	return collectTargets(rows, true)
 }
 
 // RecordAttempts writes the outcomes of one delivery round in one
@@ -158,16 +204,18 @@ func (s *Store) RecordAttempts(ctx context.Context, ev EventRecord, attempts []A
 	}
 	now := s.timestamp()
 	var (
-		endpoints, buyers, statuses []string
-		codes                       []*int32
-		errs                        []*string
-		next, delivered             []*time.Time
-		counted                     []int32
-		gone                        []string
+		endpoints, statuses []string
+		buyers, sellers     []*string
+		codes               []*int32
+		errs                []*string
+		next, delivered     []*time.Time
+		counted             []int32
+		gone                []string
 	)
 	for _, a := range attempts {
 		endpoints = append(endpoints, a.EndpointID)
-		buyers = append(buyers, a.BuyerID)
+		buyer, seller := ownerColumns(Viewer{Role: a.OwnerRole, ID: a.OwnerID})
+		buyers, sellers = append(buyers, buyer), append(sellers, seller)
 		statuses = append(statuses, a.Status)
 		codes = append(codes, a.StatusCode)
 		errs = append(errs, a.Error)
@@ -191,7 +239,7 @@ func (s *Store) RecordAttempts(ctx context.Context, ev EventRecord, attempts []A
 	// on CockroachDB retried by the server itself; a transaction would add
 	// four round trips (BEGIN, the retry savepoint, RELEASE, COMMIT) to
 	// every page of every change.
-	query, args := recordOutcomes, []any{ev.ID, ev.Type, now, endpoints, buyers, statuses, codes, errs, next, delivered, counted}
+	query, args := recordOutcomes, []any{ev.ID, ev.Type, now, endpoints, buyers, statuses, codes, errs, next, delivered, counted, sellers}
 	if len(gone) > 0 {
 		query, args = disableGone+recordOutcomes, append(args, gone)
 	}
@@ -204,12 +252,12 @@ func (s *Store) RecordAttempts(ctx context.Context, ev EventRecord, attempts []A
 // recordOutcomes upserts a page's outcomes: a repeated round (an activity
 // retry) updates the rows its first try wrote.
 const recordOutcomes = `
-	INSERT INTO webhook_deliveries (id, event_id, endpoint_id, buyer_id, event_type, status, attempts,
+	INSERT INTO webhook_deliveries (id, event_id, endpoint_id, buyer_id, seller_id, event_type, status, attempts,
 	                                last_status_code, last_error, next_attempt_at, delivered_at, created_at, updated_at)
-	SELECT gen_random_uuid(), $1, u.endpoint_id, u.buyer_id, $2, u.status, u.counted,
+	SELECT gen_random_uuid(), $1, u.endpoint_id, u.buyer_id, u.seller_id, $2, u.status, u.counted,
 	       u.code, u.err, u.next_at, u.delivered_at, $3, $3
-	FROM unnest($4::UUID[], $5::UUID[], $6::TEXT[], $7::INT[], $8::TEXT[], $9::TIMESTAMPTZ[], $10::TIMESTAMPTZ[], $11::INT[])
-	     AS u (endpoint_id, buyer_id, status, code, err, next_at, delivered_at, counted)
+	FROM unnest($4::UUID[], $5::UUID[], $6::TEXT[], $7::INT[], $8::TEXT[], $9::TIMESTAMPTZ[], $10::TIMESTAMPTZ[], $11::INT[], $12::UUID[])
+	     AS u (endpoint_id, buyer_id, status, code, err, next_at, delivered_at, counted, seller_id)
 	ON CONFLICT (event_id, endpoint_id) DO UPDATE SET
 	    status = excluded.status,
 	    attempts = webhook_deliveries.attempts + excluded.attempts,
@@ -220,12 +268,12 @@ const recordOutcomes = `
 	    updated_at = excluded.updated_at`
 
 // disableGone prefixes recordOutcomes when endpoints answered 410 Gone
-// ($12). A data-modifying WITH runs to completion whether or not the main
+// ($13). A data-modifying WITH runs to completion whether or not the main
 // statement reads it, on PostgreSQL and on CockroachDB alike.
 const disableGone = `
 	WITH gone AS (
 	    UPDATE webhook_endpoints SET enabled = false, disabled_reason = 'the endpoint answered 410 Gone', updated_at = $3
-	    WHERE id = ANY ($12::UUID[])
+	    WHERE id = ANY ($13::UUID[])
 	    RETURNING id
 	)`
 

@@ -25,7 +25,7 @@ func BenchmarkRecordAttempts(b *testing.B) {
 	attempts := make([]Attempt, 50)
 	for i := range attempts {
 		attempts[i] = Attempt{
-			EndpointID: uuid.NewString(), BuyerID: uuid.NewString(),
+			EndpointID: uuid.NewString(), OwnerID: uuid.NewString(), OwnerRole: RoleBuyer,
 			Status: DeliverySucceeded, StatusCode: &code, Counted: true,
 		}
 	}
@@ -57,7 +57,7 @@ func TestRecordAttemptsIsAllOrNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	code := int32(http.StatusGone)
-	gone := Attempt{EndpointID: endpoint, BuyerID: buyer, Status: DeliveryFailed, StatusCode: &code, Counted: true, Gone: true}
+	gone := Attempt{EndpointID: endpoint, OwnerID: buyer, OwnerRole: RoleBuyer, Status: DeliveryFailed, StatusCode: &code, Counted: true, Gone: true}
 	ev := EventRecord{ID: "evt_" + uuid.NewString(), Type: "deal.updated", SellerID: uuid.NewString()}
 	enabled := func() bool {
 		t.Helper()
@@ -77,7 +77,7 @@ func TestRecordAttemptsIsAllOrNothing(t *testing.T) {
 	}
 
 	// A status the table refuses fails the whole write.
-	bad := Attempt{EndpointID: uuid.NewString(), BuyerID: uuid.NewString(), Status: "lost", Counted: true}
+	bad := Attempt{EndpointID: uuid.NewString(), OwnerID: uuid.NewString(), OwnerRole: RoleBuyer, Status: "lost", Counted: true}
 	if err := s.RecordAttempts(ctx, ev, []Attempt{gone, bad}); err == nil {
 		t.Fatal("an outcome the table refuses was accepted")
 	}
@@ -85,7 +85,7 @@ func TestRecordAttemptsIsAllOrNothing(t *testing.T) {
 		t.Fatalf("after a failed write: endpoint enabled %v, %d outcomes stored; want enabled and none", enabled(), stored())
 	}
 
-	ok := Attempt{EndpointID: uuid.NewString(), BuyerID: uuid.NewString(), Status: DeliverySucceeded, Counted: true}
+	ok := Attempt{EndpointID: uuid.NewString(), OwnerID: uuid.NewString(), OwnerRole: RoleBuyer, Status: DeliverySucceeded, Counted: true}
 	if err := s.RecordAttempts(ctx, ev, []Attempt{gone, ok}); err != nil {
 		t.Fatal(err)
 	}

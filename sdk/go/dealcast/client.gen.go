@@ -21,8 +21,12 @@ import (
 
 // Defines values for CreateEndpointInputBodyEventTypes.
 const (
-	CreateEndpointInputBodyEventTypesDealCreated CreateEndpointInputBodyEventTypes = "deal.created"
-	CreateEndpointInputBodyEventTypesDealUpdated CreateEndpointInputBodyEventTypes = "deal.updated"
+	CreateEndpointInputBodyEventTypesDealCreated    CreateEndpointInputBodyEventTypes = "deal.created"
+	CreateEndpointInputBodyEventTypesDealUpdated    CreateEndpointInputBodyEventTypes = "deal.updated"
+	CreateEndpointInputBodyEventTypesInvoiceIssued  CreateEndpointInputBodyEventTypes = "invoice.issued"
+	CreateEndpointInputBodyEventTypesInvoiceOverdue CreateEndpointInputBodyEventTypes = "invoice.overdue"
+	CreateEndpointInputBodyEventTypesInvoicePaid    CreateEndpointInputBodyEventTypes = "invoice.paid"
+	CreateEndpointInputBodyEventTypesInvoiceVoided  CreateEndpointInputBodyEventTypes = "invoice.voided"
 )
 
 // Valid indicates whether the value is a known member of the CreateEndpointInputBodyEventTypes enum.
@@ -31,6 +35,14 @@ func (e CreateEndpointInputBodyEventTypes) Valid() bool {
 	case CreateEndpointInputBodyEventTypesDealCreated:
 		return true
 	case CreateEndpointInputBodyEventTypesDealUpdated:
+		return true
+	case CreateEndpointInputBodyEventTypesInvoiceIssued:
+		return true
+	case CreateEndpointInputBodyEventTypesInvoiceOverdue:
+		return true
+	case CreateEndpointInputBodyEventTypesInvoicePaid:
+		return true
+	case CreateEndpointInputBodyEventTypesInvoiceVoided:
 		return true
 	default:
 		return false
@@ -93,8 +105,12 @@ func (e DraftStatus) Valid() bool {
 
 // Defines values for EventType.
 const (
-	EventTypeDealCreated EventType = "deal.created"
-	EventTypeDealUpdated EventType = "deal.updated"
+	EventTypeDealCreated    EventType = "deal.created"
+	EventTypeDealUpdated    EventType = "deal.updated"
+	EventTypeInvoiceIssued  EventType = "invoice.issued"
+	EventTypeInvoiceOverdue EventType = "invoice.overdue"
+	EventTypeInvoicePaid    EventType = "invoice.paid"
+	EventTypeInvoiceVoided  EventType = "invoice.voided"
 )
 
 // Valid indicates whether the value is a known member of the EventType enum.
@@ -103,6 +119,14 @@ func (e EventType) Valid() bool {
 	case EventTypeDealCreated:
 		return true
 	case EventTypeDealUpdated:
+		return true
+	case EventTypeInvoiceIssued:
+		return true
+	case EventTypeInvoiceOverdue:
+		return true
+	case EventTypeInvoicePaid:
+		return true
+	case EventTypeInvoiceVoided:
 		return true
 	default:
 		return false
@@ -150,8 +174,12 @@ func (e PatchStatus) Valid() bool {
 
 // Defines values for UpdateEndpointInputBodyEventTypes.
 const (
-	UpdateEndpointInputBodyEventTypesDealCreated UpdateEndpointInputBodyEventTypes = "deal.created"
-	UpdateEndpointInputBodyEventTypesDealUpdated UpdateEndpointInputBodyEventTypes = "deal.updated"
+	UpdateEndpointInputBodyEventTypesDealCreated    UpdateEndpointInputBodyEventTypes = "deal.created"
+	UpdateEndpointInputBodyEventTypesDealUpdated    UpdateEndpointInputBodyEventTypes = "deal.updated"
+	UpdateEndpointInputBodyEventTypesInvoiceIssued  UpdateEndpointInputBodyEventTypes = "invoice.issued"
+	UpdateEndpointInputBodyEventTypesInvoiceOverdue UpdateEndpointInputBodyEventTypes = "invoice.overdue"
+	UpdateEndpointInputBodyEventTypesInvoicePaid    UpdateEndpointInputBodyEventTypes = "invoice.paid"
+	UpdateEndpointInputBodyEventTypesInvoiceVoided  UpdateEndpointInputBodyEventTypes = "invoice.voided"
 )
 
 // Valid indicates whether the value is a known member of the UpdateEndpointInputBodyEventTypes enum.
@@ -160,6 +188,14 @@ func (e UpdateEndpointInputBodyEventTypes) Valid() bool {
 	case UpdateEndpointInputBodyEventTypesDealCreated:
 		return true
 	case UpdateEndpointInputBodyEventTypesDealUpdated:
+		return true
+	case UpdateEndpointInputBodyEventTypesInvoiceIssued:
+		return true
+	case UpdateEndpointInputBodyEventTypesInvoiceOverdue:
+		return true
+	case UpdateEndpointInputBodyEventTypesInvoicePaid:
+		return true
+	case UpdateEndpointInputBodyEventTypesInvoiceVoided:
 		return true
 	default:
 		return false
@@ -288,7 +324,7 @@ type AccountInputBody struct {
 type CreateEndpointInputBody struct {
 	Description *string `json:"description,omitempty"`
 
-	// EventTypes Types to receive; all when omitted.
+	// EventTypes Types to receive, among those the caller can receive (buyers: deal.* and invoice.*; sellers: invoice.*); all of those when omitted.
 	EventTypes *[]CreateEndpointInputBodyEventTypes `json:"event_types,omitempty"`
 
 	// Url https URL that receives the events.
@@ -486,7 +522,8 @@ type EventType string
 
 // EventData defines model for EventData.
 type EventData struct {
-	Deal Deal `json:"deal"`
+	Deal    *Deal    `json:"deal,omitempty"`
+	Invoice *Invoice `json:"invoice,omitempty"`
 
 	// Previous Old values of the changed fields; deal.updated only.
 	Previous *map[string]interface{} `json:"previous,omitempty"`
@@ -678,7 +715,9 @@ type UpdateEndpointInputBody struct {
 	Description *string `json:"description,omitempty"`
 
 	// Enabled Turn delivery on or off; re-enabling clears disabled_reason.
-	Enabled    *bool                                `json:"enabled,omitempty"`
+	Enabled *bool `json:"enabled,omitempty"`
+
+	// EventTypes Types to receive, among those the caller can receive.
 	EventTypes *[]UpdateEndpointInputBodyEventTypes `json:"event_types,omitempty"`
 	Url        *string                              `json:"url,omitempty"`
 }
@@ -1024,7 +1063,7 @@ type ClientInterface interface {
 
 	// ListEvents List events (pull feed)
 	//
-	// The events of every seller that authorises the buyer, oldest first: the same events webhooks deliver, for catching up after downtime. Pass the last event ID you processed as `after`; `next_cursor` is that ID for the next page, null once you are caught up. An event appears here a few seconds after it happened, so that none committed out of order is ever skipped.
+	// The caller's events, oldest first: for a buyer, the deal events of every seller that authorises it and the events of its invoices; for a seller, the events of its invoices. The same events webhooks deliver, for catching up after downtime. Pass the last event ID you processed as `after`; `next_cursor` is that ID for the next page, null once you are caught up. An event appears here a few seconds after it happened, so that none committed out of order is ever skipped.
 	//
 	// Corresponds with GET /v1/events (the `ListEvents` operationId).
 	ListEvents(ctx context.Context, params *ListEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1123,7 +1162,7 @@ type ClientInterface interface {
 
 	// ListWebhookDeliveries List webhook deliveries
 	//
-	// The buyer's own deliveries, newest first, filtered by endpoint, event or status.
+	// The caller's own deliveries (a buyer's or a seller's), newest first, filtered by endpoint, event or status.
 	//
 	// Corresponds with GET /v1/webhook-deliveries (the `ListWebhookDeliveries` operationId).
 	ListWebhookDeliveries(ctx context.Context, params *ListWebhookDeliveriesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1137,14 +1176,14 @@ type ClientInterface interface {
 
 	// ListWebhookEndpoints List webhook endpoints
 	//
-	// The buyer's own endpoints, by ID.
+	// The caller's own endpoints, by ID.
 	//
 	// Corresponds with GET /v1/webhook-endpoints (the `ListWebhookEndpoints` operationId).
 	ListWebhookEndpoints(ctx context.Context, params *ListWebhookEndpointsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateWebhookEndpointWithBody Register a webhook endpoint
 	//
-	// A buyer registers an https URL to receive its events. The response carries the signing secret, shown only here and on rotation.
+	// A buyer or a seller registers an https URL to receive its events (event_types defaults to every type the caller can receive). The response carries the signing secret, shown only here and on rotation.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1153,7 +1192,7 @@ type ClientInterface interface {
 
 	// CreateWebhookEndpoint Register a webhook endpoint
 	//
-	// A buyer registers an https URL to receive its events. The response carries the signing secret, shown only here and on rotation.
+	// A buyer or a seller registers an https URL to receive its events (event_types defaults to every type the caller can receive). The response carries the signing secret, shown only here and on rotation.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -1169,7 +1208,7 @@ type ClientInterface interface {
 
 	// GetWebhookEndpoint Get a webhook endpoint
 	//
-	// One of the buyer's own endpoints, without its secret (shown only on create and rotation).
+	// One of the caller's own endpoints, without its secret (shown only on create and rotation).
 	//
 	// Corresponds with GET /v1/webhook-endpoints/{id} (the `GetWebhookEndpoint` operationId).
 	GetWebhookEndpoint(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1429,7 +1468,7 @@ func (c *Client) PurchaseDeal(ctx context.Context, id openapi_types.UUID, params
 
 // ListEvents List events (pull feed)
 //
-// The events of every seller that authorises the buyer, oldest first: the same events webhooks deliver, for catching up after downtime. Pass the last event ID you processed as `after`; `next_cursor` is that ID for the next page, null once you are caught up. An event appears here a few seconds after it happened, so that none committed out of order is ever skipped.
+// The caller's events, oldest first: for a buyer, the deal events of every seller that authorises it and the events of its invoices; for a seller, the events of its invoices. The same events webhooks deliver, for catching up after downtime. Pass the last event ID you processed as `after`; `next_cursor` is that ID for the next page, null once you are caught up. An event appears here a few seconds after it happened, so that none committed out of order is ever skipped.
 //
 // Corresponds with GET /v1/events (the `ListEvents` operationId).
 func (c *Client) ListEvents(ctx context.Context, params *ListEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1658,7 +1697,7 @@ func (c *Client) GrantBuyer(ctx context.Context, sellerId openapi_types.UUID, bu
 
 // ListWebhookDeliveries List webhook deliveries
 //
-// The buyer's own deliveries, newest first, filtered by endpoint, event or status.
+// The caller's own deliveries (a buyer's or a seller's), newest first, filtered by endpoint, event or status.
 //
 // Corresponds with GET /v1/webhook-deliveries (the `ListWebhookDeliveries` operationId).
 func (c *Client) ListWebhookDeliveries(ctx context.Context, params *ListWebhookDeliveriesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1692,7 +1731,7 @@ func (c *Client) RetryWebhookDelivery(ctx context.Context, id openapi_types.UUID
 
 // ListWebhookEndpoints List webhook endpoints
 //
-// The buyer's own endpoints, by ID.
+// The caller's own endpoints, by ID.
 //
 // Corresponds with GET /v1/webhook-endpoints (the `ListWebhookEndpoints` operationId).
 func (c *Client) ListWebhookEndpoints(ctx context.Context, params *ListWebhookEndpointsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1709,7 +1748,7 @@ func (c *Client) ListWebhookEndpoints(ctx context.Context, params *ListWebhookEn
 
 // CreateWebhookEndpointWithBody Register a webhook endpoint
 //
-// A buyer registers an https URL to receive its events. The response carries the signing secret, shown only here and on rotation.
+// A buyer or a seller registers an https URL to receive its events (event_types defaults to every type the caller can receive). The response carries the signing secret, shown only here and on rotation.
 //
 // Takes any type of body and a specified content type.
 //
@@ -1728,7 +1767,7 @@ func (c *Client) CreateWebhookEndpointWithBody(ctx context.Context, contentType 
 
 // CreateWebhookEndpoint Register a webhook endpoint
 //
-// A buyer registers an https URL to receive its events. The response carries the signing secret, shown only here and on rotation.
+// A buyer or a seller registers an https URL to receive its events (event_types defaults to every type the caller can receive). The response carries the signing secret, shown only here and on rotation.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -1764,7 +1803,7 @@ func (c *Client) DeleteWebhookEndpoint(ctx context.Context, id openapi_types.UUI
 
 // GetWebhookEndpoint Get a webhook endpoint
 //
-// One of the buyer's own endpoints, without its secret (shown only on create and rotation).
+// One of the caller's own endpoints, without its secret (shown only on create and rotation).
 //
 // Corresponds with GET /v1/webhook-endpoints/{id} (the `GetWebhookEndpoint` operationId).
 func (c *Client) GetWebhookEndpoint(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3390,7 +3429,7 @@ type ClientWithResponsesInterface interface {
 
 	// ListEventsWithResponse List events (pull feed)
 	//
-	// The events of every seller that authorises the buyer, oldest first: the same events webhooks deliver, for catching up after downtime. Pass the last event ID you processed as `after`; `next_cursor` is that ID for the next page, null once you are caught up. An event appears here a few seconds after it happened, so that none committed out of order is ever skipped.
+	// The caller's events, oldest first: for a buyer, the deal events of every seller that authorises it and the events of its invoices; for a seller, the events of its invoices. The same events webhooks deliver, for catching up after downtime. Pass the last event ID you processed as `after`; `next_cursor` is that ID for the next page, null once you are caught up. An event appears here a few seconds after it happened, so that none committed out of order is ever skipped.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3507,7 +3546,7 @@ type ClientWithResponsesInterface interface {
 
 	// ListWebhookDeliveriesWithResponse List webhook deliveries
 	//
-	// The buyer's own deliveries, newest first, filtered by endpoint, event or status.
+	// The caller's own deliveries (a buyer's or a seller's), newest first, filtered by endpoint, event or status.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3525,7 +3564,7 @@ type ClientWithResponsesInterface interface {
 
 	// ListWebhookEndpointsWithResponse List webhook endpoints
 	//
-	// The buyer's own endpoints, by ID.
+	// The caller's own endpoints, by ID.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3534,7 +3573,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateWebhookEndpointWithBodyWithResponse Register a webhook endpoint
 	//
-	// A buyer registers an https URL to receive its events. The response carries the signing secret, shown only here and on rotation.
+	// A buyer or a seller registers an https URL to receive its events (event_types defaults to every type the caller can receive). The response carries the signing secret, shown only here and on rotation.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3543,7 +3582,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateWebhookEndpointWithResponse Register a webhook endpoint
 	//
-	// A buyer registers an https URL to receive its events. The response carries the signing secret, shown only here and on rotation.
+	// A buyer or a seller registers an https URL to receive its events (event_types defaults to every type the caller can receive). The response carries the signing secret, shown only here and on rotation.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3561,7 +3600,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetWebhookEndpointWithResponse Get a webhook endpoint
 	//
-	// One of the buyer's own endpoints, without its secret (shown only on create and rotation).
+	// One of the caller's own endpoints, without its secret (shown only on create and rotation).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -6494,7 +6533,7 @@ func (c *ClientWithResponses) PurchaseDealWithResponse(ctx context.Context, id o
 
 // ListEventsWithResponse List events (pull feed)
 //
-// The events of every seller that authorises the buyer, oldest first: the same events webhooks deliver, for catching up after downtime. Pass the last event ID you processed as `after`; `next_cursor` is that ID for the next page, null once you are caught up. An event appears here a few seconds after it happened, so that none committed out of order is ever skipped.
+// The caller's events, oldest first: for a buyer, the deal events of every seller that authorises it and the events of its invoices; for a seller, the events of its invoices. The same events webhooks deliver, for catching up after downtime. Pass the last event ID you processed as `after`; `next_cursor` is that ID for the next page, null once you are caught up. An event appears here a few seconds after it happened, so that none committed out of order is ever skipped.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -6689,7 +6728,7 @@ func (c *ClientWithResponses) GrantBuyerWithResponse(ctx context.Context, seller
 
 // ListWebhookDeliveriesWithResponse List webhook deliveries
 //
-// The buyer's own deliveries, newest first, filtered by endpoint, event or status.
+// The caller's own deliveries (a buyer's or a seller's), newest first, filtered by endpoint, event or status.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -6719,7 +6758,7 @@ func (c *ClientWithResponses) RetryWebhookDeliveryWithResponse(ctx context.Conte
 
 // ListWebhookEndpointsWithResponse List webhook endpoints
 //
-// The buyer's own endpoints, by ID.
+// The caller's own endpoints, by ID.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -6734,7 +6773,7 @@ func (c *ClientWithResponses) ListWebhookEndpointsWithResponse(ctx context.Conte
 
 // CreateWebhookEndpointWithBodyWithResponse Register a webhook endpoint
 //
-// A buyer registers an https URL to receive its events. The response carries the signing secret, shown only here and on rotation.
+// A buyer or a seller registers an https URL to receive its events (event_types defaults to every type the caller can receive). The response carries the signing secret, shown only here and on rotation.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6749,7 +6788,7 @@ func (c *ClientWithResponses) CreateWebhookEndpointWithBodyWithResponse(ctx cont
 
 // CreateWebhookEndpointWithResponse Register a webhook endpoint
 //
-// A buyer registers an https URL to receive its events. The response carries the signing secret, shown only here and on rotation.
+// A buyer or a seller registers an https URL to receive its events (event_types defaults to every type the caller can receive). The response carries the signing secret, shown only here and on rotation.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6779,7 +6818,7 @@ func (c *ClientWithResponses) DeleteWebhookEndpointWithResponse(ctx context.Cont
 
 // GetWebhookEndpointWithResponse Get a webhook endpoint
 //
-// One of the buyer's own endpoints, without its secret (shown only on create and rotation).
+// One of the caller's own endpoints, without its secret (shown only on create and rotation).
 //
 // Returns a wrapper object for the known response body format(s).
 //
