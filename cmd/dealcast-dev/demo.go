@@ -3,9 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -19,6 +16,7 @@ import (
 	"github.com/dealcast/dealcast/internal/auth"
 	"github.com/dealcast/dealcast/internal/config"
 	"github.com/dealcast/dealcast/internal/store"
+	"github.com/dealcast/dealcast/internal/webhook"
 )
 
 // runDemo walks a newcomer through the product against a running stack
@@ -114,7 +112,12 @@ func (d *demo) run(ctx context.Context, uiURL, namespace string) error {
 	if err := d.call(ctx, http.MethodPost, "/v1/webhook-endpoints", contosoTok, map[string]string{"url": receiver + "/contoso"}, &contosoEP); err != nil {
 		return err
 	}
-	d.say("4. Both buyers register a webhook endpoint on this demo's receiver, %s\n", receiver)
+	var acmeEP struct{ Secret string }
+	if err := d.call(ctx, http.MethodPost, "/v1/webhook-endpoints", sellerTok, map[string]string{"url": receiver + "/acme"}, &acmeEP); err != nil {
+		return err
+	}
+	d.say("4. Both buyers, and Acme for its invoices, register a webhook endpoint on this demo's receiver, %s\n", receiver)
+	secrets := map[string]string{"/northwind": northEP.Secret, "/contoso": contosoEP.Secret, "/acme": acmeEP.Secret}
 
 	var deal struct {
 		ID      string
@@ -130,7 +133,7 @@ func (d *demo) run(ctx context.Context, uiURL, namespace string) error {
 		return err
 	}
 	d.say("5. Acme posts the deal Winter bundle: £100.00, 10%% off, £90.00 net     %s", deal.ID)
-	if err := d.expect(ctx, northEP.Secret, start); err != nil {
+	if err := d.expect(ctx, secrets, start); err != nil {
 		return err
 	}
 
@@ -141,17 +144,21 @@ func (d *demo) run(ctx context.Context, uiURL, namespace string) error {
 		return err
 	}
 	d.say("6. Acme cuts the price to £80.00 (If-Match: \"1\", so a stale edit would be refused)")
-	if err := d.expect(ctx, northEP.Secret, start); err != nil {
+	if err := d.expect(ctx, secrets, start); err != nil {
 		return err
 	}
 
 	start = time.Now()
-	if err := d.call(ctx, http.MethodPatch, "/v1/deals/"+deal.ID, sellerTok, map[string]any{"status": "sold"}, &deal); err != nil {
+	var invoice struct{ ID, Number string }
+	if err := d.call(ctx, http.MethodPost, "/v1/deals/"+deal.ID+"/purchase", northTok, nil, &invoice,
+		"Idempotency-Key", "demo-"+deal.ID, "If-Match", `"2"`); err != nil {
 		return err
 	}
-	d.say("7. Acme marks the deal sold")
-	if err := d.expect(ctx, northEP.Secret, start); err != nil {
-		return err
+	d.say("7. Northwind buys the deal at its price: invoice %s, £72.00 due in the platform's terms", invoice.Number)
+	for range 3 { // the deal's change to Northwind, the invoice to Northwind and to Acme
+		if err := d.expect(ctx, secrets, start); err != nil {
+			return err
+		}
 	}
 
 	// Contoso is not authorised: whatever it received would be a leak.
@@ -167,11 +174,13 @@ func (d *demo) run(ctx context.Context, uiURL, namespace string) error {
 			strings.TrimRight(uiURL, "/"), namespace, q.Encode())
 	}
 	d.say("Northwind's delivery log:  GET %s/v1/webhook-deliveries (as Northwind)", d.api)
+	d.say("The invoice as PDF:        curl -H \"Authorization: Bearer $TOKEN\" -o %s.pdf %s/v1/invoices/%s/pdf", invoice.Number, d.api, invoice.ID)
+	d.say("  (TOKEN=$(./bin/dealcast token --role buyer --sub %s))", northwind.ID)
 	return nil
 }
 
 // expect waits for the next delivery, checks its signature and prints it.
-func (d *demo) expect(ctx context.Context, secret string, since time.Time) error {
+func (d *demo) expect(ctx context.Context, secrets map[string]string, since time.Time) error {
 	select {
 	case a := <-d.arrivals:
 		var ev struct {
@@ -180,6 +189,9 @@ func (d *demo) expect(ctx context.Context, secret string, since time.Time) error
 				Deal struct {
 					Version int `json:"version"`
 				} `json:"deal"`
+				Invoice *struct {
+					Number string `json:"number"`
+				} `json:"invoice"`
 				Previous map[string]any `json:"previous"`
 			} `json:"data"`
 		}
@@ -187,7 +199,7 @@ func (d *demo) expect(ctx context.Context, secret string, since time.Time) error
 			return fmt.Errorf("delivery to %s is not an event: %w", a.path, err)
 		}
 		mark := "signature verified"
-		if !verifySignature(secret, a) {
+		if !verifySignature(secrets[a.path], a) {
 			mark = "SIGNATURE DOES NOT VERIFY"
 		}
 		changed := ""
@@ -198,8 +210,12 @@ func (d *demo) expect(ctx context.Context, secret string, since time.Time) error
 			}
 			changed = " (changed: " + strings.Join(keys, ", ") + ")"
 		}
-		d.say("   -> %s got %s v%d%s, %s, %d ms after the API answered",
-			strings.TrimPrefix(a.path, "/"), ev.Type, ev.Data.Deal.Version, changed, mark, a.at.Sub(since).Milliseconds())
+		what := fmt.Sprintf("v%d", ev.Data.Deal.Version)
+		if ev.Data.Invoice != nil {
+			what = ev.Data.Invoice.Number
+		}
+		d.say("   -> %s got %s %s%s, %s, %d ms after the API answered",
+			strings.TrimPrefix(a.path, "/"), ev.Type, what, changed, mark, a.at.Sub(since).Milliseconds())
 		return nil
 	case <-time.After(d.wait):
 		return fmt.Errorf("no delivery within %v: is the worker running (dealcast dev runs one)?", d.wait)
@@ -210,20 +226,8 @@ func (d *demo) expect(ctx context.Context, secret string, since time.Time) error
 
 // verifySignature checks a Standard Webhooks signature.
 func verifySignature(secret string, a demoArrival) bool {
-	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
-	if err != nil {
-		return false
-	}
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte(a.id + "." + a.ts + "."))
-	mac.Write(a.body)
-	want := base64.StdEncoding.EncodeToString(mac.Sum(nil))
-	for _, s := range strings.Fields(a.sig) {
-		if v, ok := strings.CutPrefix(s, "v1,"); ok && hmac.Equal([]byte(v), []byte(want)) {
-			return true
-		}
-	}
-	return false
+	key, err := webhook.DecodeSecret(secret)
+	return err == nil && webhook.Verify(a.id, a.ts, a.body, a.sig, key)
 }
 
 // call sends a JSON request and decodes a JSON answer into out.

@@ -63,10 +63,11 @@ func TestDevStackDemoReadinessAndShutdown(t *testing.T) {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
 	t.Logf("demo output:\n%s", out.String())
-	if n := strings.Count(out.String(), "signature verified"); n != 3 {
-		t.Fatalf("demo printed %d verified deliveries, want 3", n)
+	if n := strings.Count(out.String(), "signature verified"); n != 5 {
+		t.Fatalf("demo printed %d verified deliveries, want 5", n)
 	}
-	for _, want := range []string{"deal.created v1", "deal.updated v2", "deal.updated v3", "Contoso, not authorised, received nothing", "DealId%3D%22"} {
+	for _, want := range []string{"deal.created v1", "deal.updated v2", "deal.updated v3", "northwind got invoice.issued INV-000001",
+		"acme got invoice.issued INV-000001", "/pdf", "Contoso, not authorised, received nothing", "DealId%3D%22"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q", want)
 		}
