@@ -15,18 +15,20 @@ var (
 	markInvoiceOverdue = (*activities.Activities)(nil).MarkInvoiceOverdue
 )
 
-// InvoiceDue keeps an invoice's due date: it sleeps on a durable timer
-// until due_at, then has invoice.overdue written if the invoice is still
-// open, and ends. It does not watch payments: the database decides at the
-// due date (MarkOverdue writes nothing for a paid or void invoice), so a
-// payment needs no signal and a lost one cannot send a wrong notice. It
-// reports whether it wrote the notice.
+// InvoiceDue keeps an invoice's due date: it reads the invoice, sleeps on
+// a durable timer until due_at, then has invoice.overdue written if the
+// invoice is still open, and ends. A payment or void (SettledSignal) ends
+// it early. The signal only shortens the wait: the database
+// decides at the due date (MarkOverdue writes nothing for a paid or void
+// invoice), so a lost signal cannot send a wrong notice. It reports
+// whether it wrote the notice.
 func InvoiceDue(ctx workflow.Context, in invoice.WorkflowInput) (bool, error) {
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
 		// Retried until the database answers: the notice must not be lost.
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute},
 	})
+	settled := workflow.GetSignalChannel(ctx, invoice.SettledSignal)
 	var due activities.InvoiceDue
 	if err := workflow.ExecuteActivity(ctx, readInvoiceDue, in.InvoiceID).Get(ctx, &due); err != nil {
 		return false, err
@@ -34,12 +36,37 @@ func InvoiceDue(ctx workflow.Context, in invoice.WorkflowInput) (bool, error) {
 	if !due.Open {
 		return false, nil
 	}
-	if wait := due.DueAt.Sub(workflow.Now(ctx)); wait > 0 {
-		if err := workflow.Sleep(ctx, wait); err != nil {
+	// workflow.Now is when the task started, so a timer may fire a little
+	// before due_at: the loop waits out the rest.
+	for wait := due.DueAt.Sub(workflow.Now(ctx)); wait > 0; wait = due.DueAt.Sub(workflow.Now(ctx)) {
+		early, err := settledBefore(ctx, settled, wait)
+		if err != nil || early {
 			return false, err
 		}
 	}
 	var marked bool
 	err := workflow.ExecuteActivity(ctx, markInvoiceOverdue, in.InvoiceID).Get(ctx, &marked)
 	return marked, err
+}
+
+// settledBefore waits for wait to pass or for the settling signal,
+// whichever comes first, and reports whether the signal came first (the
+// timer is then cancelled).
+func settledBefore(ctx workflow.Context, settled workflow.ReceiveChannel, wait time.Duration) (bool, error) {
+	timerCtx, cancel := workflow.WithCancel(ctx)
+	defer cancel()
+	var (
+		early bool
+		err   error
+	)
+	workflow.NewSelector(ctx).
+		AddFuture(workflow.NewTimer(timerCtx, wait), func(f workflow.Future) { err = f.Get(ctx, nil) }).
+		AddReceive(settled, func(c workflow.ReceiveChannel, _ bool) {
+			// The payload (the event type) is for the history's reader;
+			// not decoding it keeps a stray payload from failing the task.
+			c.Receive(ctx, nil)
+			early = true
+		}).
+		Select(ctx)
+	return early, err
 }

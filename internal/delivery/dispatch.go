@@ -5,6 +5,7 @@ package delivery
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"golang.org/x/sync/errgroup"
@@ -91,16 +93,11 @@ func (d *Dispatcher) Dispatch(ctx context.Context, ev store.EventRef) {
 	}
 }
 
-// Start starts the delivery workflow of ev, and for invoice.issued first
-// the invoice's own workflow, so that the outbox row guarantees both. A
-// workflow that already exists (started before, even finished) counts as
-// success.
+// Start starts the delivery workflow of ev, then does what an invoice
+// event asks of its invoice's workflow, so that the outbox row guarantees
+// both. A workflow that already exists (started before, even finished)
+// counts as success.
 func (d *Dispatcher) Start(ctx context.Context, ev store.EventRef) error {
-	if ev.InvoiceID != "" {
-		if err := d.startInvoice(ctx, ev); err != nil {
-			return err
-		}
-	}
 	_, err := d.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       WorkflowID(ev.ID),
 		TaskQueue:                d.taskQueue,
@@ -115,7 +112,28 @@ func (d *Dispatcher) Start(ctx context.Context, ev store.EventRef) error {
 	if err != nil && !temporal.IsWorkflowExecutionAlreadyStartedError(err) {
 		return err
 	}
+	// After the delivery's start, so the invoice's workflow does not
+	// delay the event's delivery.
+	if ev.InvoiceID == "" {
+		return nil
+	}
+	switch invoice.EventType(ev.Type) {
+	case invoice.EventIssued:
+		return d.startInvoice(ctx, ev)
+	case invoice.EventPaid, invoice.EventVoided:
+		return d.settleInvoice(ctx, ev)
+	}
 	return nil
+}
+
+// Deliver starts ev's delivery now and marks it dispatched: for an
+// activity that wrote ev and can wait for the start, where no dispatch
+// queue may be running. On failure the sweeper starts it.
+func (d *Dispatcher) Deliver(ctx context.Context, ev store.EventRef) error {
+	if err := d.Start(ctx, ev); err != nil {
+		return err
+	}
+	return d.store.MarkDispatched(ctx, []string{ev.ID})
 }
 
 // startInvoice starts the workflow that keeps the due date of the invoice
@@ -132,6 +150,19 @@ func (d *Dispatcher) startInvoice(ctx context.Context, ev store.EventRef) error 
 		return err
 	}
 	return nil
+}
+
+// settleInvoice tells the invoice's workflow that the invoice is paid or
+// void, so it ends before its due date. A workflow not found has ended,
+// or is not started yet and reads the status first; either way it sends
+// no notice, and the due-date re-read stays the safety net.
+func (d *Dispatcher) settleInvoice(ctx context.Context, ev store.EventRef) error {
+	err := d.client.SignalWorkflow(ctx, invoice.WorkflowID(ev.InvoiceID), "", invoice.SettledSignal, ev.Type)
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return nil
+	}
+	return err
 }
 
 // Run starts queued events with workers goroutines and marks them

@@ -200,11 +200,7 @@ func insertNamedEvent(ctx context.Context, tx pgx.Tx, ev invoice.Event, inv invo
 }
 
 func invoiceRef(ev invoice.Event, inv invoice.Invoice) EventRef {
-	ref := EventRef{ID: ev.ID, Type: string(ev.Type), DealID: inv.DealID}
-	if ev.Type == invoice.EventIssued {
-		ref.InvoiceID = inv.ID
-	}
-	return ref
+	return EventRef{ID: ev.ID, Type: string(ev.Type), DealID: inv.DealID, InvoiceID: inv.ID}
 }
 
 // viewerCondition limits invoices (alias i) to those v may see, adding its
@@ -422,12 +418,16 @@ func (s *Store) MarkOverdue(ctx context.Context, id string) (*EventRef, error) {
 type InvoiceState struct {
 	Status invoice.Status
 	DueAt  time.Time
+	// Overdue reports whether its invoice.overdue was written.
+	Overdue bool
 }
 
-// InvoiceStateOf returns an invoice's status and due date.
+// InvoiceStateOf returns an invoice's status, due date and whether it was
+// marked overdue.
 func (s *Store) InvoiceStateOf(ctx context.Context, id string) (InvoiceState, error) {
 	var st InvoiceState
-	err := s.pool.QueryRow(ctx, `SELECT status, due_at FROM invoices WHERE id = $1`, id).Scan(&st.Status, &st.DueAt)
+	err := s.pool.QueryRow(ctx, `SELECT status, due_at, overdue_at IS NOT NULL FROM invoices WHERE id = $1`, id).
+		Scan(&st.Status, &st.DueAt, &st.Overdue)
 	st.DueAt = st.DueAt.UTC()
 	return st, translate(err)
 }

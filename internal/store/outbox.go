@@ -282,8 +282,9 @@ type EventRef struct {
 	ID     string
 	Type   string
 	DealID string
-	// InvoiceID is the invoice an invoice.issued event announces: handing
-	// the event over also starts that invoice's workflow.
+	// InvoiceID is the invoice an invoice.* event announces: handing
+	// invoice.issued over also starts that invoice's workflow, and
+	// invoice.paid or invoice.voided ends it.
 	InvoiceID string
 }
 
@@ -292,7 +293,7 @@ type EventRef struct {
 func (s *Store) Undispatched(ctx context.Context, olderThan time.Time, limit int) ([]EventRef, error) {
 	rows, err := s.pool.Query(ctx, `
 		SELECT id, type, deal_id::TEXT,
-		       CASE WHEN type = 'invoice.issued' THEN payload->'data'->'invoice'->>'id' ELSE '' END
+		       CASE WHEN type LIKE 'invoice.%' THEN payload->'data'->'invoice'->>'id' ELSE '' END
 		FROM events
 		WHERE dispatched_at IS NULL AND created_at < $1
 		ORDER BY created_at LIMIT $2`, olderThan, limit)
