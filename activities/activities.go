@@ -40,6 +40,9 @@ type Activities struct {
 	// processes that export no spans, where a span per delivery is work
 	// nobody reads.
 	SpanlessAttempts bool
+	// Delivery, when set, hands the events activities write (invoice.overdue)
+	// to delivery at once; without it the outbox sweeper does, seconds later.
+	Delivery Delivery
 }
 
 // RoundInput asks for one page of one delivery round of an event.

@@ -5,11 +5,18 @@ import (
 	"errors"
 	"time"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/dealcast/dealcast/internal/invoice"
 	"github.com/dealcast/dealcast/internal/store"
 )
+
+// Delivery starts an event's delivery and marks it dispatched
+// (delivery.Dispatcher's Deliver).
+type Delivery interface {
+	Deliver(context.Context, store.EventRef) error
+}
 
 // InvoiceDue is what the invoice workflow needs to know of its invoice.
 type InvoiceDue struct {
@@ -19,10 +26,7 @@ type InvoiceDue struct {
 
 // ReadInvoiceDue reads whether the invoice is still open and when it is due.
 func (a *Activities) ReadInvoiceDue(ctx context.Context, invoiceID string) (InvoiceDue, error) {
-	st, err := a.Store.InvoiceStateOf(ctx, invoiceID)
-	if errors.Is(err, store.ErrNotFound) {
-		return InvoiceDue{}, temporal.NewNonRetryableApplicationError("invoice not found", "InvoiceNotFound", err)
-	}
+	st, err := a.invoiceState(ctx, invoiceID)
 	if err != nil {
 		return InvoiceDue{}, err
 	}
@@ -30,9 +34,43 @@ func (a *Activities) ReadInvoiceDue(ctx context.Context, invoiceID string) (Invo
 }
 
 // MarkInvoiceOverdue writes the invoice's one invoice.overdue event if it
-// is still open past its due date, and reports whether it did. Repeating
-// it writes nothing more; the outbox sweeper hands the event to delivery.
+// is still open past its due date, hands it to delivery, and reports
+// whether it wrote it. Repeating it writes nothing more.
 func (a *Activities) MarkInvoiceOverdue(ctx context.Context, invoiceID string) (bool, error) {
 	ref, err := a.Store.MarkOverdue(ctx, invoiceID)
-	return ref != nil, err
+	if err != nil {
+		return false, err
+	}
+	if ref == nil {
+		return false, a.notDue(ctx, invoiceID)
+	}
+	if a.Delivery != nil {
+		// The event is committed: a failed start is the sweeper's to
+		// repeat, not a reason to fail the activity.
+		if err := a.Delivery.Deliver(ctx, *ref); err != nil {
+			activity.GetLogger(ctx).Warn("handing invoice.overdue to delivery failed; the sweeper will", "event", ref.ID, "err", err)
+		}
+	}
+	return true, nil
+}
+
+// notDue explains why MarkOverdue wrote nothing. An invoice still open and
+// not yet marked is not due by this worker's clock, behind the server's
+// that fired the timer: a retry at its due date, or the notice would be
+// lost. Paid, void or already marked is done.
+func (a *Activities) notDue(ctx context.Context, invoiceID string) error {
+	st, err := a.invoiceState(ctx, invoiceID)
+	if err != nil || st.Status != invoice.StatusOpen || st.Overdue {
+		return err
+	}
+	return temporal.NewApplicationErrorWithOptions("the invoice is not due yet", "InvoiceNotDue",
+		temporal.ApplicationErrorOptions{NextRetryDelay: max(time.Until(st.DueAt), 10*time.Millisecond)})
+}
+
+func (a *Activities) invoiceState(ctx context.Context, invoiceID string) (store.InvoiceState, error) {
+	st, err := a.Store.InvoiceStateOf(ctx, invoiceID)
+	if errors.Is(err, store.ErrNotFound) {
+		return st, temporal.NewNonRetryableApplicationError("invoice not found", "InvoiceNotFound", err)
+	}
+	return st, err
 }

@@ -77,6 +77,7 @@ func newStackOn(t testing.TB, c client.Client, metrics http.Handler, pool *pgxpo
 		Sender:      webhook.NewSender(webhook.ClientOptions{AllowPrivate: true, Timeout: 2 * time.Second}),
 		Sealer:      sealer,
 		Concurrency: 16,
+		Delivery:    s.dispatcher,
 	}
 	s.startWorker()
 	v, err := auth.NewVerifier(context.Background(), auth.Options{Secret: jwtSecret})

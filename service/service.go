@@ -126,6 +126,9 @@ func (p *Process) Run(ctx context.Context) error {
 	}
 	if p.Worker {
 		acts := NewActivities(p.Config, p.Store, p.Sealer, p.Telemetry)
+		// Events written by activities (invoice.overdue) start their
+		// delivery at once instead of waiting for the sweeper.
+		acts.Delivery = d
 		g.Go(func() error { return RunDelivery(ctx, p.Temporal, d, acts, log) })
 		g.Go(func() error { Housekeep(ctx, p.Store, log); return nil })
 		if !p.API {

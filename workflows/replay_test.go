@@ -29,14 +29,21 @@ func TestReplayRecordedHistory(t *testing.T) {
 	}
 }
 
-// TestReplayInvoiceHistory replays a recorded run of InvoiceDue (read,
-// timer, overdue notice). Re-record with:
+// TestReplayInvoiceHistory replays recorded runs of InvoiceDue: one left
+// unpaid (read, timer, overdue notice), one paid while it slept (read,
+// timer, signal, timer cancelled). Re-record with:
 // WRITE_INVOICE_HISTORY=$PWD/workflows/testdata/invoice_due_history.json
-// go test -run TestInvoiceWorkflowSendsOverdueOnce ./service/
+// go test -run TestUnpaidInvoiceGetsOneOverdueNotice ./service/
+// WRITE_INVOICE_SETTLED_HISTORY=$PWD/workflows/testdata/invoice_settled_history.json
+// go test -run TestSettledInvoicesWorkflowsEndEarly ./service/
 func TestReplayInvoiceHistory(t *testing.T) {
-	r := worker.NewWorkflowReplayer()
-	r.RegisterWorkflowWithOptions(InvoiceDue, workflow.RegisterOptions{Name: invoice.WorkflowType})
-	if err := r.ReplayWorkflowHistoryFromJSONFile(nil, "testdata/invoice_due_history.json"); err != nil {
-		t.Fatal(err)
+	for _, file := range []string{"invoice_due_history.json", "invoice_settled_history.json"} {
+		t.Run(file, func(t *testing.T) {
+			r := worker.NewWorkflowReplayer()
+			r.RegisterWorkflowWithOptions(InvoiceDue, workflow.RegisterOptions{Name: invoice.WorkflowType})
+			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, "testdata/"+file); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
