@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"gopkg.in/yaml.v3"
 
 	"github.com/dealcast/dealcast/internal/config"
@@ -65,7 +66,12 @@ func TestComposeCreatesTheSearchAttributes(t *testing.T) {
 	if !strings.Contains(script, "search-attribute create") {
 		t.Fatalf("temporal-setup creates no search attribute:\n%s", script)
 	}
-	for name := range delivery.SearchAttributes {
+	for name, typ := range delivery.SearchAttributes {
+		// temporal-setup creates them all as Keyword (deploy's tests check
+		// the --type): another type needs its own create line.
+		if typ != enumspb.INDEXED_VALUE_TYPE_KEYWORD {
+			t.Fatalf("search attribute %s is %v; teach this test and temporal-setup its type", name, typ)
+		}
 		if !strings.Contains(script, name) {
 			t.Errorf("temporal-setup does not create search attribute %s", name)
 		}
