@@ -1,12 +1,14 @@
 package deploy_test
 
 import (
+	"errors"
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,30 +41,17 @@ var (
 	settingsErr  error
 )
 
-// binarySettings parses the binary's non-test sources (internal/config first
-// of all, and everything else under cmd/ and internal/) and collects the
-// string literal passed to every os.Getenv, os.LookupEnv or getenv call.
-// Parsing the code, rather than keeping a list, means a renamed or new
-// setting is seen here the moment it is written.
+// binarySettings parses the sources of the dealcast binary (cmd/dealcast
+// and every package of the repository it imports, directly or not; no test
+// files) and collects the string literal passed to every os.Getenv,
+// os.LookupEnv or getenv call. Parsing the code, rather than keeping a list,
+// means a renamed or new setting is seen here the moment it is written, and
+// following the imports leaves out what only dealcast-dev or the tests read.
 func binarySettings(t *testing.T) settings {
 	t.Helper()
 	settingsOnce.Do(func() {
 		settingsVal = settings{names: map[string]bool{}}
-		for _, dir := range []string{"cmd", "internal"} {
-			settingsErr = filepath.WalkDir(filepath.Join(repoRoot, dir), func(path string, d fs.DirEntry, err error) error {
-				if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-					return err
-				}
-				// dbtest is the tests' helper, not part of the binary.
-				if strings.Contains(filepath.ToSlash(path), "internal/dbtest/") {
-					return nil
-				}
-				return collectSettings(path, &settingsVal)
-			})
-			if settingsErr != nil {
-				return
-			}
-		}
+		settingsErr = walkBinary(func(f *ast.File) { collectSettings(f, &settingsVal) })
 	})
 	if settingsErr != nil {
 		t.Fatalf("parse the binary's sources: %v", settingsErr)
@@ -76,11 +65,63 @@ func binarySettings(t *testing.T) settings {
 	return settingsVal
 }
 
-func collectSettings(path string, s *settings) error {
-	f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.SkipObjectResolution)
+// walkBinary parses the non-test Go files of cmd/dealcast and of every
+// package of the service's module that it imports, directly or not, and
+// calls fn with each. The module path comes from the repository's go.mod.
+func walkBinary(fn func(f *ast.File)) error {
+	gomod, err := os.ReadFile(filepath.Join(repoRoot, "go.mod"))
 	if err != nil {
 		return err
 	}
+	m := regexp.MustCompile(`(?m)^module\s+(\S+)\s*$`).FindSubmatch(gomod)
+	if m == nil {
+		return errors.New("go.mod names no module")
+	}
+	prefix := string(m[1]) + "/"
+	seen := map[string]bool{"cmd/dealcast": true}
+	queue := []string{"cmd/dealcast"}
+	for len(queue) > 0 {
+		dir := queue[0]
+		queue = queue[1:]
+		entries, err := os.ReadDir(filepath.Join(repoRoot, filepath.FromSlash(dir)))
+		if err != nil {
+			return err
+		}
+		files := 0
+		for _, e := range entries {
+			name := e.Name()
+			if e.IsDir() || !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") {
+				continue
+			}
+			path := filepath.Join(repoRoot, filepath.FromSlash(dir), name)
+			f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.SkipObjectResolution)
+			if err != nil {
+				return err
+			}
+			files++
+			fn(f)
+			for _, imp := range f.Imports {
+				p, _ := strconv.Unquote(imp.Path.Value)
+				if rel, ok := strings.CutPrefix(p, prefix); ok && !seen[rel] {
+					seen[rel] = true
+					queue = append(queue, rel)
+				}
+			}
+		}
+		if files == 0 {
+			return fmt.Errorf("%s: no Go files", dir)
+		}
+	}
+	// The binary's settings live in internal/config: not reaching it means
+	// the walk is broken.
+	if !seen["internal/config"] {
+		return fmt.Errorf("cmd/dealcast does not reach internal/config; it reaches %v", sortedKeys(seen))
+	}
+	return nil
+}
+
+// collectSettings adds the settings f reads to s.
+func collectSettings(f *ast.File, s *settings) {
 	for _, imp := range f.Imports {
 		if p, _ := strconv.Unquote(imp.Path.Value); strings.HasPrefix(p, "go.opentelemetry.io/otel/exporters/otlp/") {
 			s.otel = true
@@ -112,7 +153,6 @@ func collectSettings(path string, s *settings) error {
 		}
 		return true
 	})
-	return nil
 }
 
 // binaryCommands are the subcommands cmd/dealcast's run dispatches on.
