@@ -107,6 +107,10 @@ func (h *handlers) registerInvoices(a huma.API) {
 		}
 		sale, err := h.store.Purchase(ctx, store.Purchase{DealID: in.ID, Buyer: p.Subject, IfMatch: ifMatch,
 			Idem: store.Idempotency{Key: in.IdempotencyKey, Request: req}, Terms: h.invoiceTerms})
+		if errors.Is(err, store.ErrIdempotencyConflict) {
+			// A purchase has no body: what differs is the deal or If-Match.
+			return nil, huma.Error409Conflict("this Idempotency-Key was used for another purchase (another deal or If-Match)")
+		}
 		if err != nil {
 			return nil, h.failTrade(ctx, err)
 		}
@@ -158,8 +162,9 @@ func (h *handlers) registerInvoices(a huma.API) {
 		Method:      http.MethodGet,
 		Path:        "/v1/invoices/{id}/pdf",
 		Summary:     "Download an invoice as PDF",
-		Description: "The invoice as a one-page document: number, dates, both parties' names, the lines and the total in " +
-			"the currency's format, and its status when paid or void. Its seller, its buyer, or an operator.",
+		Description: "The invoice as a document: number, dates, both parties' names, the lines and the total in the " +
+			"currency's format, and a PAID or VOID stamp once settled. One page for most invoices; a long one runs " +
+			"onto further pages. Its seller, its buyer, or an operator.",
 		Tags:     []string{"Trading"},
 		Security: secured(),
 		Errors:   errorsOf(http.StatusForbidden, http.StatusNotFound, http.StatusUnprocessableEntity),

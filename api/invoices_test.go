@@ -108,7 +108,18 @@ func TestPurchaseRules(t *testing.T) {
 	_, stranger := m.e.buyer()
 	m.purchase(d.ID, stranger, "k").want(http.StatusNotFound)
 	m.purchase("00000000-0000-0000-0000-000000000000", m.tokens[0], "k").want(http.StatusNotFound)
-	m.purchase(d.ID, m.tokens[0], "k", "If-Match", fmt.Sprintf(`"%d"`, d.Version)).want(http.StatusCreated)
+	var first, again invoice.Invoice
+	m.purchase(d.ID, m.tokens[0], "k", "If-Match", fmt.Sprintf(`"%d"`, d.Version)).want(http.StatusCreated).decode(&first)
+	// A replay with the version the buyer saw is not stale: the first invoice again.
+	m.purchase(d.ID, m.tokens[0], "k", "If-Match", fmt.Sprintf(`"%d"`, d.Version)).want(http.StatusCreated).decode(&again)
+	if again.ID != first.ID {
+		t.Errorf("replay with If-Match: invoice %s, first %s", again.ID, first.ID)
+	}
+	if p := m.purchase(d.ID, m.tokens[0], "k").want(http.StatusConflict).problem(); !strings.Contains(p.Detail, "another purchase") {
+		t.Errorf("the same key without If-Match: %+v", p)
+	}
+	m.purchase(d.ID, m.tokens[0], "k2", "If-Match", "three").want(http.StatusPreconditionFailed)
+	m.purchase(d.ID, m.tokens[0], " ").want(http.StatusUnprocessableEntity)
 }
 
 // Of ten buyers buying one deal at once exactly one gets it.

@@ -1102,7 +1102,7 @@ type ClientInterface interface {
 
 	// GetInvoicePdf Download an invoice as PDF
 	//
-	// The invoice as a one-page document: number, dates, both parties' names, the lines and the total in the currency's format, and its status when paid or void. Its seller, its buyer, or an operator.
+	// The invoice as a document: number, dates, both parties' names, the lines and the total in the currency's format, and a PAID or VOID stamp once settled. One page for most invoices; a long one runs onto further pages. Its seller, its buyer, or an operator.
 	//
 	// Corresponds with GET /v1/invoices/{id}/pdf (the `GetInvoicePdf` operationId).
 	GetInvoicePdf(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1557,7 +1557,7 @@ func (c *Client) PayInvoice(ctx context.Context, id openapi_types.UUID, body Pay
 
 // GetInvoicePdf Download an invoice as PDF
 //
-// The invoice as a one-page document: number, dates, both parties' names, the lines and the total in the currency's format, and its status when paid or void. Its seller, its buyer, or an operator.
+// The invoice as a document: number, dates, both parties' names, the lines and the total in the currency's format, and a PAID or VOID stamp once settled. One page for most invoices; a long one runs onto further pages. Its seller, its buyer, or an operator.
 //
 // Corresponds with GET /v1/invoices/{id}/pdf (the `GetInvoicePdf` operationId).
 func (c *Client) GetInvoicePdf(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3474,7 +3474,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetInvoicePdfWithResponse Download an invoice as PDF
 	//
-	// The invoice as a one-page document: number, dates, both parties' names, the lines and the total in the currency's format, and its status when paid or void. Its seller, its buyer, or an operator.
+	// The invoice as a document: number, dates, both parties' names, the lines and the total in the currency's format, and a PAID or VOID stamp once settled. One page for most invoices; a long one runs onto further pages. Its seller, its buyer, or an operator.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -6608,7 +6608,7 @@ func (c *ClientWithResponses) PayInvoiceWithResponse(ctx context.Context, id ope
 
 // GetInvoicePdfWithResponse Download an invoice as PDF
 //
-// The invoice as a one-page document: number, dates, both parties' names, the lines and the total in the currency's format, and its status when paid or void. Its seller, its buyer, or an operator.
+// The invoice as a document: number, dates, both parties' names, the lines and the total in the currency's format, and a PAID or VOID stamp once settled. One page for most invoices; a long one runs onto further pages. Its seller, its buyer, or an operator.
 //
 // Returns a wrapper object for the known response body format(s).
 //
