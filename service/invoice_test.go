@@ -45,12 +45,31 @@ func (s *stack) purchase(sellerTok, buyerTok string) invoice.Invoice {
 func (s *stack) awaitInvoiceWorkflow(t *testing.T, invoiceID string) string {
 	t.Helper()
 	var runID string
-	eventually(t, 10*time.Second, "the invoice's workflow", func() bool {
+	eventually(t, 30*time.Second, "the invoice's workflow", func() bool {
 		d, err := s.client.DescribeWorkflowExecution(context.Background(), invoice.WorkflowID(invoiceID), "")
 		runID = d.GetWorkflowExecutionInfo().GetExecution().GetRunId()
 		return err == nil
 	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			s.logHistory(t, invoiceID)
+		}
+	})
 	return runID
+}
+
+// logHistory logs the invoice's workflow history, to tell a failed test's
+// slow step from a wrong one.
+func (s *stack) logHistory(t *testing.T, invoiceID string) {
+	iter := s.client.GetWorkflowHistory(context.Background(), invoice.WorkflowID(invoiceID), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			t.Logf("invoice %s's history: %v", invoiceID, err)
+			return
+		}
+		t.Logf("invoice %s: %s %v", invoiceID, ev.GetEventTime().AsTime().Format(time.StampMilli), ev.GetEventType())
+	}
 }
 
 // invoiceResult waits up to timeout for the invoice's workflow to end and
@@ -119,7 +138,7 @@ func TestUnpaidInvoiceGetsOneOverdueNotice(t *testing.T) {
 
 	inv := s.purchase(sellerTok, buyerTok)
 	runID := s.awaitInvoiceWorkflow(t, inv.ID)
-	if !s.invoiceResult(t, inv.ID, 15*time.Second) {
+	if !s.invoiceResult(t, inv.ID, 30*time.Second) {
 		t.Fatal("the unpaid invoice's workflow wrote no notice")
 	}
 	if time.Now().Before(inv.DueAt) {
@@ -127,7 +146,7 @@ func TestUnpaidInvoiceGetsOneOverdueNotice(t *testing.T) {
 	}
 	// The activity hands the event to delivery itself: this stack runs no
 	// sweeper, whose grace alone is 3 s.
-	eventually(t, 10*time.Second, "the notice at both endpoints", func() bool {
+	eventually(t, 30*time.Second, "the notice at both endpoints", func() bool {
 		return len(overdueArrivals(t, rBuyer, inv.ID)) == 1 && len(overdueArrivals(t, rSeller, inv.ID)) == 1
 	})
 	for _, r := range []struct {
@@ -204,12 +223,12 @@ func TestSettledInvoicesWorkflowsEndEarly(t *testing.T) {
 	paid, voided := s.purchase(sellerTok, buyerTok), s.purchase(sellerTok, buyerTok)
 	s.call(http.MethodPost, "/v1/invoices/"+voided.ID+"/void", sellerTok, nil, http.StatusOK, nil)
 	s.awaitInvoiceWorkflow(t, paid.ID)
-	eventually(t, 10*time.Second, "the paid invoice's workflow to sleep", func() bool {
+	eventually(t, 30*time.Second, "the paid invoice's workflow to sleep", func() bool {
 		return s.historyHas(t, paid.ID, enumspb.EVENT_TYPE_TIMER_STARTED)
 	})
 	s.call(http.MethodPost, "/v1/invoices/"+paid.ID+"/payments", sellerTok, map[string]any{"amount": paid.Total, "reference": "r"}, http.StatusOK, nil)
 	for _, inv := range []invoice.Invoice{paid, voided} {
-		if s.invoiceResult(t, inv.ID, 10*time.Second) {
+		if s.invoiceResult(t, inv.ID, 30*time.Second) {
 			t.Errorf("invoice %s: the workflow wrote a notice", inv.ID)
 		}
 		if n := overdueEvents(t, inv.ID); n != 0 {
@@ -268,7 +287,7 @@ func TestSweeperStartsAndEndsInvoiceWorkflows(t *testing.T) {
 	s.call(http.MethodPost, "/v1/invoices/"+voided.ID+"/void", sellerTok, nil, http.StatusOK, nil)
 	sweep()
 	for _, inv := range []invoice.Invoice{paid, voided} {
-		if s.invoiceResult(t, inv.ID, 10*time.Second) {
+		if s.invoiceResult(t, inv.ID, 30*time.Second) {
 			t.Errorf("invoice %s: the workflow wrote a notice", inv.ID)
 		}
 	}
