@@ -1,245 +1,143 @@
 package bench
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"runtime/pprof"
-	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
 )
 
-// Client speaks HTTP/1.1 keep-alive to the API over loopback, with up to
-// conns connections, as an outside client would.
-type Client struct {
-	base string
-	hc   *http.Client
+// newClient speaks HTTP/1.1 keep-alive over loopback with up to conns
+// connections, as an outside client would.
+func newClient(conns int) *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext:  (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns,
+		IdleConnTimeout: 5 * time.Minute, DisableCompression: true,
+	}}
 }
 
-func newClient(base string, conns int) *Client {
-	t := &http.Transport{
-		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        conns,
-		MaxIdleConnsPerHost: conns,
-		MaxConnsPerHost:     conns,
-		IdleConnTimeout:     5 * time.Minute,
-		DisableCompression:  true,
-	}
-	return &Client{base: base, hc: &http.Client{Transport: t, Timeout: 30 * time.Second}}
+// load is the outcome of one attack.
+type load struct {
+	vegeta.Metrics
+	elapsed time.Duration // to the last response
+	errors  int
 }
 
-// Close closes the idle connections.
-func (c *Client) Close() { c.hc.CloseIdleConnections() }
+func (l *load) ok() int       { return int(l.Requests) - l.errors }
+func (l *load) rps() float64  { return round(perSecond(l.ok(), l.elapsed)) }
+func (l *load) secs() float64 { return round(l.elapsed.Seconds()) }
 
-// StatusError is an answer other than the one expected.
-type StatusError struct {
-	Code int
-	Body string
+func (l *load) err() error {
+	if l.errors == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d of %d requests failed: %s", l.errors, l.Requests, strings.Join(l.Errors[:min(3, len(l.Errors))], "; "))
 }
 
-func (e *StatusError) Error() string { return fmt.Sprintf("status %d: %s", e.Code, e.Body) }
+func (l *load) paused(pgbenchTPS float64) *PausedRun {
+	return &PausedRun{Requests: int(l.Requests), Errors: l.errors, APIRPS: l.rps(), Ratio: ratio(l.rps(), pgbenchTPS),
+		P50Ms: ms(l.Latencies.P50), P99Ms: ms(l.Latencies.P99), Seconds: l.secs()}
+}
 
-// Do sends one request and expects status want; out, if not nil, receives
-// the JSON answer, or the body's bytes unparsed when it is a *[]byte. The
-// body is read to the end so the connection is reused.
-func (c *Client) Do(ctx context.Context, method, path, token string, body []byte, want int, out any) error {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
+// attack sends tr's requests paced by p for d (0: until p stops) from
+// workers goroutines, at most maxWorkers (0: as many as the pace needs,
+// so a slow server cannot hold requests back). each, if set, sees every
+// result with its body; otherwise bodies are read and dropped.
+func attack(ctx context.Context, hc *http.Client, tr vegeta.Targeter, p vegeta.Pacer, d time.Duration, workers, maxWorkers int, each func(*vegeta.Result)) *load {
+	opts := []func(*vegeta.Attacker){vegeta.Client(hc), vegeta.Workers(uint64(workers)), vegeta.MaxBody(0)}
+	if maxWorkers > 0 {
+		opts = append(opts, vegeta.MaxWorkers(uint64(maxWorkers)))
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
-		return err
+	if each != nil {
+		opts = append(opts, vegeta.MaxBody(-1))
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	a := vegeta.NewAttacker(opts...)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-ctx.Done():
+			a.Stop()
+		case <-done:
+		}
+	}()
+	l := &load{}
+	start := time.Now()
+	for res := range a.Attack(tr, p, d, "") {
+		l.Add(res)
+		if res.Error != "" {
+			l.errors++
+		}
+		if each != nil {
+			each(res)
+		}
 	}
+	l.elapsed = time.Since(start)
+	l.Close()
+	return l
+}
+
+// closedLoop: conns workers, each sending its next request when the last
+// one is answered.
+func closedLoop(ctx context.Context, hc *http.Client, conns int, d time.Duration, tr vegeta.Targeter) *load {
+	return attack(ctx, hc, tr, vegeta.ConstantPacer{}, d, conns, conns, nil)
+}
+
+// openLoop: rate requests a second whether or not earlier ones are answered.
+func openLoop(ctx context.Context, hc *http.Client, rate int, d time.Duration, tr vegeta.Targeter, each func(*vegeta.Result)) *load {
+	return attack(ctx, hc, tr, vegeta.ConstantPacer{Freq: rate, Per: time.Second}, d, min(rate, 64), 0, each)
+}
+
+// burstPacer releases n hits at once every interval, bursts times
+// (n hits back to back for a zero interval): a change's deliveries leave
+// together, and a warm-up sends a fixed number of requests.
+type burstPacer struct {
+	n, bursts int
+	every     time.Duration
+}
+
+func (b burstPacer) Pace(elapsed time.Duration, hits uint64) (time.Duration, bool) {
+	if hits >= uint64(b.n*b.bursts) {
+		return 0, true
+	}
+	return max(b.every*time.Duration(hits/uint64(b.n))-elapsed, 0), false
+}
+
+func (b burstPacer) Rate(time.Duration) float64 {
+	if b.every <= 0 {
+		return 0
+	}
+	return float64(b.n) / b.every.Seconds()
+}
+
+// count sends n requests from up to conns connections.
+func count(ctx context.Context, hc *http.Client, n, conns int, tr vegeta.Targeter) error {
+	return attack(ctx, hc, tr, burstPacer{n: n, bursts: 1}, 0, conns, conns, nil).err()
+}
+
+// target is one API request.
+func (s *Stack) target(method, path, token string, body []byte) vegeta.Target {
+	h := http.Header{}
 	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+		h.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return err
+	if body != nil {
+		h.Set("Content-Type", "application/json")
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != want {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return &StatusError{Code: resp.StatusCode, Body: strings.TrimSpace(string(b))}
-	}
-	if raw, ok := out.(*[]byte); ok {
-		*raw, err = io.ReadAll(resp.Body)
-		return err
-	}
-	if out != nil {
-		return json.NewDecoder(resp.Body).Decode(out)
-	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	return err
+	return vegeta.Target{Method: method, URL: s.BaseURL + path, Body: body, Header: h}
 }
 
-// openConnections makes n connections to the API at once, by sending n
-// concurrent requests that the server holds for a moment, so that each
-// needs its own connection; they stay open as idle keep-alive connections.
-func (c *Client) openConnections(ctx context.Context, n int) error {
-	var wg sync.WaitGroup
-	var failed atomic.Int64
-	var first atomic.Value
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := c.Do(ctx, http.MethodGet, "/bench/hold?ms=500", "", nil, http.StatusNoContent, nil); err != nil {
-				failed.Add(1)
-				first.CompareAndSwap(nil, err)
-			}
-		}()
-	}
-	wg.Wait()
-	if n := failed.Load(); n > 0 {
-		return fmt.Errorf("%d connections failed, first: %v", n, first.Load())
-	}
-	return nil
-}
+// targets cycles through fixed requests.
+func targets(ts ...vegeta.Target) vegeta.Targeter { return vegeta.NewStaticTargeter(ts...) }
 
-// Tally counts the outcomes of a load run.
-type Tally struct {
-	Latency  Sample
-	requests atomic.Int64
-	mu       sync.Mutex
-	errs     map[string]int
-	first    string
-}
-
-// record counts one request that took d and ended with err.
-func (t *Tally) record(d time.Duration, err error) {
-	t.requests.Add(1)
-	if err == nil {
-		t.Latency.Add(d)
-		return
-	}
-	kind := errorKind(err)
-	t.mu.Lock()
-	if t.errs == nil {
-		t.errs = map[string]int{}
-	}
-	t.errs[kind]++
-	if t.first == "" {
-		t.first = err.Error()
-	}
-	t.mu.Unlock()
-}
-
-// Requests is every request sent; Errors those that failed, by kind.
-func (t *Tally) Requests() int { return int(t.requests.Load()) }
-
-// Errors returns the failures by kind and their total.
-func (t *Tally) Errors() (map[string]int, int) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	out := map[string]int{}
-	total := 0
-	for k, v := range t.errs {
-		out[k] = v
-		total += v
-	}
-	return out, total
-}
-
-// FirstError is the text of the first failure, for the log.
-func (t *Tally) FirstError() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.first
-}
-
-func errorKind(err error) string {
-	var se *StatusError
-	var ne net.Error
-	switch {
-	case errors.As(err, &se):
-		return fmt.Sprintf("status_%d", se.Code)
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return "timeout"
-	case errors.Is(err, context.Canceled):
-		return "cancelled"
-	}
-	return "transport"
-}
-
-// closedLoop runs conns workers, each sending one request after another
-// until d has passed, and returns how long they ran. Latency is from send
-// to the end of the response.
-func closedLoop(ctx context.Context, conns int, d time.Duration, t *Tally, send func(ctx context.Context, worker int) error) time.Duration {
-	var wg sync.WaitGroup
-	start := time.Now()
-	end := start.Add(d)
-	pprof.Do(ctx, pprof.Labels("part", "loadgen"), func(ctx context.Context) {
-		for w := range conns {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for time.Now().Before(end) && ctx.Err() == nil {
-					t0 := time.Now()
-					err := send(ctx, w)
-					t.record(time.Since(t0), err)
-				}
-			}()
-		}
-		wg.Wait()
-	})
-	return time.Since(start)
-}
-
-// openLoop starts requests at rate per second for d, whether or not the
-// earlier ones have finished, waits for them and returns how long the run
-// took. Latency is from each request's scheduled start, so a stalled
-// server cannot hide its queue (no coordinated omission).
-func openLoop(ctx context.Context, rate int, d time.Duration, t *Tally, send func(ctx context.Context, i int) error) time.Duration {
-	var wg sync.WaitGroup
-	start := time.Now()
-	total := int(float64(rate) * d.Seconds())
-	interval := time.Second / time.Duration(rate)
-	pprof.Do(ctx, pprof.Labels("part", "loadgen"), func(ctx context.Context) {
-		for i := 0; i < total && ctx.Err() == nil; i++ {
-			due := start.Add(time.Duration(i) * interval)
-			if wait := time.Until(due); wait > 0 {
-				time.Sleep(wait)
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				err := send(ctx, i)
-				t.record(time.Since(due), err)
-			}()
-		}
-		wg.Wait()
-	})
-	return time.Since(start)
-}
-
-// sortedKinds renders error counts for the log.
-func sortedKinds(m map[string]int) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for i, k := range keys {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "%s=%d", k, m[k])
-	}
-	return b.String()
+// openConnections opens n connections of hc at once: n requests that the
+// server holds for half a second each need a connection of their own,
+// which then stays open, idle.
+func (s *Stack) openConnections(ctx context.Context, hc *http.Client, n int) error {
+	return count(ctx, hc, n, n, targets(s.target(http.MethodGet, "/bench/hold?ms=500", "", nil)))
 }

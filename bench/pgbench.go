@@ -16,38 +16,32 @@ import (
 )
 
 // Pgbench runs PostgreSQL's own benchmark on a scratch database of the
-// same server: the database's limit the API's figures are divided by.
+// same server: the limit the API's rates are divided by.
 type Pgbench struct {
-	bin      string
-	conninfo string // URI without pool settings, for pgbench
-	dbURL    string // for Drop
+	bin, conninfo, dbURL string
 }
 
 // Baseline is one pgbench run.
 type Baseline struct {
-	Mode      string  `json:"mode"` // "-S" (select only) or "-N" (no branch/teller updates)
+	Mode      string  `json:"mode"` // -S (select only) or -N (no branch/teller updates)
 	Clients   int     `json:"clients"`
 	Jobs      int     `json:"jobs"`
 	Seconds   int     `json:"seconds"`
 	TPS       float64 `json:"tps"`
 	LatencyMs float64 `json:"latency_avg_ms"`
 	Command   string  `json:"command"`
-	// MachineCPUUs is the whole machine's busy CPU per transaction while
-	// pgbench ran: PostgreSQL's backend, pgbench's client and the kernel.
-	MachineCPUUs float64 `json:"machine_cpu_us_per_tx,omitempty"`
+	// MachineCPUUs is the machine's busy CPU per transaction: backend,
+	// pgbench's client and the kernel.
+	MachineCPUUs float64 `json:"machine_cpu_us_per_tx"`
 }
-
-// ErrNoPgbench means the pgbench program is not installed.
-var ErrNoPgbench = errors.New("pgbench not found in PATH (install postgresql-client)")
 
 // newPgbench creates and initialises (pgbench -i) a scratch database.
 func newPgbench(ctx context.Context, base string, scale int) (*Pgbench, error) {
 	bin, err := exec.LookPath("pgbench")
 	if err != nil {
-		return nil, ErrNoPgbench
+		return nil, errors.New("pgbench not found in PATH (install postgresql-client)")
 	}
-	name := "dealcast_bench_pgbench_" + randomHex(4)
-	dbURL, err := databaseURL(base, name, 0)
+	dbURL, err := databaseURL(base, "dealcast_bench_pgbench_"+randomHex(4), 0)
 	if err != nil {
 		return nil, err
 	}
@@ -63,22 +57,20 @@ func newPgbench(ctx context.Context, base string, scale int) (*Pgbench, error) {
 	if err := database.Ensure(ctx, dbURL); err != nil {
 		return nil, fmt.Errorf("create the pgbench database: %w", err)
 	}
-	out, err := exec.CommandContext(ctx, bin, "-i", "-q", "-s", strconv.Itoa(scale), p.conninfo).CombinedOutput()
-	if err != nil {
+	if out, err := exec.CommandContext(ctx, bin, "-i", "-q", "-s", strconv.Itoa(scale), p.conninfo).CombinedOutput(); err != nil {
 		p.Close()
 		return nil, fmt.Errorf("pgbench -i: %w: %s", err, tail(out))
 	}
 	return p, nil
 }
 
-// Run runs pgbench mode (-S or -N) with prepared statements.
+// Run runs pgbench mode with prepared statements for d.
 func (p *Pgbench) Run(ctx context.Context, mode string, clients, jobs int, d time.Duration) (Baseline, error) {
 	secs := max(int(d.Round(time.Second)/time.Second), 1)
 	args := []string{mode, "-M", "prepared", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(jobs), "-T", strconv.Itoa(secs), p.conninfo}
-	b := Baseline{Mode: mode, Clients: clients, Jobs: jobs, Seconds: secs,
-		Command: "pgbench " + strings.Join(args[:len(args)-1], " ")}
-	// On a shared server other clients may hold most connection slots for
-	// a moment: try again a few times rather than lose the baseline.
+	b := Baseline{Mode: mode, Clients: clients, Jobs: jobs, Seconds: secs, Command: "pgbench " + strings.Join(args[:len(args)-1], " ")}
+	// Other clients of a shared server may hold the connection slots for
+	// a moment: try again rather than lose the baseline.
 	for attempt := 1; ; attempt++ {
 		out, err := exec.CommandContext(ctx, p.bin, args...).CombinedOutput()
 		if err == nil {
@@ -97,23 +89,19 @@ func (p *Pgbench) Run(ctx context.Context, mode string, clients, jobs int, d tim
 }
 
 var (
-	tpsLine     = regexp.MustCompile(`(?m)^tps = ([0-9.]+) \(without initial connection time\)`)
-	tpsAnyLine  = regexp.MustCompile(`(?m)^tps = ([0-9.]+)`)
+	tpsLine     = regexp.MustCompile(`(?m)^tps = ([0-9.]+)`)
 	latencyLine = regexp.MustCompile(`(?m)^latency average = ([0-9.]+) ms`)
 )
 
-// parsePgbench reads the tps (excluding connection set-up) and the
-// average latency from pgbench's report.
+// parsePgbench reads the tps without connection set-up (the last tps
+// line: before version 14 pgbench printed one with it first) and the
+// average latency.
 func parsePgbench(out []byte) (tps, latencyMs float64, err error) {
-	m := tpsLine.FindSubmatch(out)
-	if m == nil {
-		m = tpsAnyLine.FindSubmatch(out)
-	}
-	if m == nil {
+	all := tpsLine.FindAllSubmatch(out, -1)
+	if all == nil {
 		return 0, 0, fmt.Errorf("no tps in pgbench output: %s", tail(out))
 	}
-	tps, err = strconv.ParseFloat(string(m[1]), 64)
-	if err != nil {
+	if tps, err = strconv.ParseFloat(string(all[len(all)-1][1]), 64); err != nil {
 		return 0, 0, err
 	}
 	if m := latencyLine.FindSubmatch(out); m != nil {
@@ -131,8 +119,5 @@ func (p *Pgbench) Close() {
 
 func tail(out []byte) string {
 	out = bytes.TrimSpace(out)
-	if len(out) > 500 {
-		out = out[len(out)-500:]
-	}
-	return string(out)
+	return string(out[max(len(out)-500, 0):])
 }

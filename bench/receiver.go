@@ -1,24 +1,27 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
-// Receivers are buyers' webhook endpoints: real HTTP servers on loopback
-// that note when each delivery arrives and answer 204 at once. Endpoint i
-// is {server i mod n}/e/i. They do not check signatures: that would be
-// the receiving side's CPU, not the service's.
+// Receivers are buyers' webhook endpoints: HTTP servers on loopback that
+// note each arrival and answer 204 at once, without checking signatures
+// (that is the receiver's CPU, not the service's). Endpoint i is
+// {server i mod n}/e/i.
 type Receivers struct {
 	servers []*http.Server
 	bases   []string
@@ -26,8 +29,7 @@ type Receivers struct {
 	tracker atomic.Pointer[Tracker]
 }
 
-// startReceivers starts n receiver servers.
-func startReceivers(ctx context.Context, n int) (*Receivers, error) {
+func startReceivers(n int) (*Receivers, error) {
 	r := &Receivers{}
 	r.tracker.Store(newTracker())
 	for range n {
@@ -39,20 +41,16 @@ func startReceivers(ctx context.Context, n int) (*Receivers, error) {
 		srv := &http.Server{Handler: http.HandlerFunc(r.serve), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 5 * time.Minute}
 		r.servers = append(r.servers, srv)
 		r.bases = append(r.bases, "http://"+ln.Addr().String())
-		r.wg.Add(1)
-		go pprof.Do(ctx, pprof.Labels("part", "receiver"), func(context.Context) {
-			defer r.wg.Done()
-			_ = srv.Serve(ln)
-		})
+		labelled(&r.wg, "receiver", func() { _ = srv.Serve(ln) })
 	}
 	return r, nil
 }
 
-// URLs returns the URLs of endpoints 0..n-1.
-func (r *Receivers) URLs(n int) []string {
+// URLs returns the URLs of endpoints 0..n-1 under path (/e/ or /floor/).
+func (r *Receivers) URLs(path string, n int) []string {
 	out := make([]string, n)
 	for i := range out {
-		out[i] = r.bases[i%len(r.bases)] + "/e/" + strconv.Itoa(i)
+		out[i] = r.bases[i%len(r.bases)] + path + strconv.Itoa(i)
 	}
 	return out
 }
@@ -60,145 +58,31 @@ func (r *Receivers) URLs(n int) []string {
 // Track makes t record what arrives from now on.
 func (r *Receivers) Track(t *Tracker) { r.tracker.Store(t) }
 
-// Close stops the servers.
+// Close stops the servers at once: a delivery still arriving has no
+// one to count it.
 func (r *Receivers) Close() {
 	for _, s := range r.servers {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = s.Shutdown(ctx)
-		cancel()
+		_ = s.Close()
 	}
 	r.wg.Wait()
 }
 
-// delivered is the part of a delivered event the receivers read.
-type delivered struct {
-	Data struct {
-		Deal struct {
-			ID      string `json:"id"`
-			Version int64  `json:"version"`
-		} `json:"deal"`
-	} `json:"data"`
-}
-
 func (r *Receivers) serve(w http.ResponseWriter, req *http.Request) {
-	if strings.HasPrefix(req.URL.Path, "/floor/") {
-		// The POST floor's receiver: read the delivery, answer, nothing else.
-		_, _ = io.Copy(io.Discard, req.Body)
-		w.WriteHeader(http.StatusNoContent)
-		return
-	}
 	at := time.Now()
 	endpoint, err := strconv.Atoi(strings.TrimPrefix(req.URL.Path, "/e/"))
-	if err != nil || req.Method != http.MethodPost {
+	body, readErr := io.ReadAll(req.Body)
+	switch {
+	case strings.HasPrefix(req.URL.Path, "/floor/"): // the POST floor: read, answer, nothing else
+	case err != nil || readErr != nil || req.Method != http.MethodPost:
 		http.NotFound(w, req)
 		return
+	default:
+		if err := r.tracker.Load().arrive(req.Header.Get("webhook-id"), endpoint, at, body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
 	}
-	body, err := io.ReadAll(req.Body)
-	if err != nil {
-		w.WriteHeader(http.StatusBadRequest)
-		return
-	}
-	id, version, ok := changeOf(body)
-	if !ok {
-		w.WriteHeader(http.StatusBadRequest)
-		return
-	}
-	r.tracker.Load().arrive(req.Header.Get("webhook-id"), changeKey(id, version), endpoint, at)
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// changeOf reads the deal's ID and version from a delivered event. The
-// receivers share the machine with the service under test, and decoding
-// every body was 2 % of the bench process at 40 changes/s: the body is
-// scanned for the two values instead, and decoded in full only when the
-// scan does not find them where the service puts them.
-func changeOf(body []byte) (id string, version int64, ok bool) {
-	if id, version, ok = scanChange(body); ok {
-		return id, version, true
-	}
-	var ev delivered
-	if err := json.Unmarshal(body, &ev); err != nil || ev.Data.Deal.ID == "" {
-		return "", 0, false
-	}
-	return ev.Data.Deal.ID, ev.Data.Deal.Version, true
-}
-
-// scanChange finds `"data": {"deal": {"id": "…"` and then the deal's
-// `"version": N`, spaced as PostgreSQL prints a JSONB value (how the
-// payload is stored and sent) or compact. The deal's "id" is its first
-// key in both (JSONB orders keys by length), and no key between it and
-// "version" is "version": an item's keys are id, name and price, and a
-// quote inside a string is escaped, so a name cannot end a key.
-func scanChange(body []byte) (string, int64, bool) {
-	rest, ok := afterKey(body, "data")
-	if !ok {
-		return "", 0, false
-	}
-	if rest, ok = openObject(rest); !ok {
-		return "", 0, false
-	}
-	if rest, ok = afterKeyAtStart(rest, "deal"); !ok {
-		return "", 0, false
-	}
-	if rest, ok = openObject(rest); !ok {
-		return "", 0, false
-	}
-	if rest, ok = afterKeyAtStart(rest, "id"); !ok || len(rest) == 0 || rest[0] != '"' {
-		return "", 0, false
-	}
-	end := bytes.IndexByte(rest[1:], '"')
-	if end <= 0 {
-		return "", 0, false
-	}
-	id := string(rest[1 : 1+end])
-	if rest, ok = afterKey(rest[1+end:], "version"); !ok {
-		return "", 0, false
-	}
-	n := 0
-	for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
-		n++
-	}
-	v, err := strconv.ParseInt(string(rest[:n]), 10, 64)
-	if err != nil || n == len(rest) || (rest[n] != ',' && rest[n] != '}' && rest[n] != ' ') {
-		return "", 0, false
-	}
-	return id, v, true
-}
-
-// afterKey returns what follows the first `"key":` (and the spaces after
-// it) in b.
-func afterKey(b []byte, key string) ([]byte, bool) {
-	i := bytes.Index(b, []byte(`"`+key+`"`))
-	if i < 0 {
-		return nil, false
-	}
-	return colon(b[i+len(key)+2:])
-}
-
-// afterKeyAtStart is afterKey for a key that must come first in b.
-func afterKeyAtStart(b []byte, key string) ([]byte, bool) {
-	k := `"` + key + `"`
-	if !bytes.HasPrefix(b, []byte(k)) {
-		return nil, false
-	}
-	return colon(b[len(k):])
-}
-
-// colon skips spaces, one colon and spaces.
-func colon(b []byte) ([]byte, bool) {
-	b = bytes.TrimLeft(b, " ")
-	if len(b) == 0 || b[0] != ':' {
-		return nil, false
-	}
-	return bytes.TrimLeft(b[1:], " "), true
-}
-
-// openObject skips an opening brace and the spaces after it.
-func openObject(b []byte) ([]byte, bool) {
-	if len(b) == 0 || b[0] != '{' {
-		return nil, false
-	}
-	return bytes.TrimLeft(b[1:], " "), true
 }
 
 // changeKey names one change of one deal: the deal after it, at its version.
@@ -206,140 +90,222 @@ func changeKey(dealID string, version int64) string {
 	return dealID + "/" + strconv.FormatInt(version, 10)
 }
 
-// Tracker matches the changes the load generator made (the API's
-// response, keyed by deal and version) with the deliveries that arrive
-// (the same deal and version in the body, per webhook-id and endpoint).
+// Tracker matches the changes made (the API's answers, by deal and
+// version) with the deliveries that arrive (per webhook-id and endpoint).
 type Tracker struct {
 	mu       sync.Mutex
-	sent     map[string]time.Time // change → when its API response was received
-	first    map[arrivalKey]arrival
+	sent     map[string]time.Time // change → when its answer arrived
+	changes  map[string]string    // event ID → change, from its first body
+	first    map[arrival]time.Time
 	total    int
 	firstReq time.Time
 }
 
-type arrivalKey struct {
+type arrival struct {
 	eventID  string
 	endpoint int
 }
 
-type arrival struct {
-	change string
-	at     time.Time
-}
-
 func newTracker() *Tracker {
-	return &Tracker{sent: map[string]time.Time{}, first: map[arrivalKey]arrival{}}
+	return &Tracker{sent: map[string]time.Time{}, changes: map[string]string{}, first: map[arrival]time.Time{}}
 }
 
-// started notes when the first change was sent.
-func (t *Tracker) started(at time.Time) {
+// arrive records a delivery. Only an event's first body is decoded: the
+// receivers share the CPU with the service.
+func (t *Tracker) arrive(eventID string, endpoint int, at time.Time, body []byte) error {
 	t.mu.Lock()
-	if t.firstReq.IsZero() {
-		t.firstReq = at
+	_, known := t.changes[eventID]
+	t.mu.Unlock()
+	change := ""
+	if !known {
+		var ev struct {
+			Data struct {
+				Deal struct {
+					ID      string `json:"id"`
+					Version int64  `json:"version"`
+				} `json:"deal"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(body, &ev); err != nil || ev.Data.Deal.ID == "" {
+			return fmt.Errorf("not a deal event: %v", err)
+		}
+		change = changeKey(ev.Data.Deal.ID, ev.Data.Deal.Version)
 	}
-	t.mu.Unlock()
-}
-
-// sentChange records the API's answer to a change.
-func (t *Tracker) sentChange(change string, at time.Time) {
-	t.mu.Lock()
-	t.sent[change] = at
-	t.mu.Unlock()
-}
-
-func (t *Tracker) arrive(eventID, change string, endpoint int, at time.Time) {
-	t.mu.Lock()
-	t.total++
-	k := arrivalKey{eventID, endpoint}
-	if _, dup := t.first[k]; !dup {
-		t.first[k] = arrival{change: change, at: at}
-	}
-	t.mu.Unlock()
-}
-
-// matched counts the (event, endpoint) pairs that belong to a sent change.
-func (t *Tracker) matched() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	n := 0
-	for _, a := range t.first {
-		if _, ok := t.sent[a.change]; ok {
-			n++
-		}
+	if change != "" {
+		t.changes[eventID] = change
 	}
-	return n
+	t.total++
+	if k := (arrival{eventID, endpoint}); t.first[k].IsZero() {
+		t.first[k] = at
+	}
+	return nil
 }
 
-// wait waits until every sent change has reached all endpoints, or grace
-// has passed since the call.
-func (t *Tracker) wait(ctx context.Context, endpoints int, grace time.Duration) {
-	deadline := time.Now().Add(grace)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		t.mu.Lock()
-		want := len(t.sent) * endpoints
-		t.mu.Unlock()
-		if t.matched() >= want {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+// sentChange records the API's answer to a change, sent at started.
+func (t *Tracker) sentChange(change string, started, answered time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.firstReq.IsZero() || started.Before(t.firstReq) {
+		t.firstReq = started
+	}
+	if change != "" {
+		t.sent[change] = answered
 	}
 }
 
 // Delivery is the outcome of a webhook run.
 type Delivery struct {
-	Changes    int     // changes the API confirmed
-	Expected   int     // (event, endpoint) pairs owed: changes × endpoints
-	Received   int     // distinct pairs that arrived
-	Lost       int     // Expected − Received, after the grace period
-	Duplicates int     // arrivals beyond the first of a pair
-	Unexpected int     // arrivals of changes this run did not send (warm-up, an earlier step)
-	Early      int     // arrivals before the API response was read (counted as 0 ms)
-	Latency    Summary // response → first arrival, per pair
-	// Span is from the first change sent to the last arrival.
-	Span time.Duration
-	// LastAfter is from the last response to the last arrival.
-	LastAfter time.Duration
+	Changes, Expected, Received, Lost int
+	Duplicates                        int           // arrivals beyond the first of an (event, endpoint)
+	Unexpected                        int           // arrivals of changes this run did not make
+	Early                             int           // arrivals before the API's answer was read
+	Span                              time.Duration // first change sent to last arrival
+	LastAfter                         time.Duration // last answer to last arrival
 }
 
 // result compares what was sent with what arrived at endpoints endpoints.
 func (t *Tracker) result(endpoints int) Delivery {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	d := Delivery{Changes: len(t.sent), Expected: len(t.sent) * endpoints}
-	var lat []float64
+	d := Delivery{Changes: len(t.sent), Expected: len(t.sent) * endpoints, Duplicates: t.total - len(t.first)}
 	var last, lastSent time.Time
 	for _, at := range t.sent {
-		if at.After(lastSent) {
-			lastSent = at
-		}
+		lastSent = later(lastSent, at)
 	}
-	perChange := map[string]int{}
-	for _, a := range t.first {
-		sent, ok := t.sent[a.change]
+	for k, at := range t.first {
+		sent, ok := t.sent[t.changes[k.eventID]]
 		if !ok {
 			d.Unexpected++
 			continue
 		}
-		perChange[a.change]++
 		d.Received++
-		ms := float64(a.at.Sub(sent).Nanoseconds()) / 1e6
-		if ms < 0 {
+		if at.Before(sent) {
 			d.Early++
-			ms = 0
 		}
-		lat = append(lat, ms)
-		if a.at.After(last) {
-			last = a.at
-		}
+		last = later(last, at)
 	}
-	d.Duplicates = t.total - len(t.first)
 	d.Lost = d.Expected - d.Received
-	d.Latency = summarise(lat)
-	if !last.IsZero() && !t.firstReq.IsZero() {
-		d.Span = last.Sub(t.firstReq)
-	}
-	if !last.IsZero() && !lastSent.IsZero() {
-		d.LastAfter = last.Sub(lastSent)
+	if !last.IsZero() {
+		d.Span, d.LastAfter = last.Sub(t.firstReq), last.Sub(lastSent)
 	}
 	return d
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// wait waits until every change has reached all endpoints, or grace has passed.
+func (t *Tracker) wait(ctx context.Context, endpoints int, grace time.Duration) {
+	for deadline := time.Now().Add(grace); time.Now().Before(deadline) && ctx.Err() == nil; time.Sleep(50 * time.Millisecond) {
+		if d := t.result(endpoints); d.Received >= d.Expected {
+			return
+		}
+	}
+}
+
+// histogram is a cumulative Prometheus histogram: counts[i] observations
+// at most bounds[i] seconds, the last bound +Inf.
+type histogram struct {
+	bounds []float64
+	counts []uint64
+}
+
+const deliveryMetric = "dealcast_webhook_commit_to_delivery_seconds"
+
+// deliveryHistogram reads the service's histogram of the time from a
+// change's commit to a receiver's 2xx from its /metrics.
+func (s *Stack) deliveryHistogram(ctx context.Context) (histogram, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.BaseURL+"/metrics", nil)
+	if err != nil {
+		return histogram{}, err
+	}
+	req.Close = true // not one more connection for open_conns to count
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return histogram{}, err
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return histogram{}, fmt.Errorf("/metrics: %w", err)
+	}
+	var h histogram
+	for _, m := range families[deliveryMetric].GetMetric() {
+		ph := m.GetHistogram()
+		if h.bounds == nil {
+			for _, b := range ph.GetBucket() {
+				h.bounds = append(h.bounds, b.GetUpperBound())
+			}
+			h.bounds = append(h.bounds, math.Inf(1))
+			h.counts = make([]uint64, len(h.bounds))
+		}
+		for i, b := range ph.GetBucket() {
+			h.counts[i] += b.GetCumulativeCount()
+		}
+		h.counts[len(h.counts)-1] += ph.GetSampleCount()
+	}
+	return h, nil
+}
+
+// since is what h recorded after before.
+func (h histogram) since(before histogram) histogram {
+	out := histogram{bounds: h.bounds, counts: make([]uint64, len(h.counts))}
+	for i := range h.counts {
+		out.counts[i] = h.counts[i]
+		if len(before.counts) == len(h.counts) {
+			out.counts[i] -= before.counts[i]
+		}
+	}
+	return out
+}
+
+func (h histogram) count() int {
+	if len(h.counts) == 0 {
+		return 0
+	}
+	return int(h.counts[len(h.counts)-1])
+}
+
+// quantileMs interpolates within the bucket holding the quantile, as
+// Prometheus's histogram_quantile does; q = 1 gives the upper bound of
+// the highest bucket in use.
+func (h histogram) quantileMs(q float64) float64 {
+	if h.count() == 0 {
+		return 0
+	}
+	rank := q * float64(h.count())
+	lower, below := 0.0, uint64(0)
+	for i, c := range h.counts {
+		if float64(c) >= rank && c > below {
+			if math.IsInf(h.bounds[i], 1) {
+				break
+			}
+			return round(1000 * (lower + (h.bounds[i]-lower)*(rank-float64(below))/float64(c-below)))
+		}
+		lower, below = h.bounds[i], c
+	}
+	return round(1000 * lower)
+}
+
+// deliveredSince waits until the histogram has recorded want deliveries
+// after before (the sender records just after the receiver's answer) and
+// returns what it recorded.
+func (s *Stack) deliveredSince(ctx context.Context, before histogram, want int) histogram {
+	var h histogram
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		now, err := s.deliveryHistogram(ctx)
+		if err != nil {
+			s.log.Warn("bench: reading the delivery histogram", "err", err)
+		}
+		if h = now.since(before); h.count() >= want || time.Now().After(deadline) || ctx.Err() != nil {
+			return h
+		}
+	}
 }

@@ -4,25 +4,27 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dealcast/dealcast/bench"
 	"github.com/dealcast/dealcast/service"
 )
 
-// runBench runs the performance benchmark (package bench) and writes its
-// results as JSON, with a summary of the goals on the console.
+// runBench runs the performance benchmark (package bench), writes its
+// results as JSON and prints each goal against its result.
 func runBench(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	envInt := func(name string) int { n, _ := strconv.Atoi(os.Getenv(name)); return n }
 	var (
 		out        = fs.String("out", "bench/results/latest.json", "where to write the results as JSON (empty: nowhere)")
 		tiny       = fs.Bool("tiny", false, "toy sizes: a smoke run of every scenario")
-		seconds    = fs.Int("seconds", 0, "length of each measured phase (default 30, or BENCH_SECONDS)")
-		scenarios  = fs.String("scenarios", "", "comma-separated scenarios to run (default all, or BENCH_SCENARIOS)")
-		cpuProfile = fs.String("cpuprofile", "", "write a CPU profile per scenario: PATH becomes PATH-<scenario> (or BENCH_CPUPROFILE)")
-		memProfile = fs.String("memprofile", "", "write an allocation profile per scenario's measured phase: PATH becomes PATH-<scenario> (or BENCH_MEMPROFILE)")
-		pool       = fs.Int("pool-max-conns", 0, "the service's database pool size (default 16, or BENCH_POOL_MAX_CONNS)")
+		seconds    = fs.Int("seconds", envInt("BENCH_SECONDS"), "length of each measured phase (default 30; BENCH_SECONDS)")
+		scenarios  = fs.String("scenarios", os.Getenv("BENCH_SCENARIOS"), "comma-separated scenarios to run (default all; BENCH_SCENARIOS): "+strings.Join(bench.ScenarioNames(), ","))
+		cpuProfile = fs.String("cpuprofile", os.Getenv("BENCH_CPUPROFILE"), "a CPU profile per scenario: PATH becomes PATH-<scenario> (BENCH_CPUPROFILE)")
+		pool       = fs.Int("pool-max-conns", envInt("BENCH_POOL_MAX_CONNS"), "the service's database pool size (default 16; BENCH_POOL_MAX_CONNS)")
 		readConns  = fs.Int("read-conns", 0, "read: connections (default 64)")
 		writeConns = fs.Int("write-conns", 0, "write: connections (default 64)")
 		pgClients  = fs.Int("pgbench-clients", 0, "pgbench -c for the baselines (default 64)")
@@ -40,13 +42,11 @@ func runBench(ctx context.Context, args []string) error {
 		grace      = fs.Duration("grace", 0, "how long to wait for late deliveries (default 30s)")
 	)
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: dealcast bench [flags]
+		fmt.Fprint(fs.Output(), `Usage: dealcast-dev bench [flags]
 
-Starts the service stack in this process on a fresh database on the
-PostgreSQL server of DATABASE_URL (created and dropped), runs the
-scenarios and writes the results. Needs pgbench for the read and write
-baselines. Environment: BENCH_SECONDS, BENCH_SCENARIOS, BENCH_CPUPROFILE, BENCH_MEMPROFILE,
-BENCH_POOL_MAX_CONNS, DATABASE_URL.
+Starts the service in this process on a fresh database on the PostgreSQL
+server of DATABASE_URL (created and dropped), runs the scenarios and
+writes the results. Needs pgbench for the read and write baselines.
 
 Flags:
 `)
@@ -59,39 +59,26 @@ Flags:
 	if *tiny {
 		cfg = bench.Tiny()
 	}
-	if err := cfg.ApplyEnv(); err != nil {
-		return err
+	if v := os.Getenv("DATABASE_URL"); v != "" {
+		cfg.DatabaseURL = v
 	}
-	set := func(dst *int, v int) {
-		if v > 0 {
-			*dst = v
+	for _, f := range []struct{ dst, v *int }{
+		{&cfg.Seconds, seconds}, {&cfg.PoolMaxConns, pool}, {&cfg.Read.Conns, readConns}, {&cfg.Write.Conns, writeConns},
+		{&cfg.Pgbench.Clients, pgClients}, {&cfg.List.Deals, listDeals}, {&cfg.List.Sellers, listSell},
+		{&cfg.List.Limit, listLimit}, {&cfg.Concurrency.Conns, concConns}, {&cfg.Concurrency.Rate, concRate},
+		{&cfg.WebhookLatency.Rate, whRate}, {&cfg.WebhookLatency.Buyers, whBuyers}, {&cfg.WebhookThroughput.Buyers, tpBuyers},
+		{&cfg.WebhookThroughput.StartRate, tpStart}, {&cfg.WebhookThroughput.MaxSteps, tpSteps}, {&cfg.Fanout.Buyers, fanBuyers},
+	} {
+		if *f.v > 0 {
+			*f.dst = *f.v
 		}
 	}
-	set(&cfg.Seconds, *seconds)
-	set(&cfg.PoolMaxConns, *pool)
-	set(&cfg.Read.Conns, *readConns)
-	set(&cfg.Write.Conns, *writeConns)
-	set(&cfg.Pgbench.Clients, *pgClients)
-	set(&cfg.List.Deals, *listDeals)
-	set(&cfg.List.Sellers, *listSell)
-	set(&cfg.List.Limit, *listLimit)
-	set(&cfg.Concurrency.Conns, *concConns)
-	set(&cfg.Concurrency.Rate, *concRate)
-	set(&cfg.WebhookLatency.Rate, *whRate)
-	set(&cfg.WebhookLatency.Buyers, *whBuyers)
-	set(&cfg.WebhookThroughput.Buyers, *tpBuyers)
-	set(&cfg.WebhookThroughput.StartRate, *tpStart)
-	set(&cfg.WebhookThroughput.MaxSteps, *tpSteps)
-	set(&cfg.Fanout.Buyers, *fanBuyers)
-	if *scenarios != "" {
-		cfg.Only = bench.SplitList(*scenarios)
+	for _, s := range strings.Split(*scenarios, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			cfg.Only = append(cfg.Only, s)
+		}
 	}
-	if *cpuProfile != "" {
-		cfg.CPUProfile = *cpuProfile
-	}
-	if *memProfile != "" {
-		cfg.MemProfile = *memProfile
-	}
+	cfg.CPUProfile = *cpuProfile
 	if *grace > 0 {
 		cfg.Grace = *grace
 	}
@@ -113,9 +100,5 @@ Flags:
 	}
 	fmt.Print(res.Summary())
 	log.Info("bench: done", "took", time.Since(started).Round(time.Second))
-	if runErr != nil {
-		slog.Error("bench: some scenarios failed", "err", runErr)
-		return runErr
-	}
-	return nil
+	return runErr
 }
