@@ -1048,9 +1048,9 @@ func TestMalformedSecretHoldsThatEndpointOnly(t *testing.T) {
 	}
 }
 
-// TestRetryAfterShownOnEveryPageOfTheRound documents a bug. Since 8f8ad7d,
-// DeliverRound moves next_attempt_at of a page's pending deliveries to the
-// longest Retry-After "of the round", because the workflow waits that long
+// TestRetryAfterShownOnEveryPageOfTheRound documents a bug. DeliverRound
+// moves next_attempt_at of a page's pending deliveries to the longest
+// Retry-After "of the round", because the workflow waits that long
 // before retrying any of them (workflows.DeliverEvent: delay :=
 // max(RetryDelay, wait), wait being the maximum over all pages). But
 // DeliverRound sees one page only: a delivery on a page without a

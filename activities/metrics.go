@@ -31,9 +31,10 @@ var instruments = sync.OnceValue(func() (i struct {
 	return i
 })
 
-// outcomeAttrs holds the attribute set of each outcome, made once: building
-// and hashing a set on every attempt was a measurable share of a delivery's
-// CPU (mostly the stack growth it forced on each fresh sending goroutine).
+// outcomeAttrs holds the attribute set of each outcome, made once: every
+// attempt records its outcome, and building and hashing a set each time
+// would put that work (and the stack growth it forces on each fresh
+// sending goroutine) on every delivery.
 var outcomeAttrs = func() map[webhook.Outcome]metric.AddOption {
 	m := map[webhook.Outcome]metric.AddOption{}
 	for _, o := range []webhook.Outcome{webhook.Succeeded, webhook.Retry, webhook.Gone, webhook.Refused} {

@@ -154,7 +154,7 @@ func TestTokenForAbsentAccount(t *testing.T) {
 
 // TestTokenWithNonCanonicalSubject: a seller token whose sub spells the
 // account id another way ("urn:uuid:<id>", which PostgreSQL's uuid type
-// refuses) used to pass auth.Verify and then fail the account lookup with
+// refuses) must not pass auth.Verify only to fail the account lookup with
 // 22P02, answered 503. It must be refused (401) or act as that seller.
 func TestTokenWithNonCanonicalSubject(t *testing.T) {
 	t.Parallel()
@@ -394,7 +394,8 @@ func TestAccountPathValidation(t *testing.T) {
 }
 
 // TestAccountPathURNForm: huma's "uuid" format accepts "urn:uuid:<id>",
-// PostgreSQL's uuid type does not; that used to reach the client as a 500.
+// PostgreSQL's uuid type does not; the difference must never reach the
+// client as a 500.
 func TestAccountPathURNForm(t *testing.T) {
 	t.Parallel()
 	e := setup(t)

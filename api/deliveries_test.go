@@ -327,8 +327,8 @@ func TestListDeliveriesEndpointIDSpellings(t *testing.T) {
 // It fails today: api/deliveries.go sends the value to PostgreSQL, which
 // refuses it (22021), and store.translate maps that to ErrNotFound, so
 // GET /v1/webhook-deliveries answers 404. Fix: checkText("query.event_id",
-// in.EventID) in the handler before calling the store (the deals and
-// events handlers had the same bug fixed for their queries).
+// in.EventID) in the handler before calling the store, as the deals and
+// events handlers do for their queries.
 func TestListDeliveriesUnstorableEventID(t *testing.T) {
 	t.Parallel()
 	e := setup(t)

@@ -68,8 +68,8 @@ type Verifier struct {
 	// needs no look at the limiter.
 	knownKIDs sync.Map
 	// verified remembers tokens that passed, so a client's next requests
-	// with the same token skip the signature check and the claims parse
-	// (a tenth of a deal read's CPU). Only valid tokens get in, so its
+	// with the same token skip the signature check and the claims parse,
+	// the costly part of authenticating. Only valid tokens get in, so its
 	// size is bounded by live clients; it is emptied when it reaches
 	// maxVerified all the same.
 	verified  sync.Map // token -> verifiedToken

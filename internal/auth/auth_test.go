@@ -308,7 +308,7 @@ func TestVerifyRoleAndSubject(t *testing.T) {
 // "{…}", upper case and 32 hex digits. A seller or buyer sub in such a
 // spelling must either be refused or come out as the account id in the
 // form the API issues, since handlers compare it with ids as strings (and
-// PostgreSQL refuses the urn form, which used to surface as a 503).
+// PostgreSQL refuses the urn form, which would surface as a 503).
 func TestVerifyNonCanonicalAccountID(t *testing.T) {
 	t.Parallel()
 	v := newVerifier(t, auth.Options{Secret: secret})

@@ -314,12 +314,13 @@ var keptVisibilityIndexes = map[string]bool{
 }
 
 // trimVisibilityIndexes drops the visibility table's other indexes. The
-// schema indexes every predefined and pre-allocated search attribute (58
-// indexes, most over JSON extracted from each row), and every workflow's
-// started and closed records update all of them, which under load costs
-// the server more than anything else. A query on a dropped column still
-// works, by scanning; a development database is small. Runs at every
-// start, so older files are trimmed too; dropping is idempotent.
+// schema indexes every predefined and pre-allocated search attribute, most
+// over JSON extracted from each row, and every workflow's started and
+// closed records update all of them: on the one SQLite connection that
+// upkeep is paid by every workflow, for filters nobody uses. A query on a
+// dropped column still works, by scanning; a development database is
+// small. Runs at every start, so older files are trimmed too; dropping is
+// idempotent.
 func trimVisibilityIndexes(ctx context.Context, dbPath string) error {
 	db, err := sql.Open("sqlite", "file:"+dbPath+"?mode=rw&_pragma=busy_timeout(10000)")
 	if err != nil {

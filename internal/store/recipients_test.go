@@ -16,9 +16,9 @@ import (
 // of a seller whose buyers have no endpoints reads none of the platform's
 // other endpoints, however many calls came before. A prepared statement's
 // generic plan (PostgreSQL chooses it after five calls when it looks no
-// dearer than their average) walked every endpoint in ID order instead,
-// and on a platform with thousands of endpoints each such call cost
-// milliseconds of database CPU.
+// dearer than their average) could walk every endpoint in ID order
+// instead, so that each such call costs in proportion to the platform's
+// endpoints rather than to the seller's.
 func TestRecipientsReadOnlyTheSellersBuyersEndpoints(t *testing.T) {
 	ctx := context.Background()
 	const endpoints = 3000
@@ -37,8 +37,8 @@ func TestRecipientsReadOnlyTheSellersBuyersEndpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	// An event the big seller delivered to every endpoint: the deliveries
-	// table is then nearly all succeeded rows, which is what made the
-	// planner believe that hardly any endpoint lacks a finished delivery.
+	// table is then nearly all succeeded rows, which leads the planner to
+	// believe that hardly any endpoint lacks a finished delivery.
 	_, err = testDB.Pool.Exec(ctx, `
 		INSERT INTO webhook_deliveries (id, event_id, endpoint_id, buyer_id, event_type, status, attempts, created_at, updated_at)
 		SELECT gen_random_uuid(), $2, e.id, e.buyer_id, 'deal.updated', 'succeeded', 1, now(), now()
