@@ -223,43 +223,24 @@ func (f *fixture) payload(event string) []byte {
 	return ev.Payload
 }
 
-// newReceiver is a buyer's webhook endpoint that records every request and
-// answers it with respond (200 when nil).
-func newReceiver(t *testing.T, respond http.HandlerFunc) *webhooktest.Receiver {
-	t.Helper()
-	if respond == nil {
-		return webhooktest.NewReceiver(t)
-	}
-	return webhooktest.NewReceiver(t, webhooktest.WithHandler(respond))
-}
-
-// status answers every request with code.
-func status(code int) http.HandlerFunc {
-	return func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(code) }
-}
-
-// statuses answers the n-th request with codes[n-1], and later ones with
-// the last code.
-func statuses(codes ...int) http.HandlerFunc {
-	var n atomic.Int32
-	return func(w http.ResponseWriter, _ *http.Request) {
-		i := min(int(n.Add(1)), len(codes)) - 1
-		w.WriteHeader(codes[i])
-	}
+// status answers the n-th request with codes[n-1], and later ones with
+// the last code; status(code) answers every request with code.
+func status(codes ...int) webhooktest.Option {
+	return webhooktest.WithStatus(webhooktest.Statuses(codes...))
 }
 
 // hang answers nothing until the client gives up or the test ends.
-func hang(t *testing.T) http.HandlerFunc {
+func hang(t *testing.T) webhooktest.Option {
 	release := make(chan struct{})
 	// Cleanups run last-registered first: this one runs before the
 	// server's Close, which waits for handlers to return.
 	t.Cleanup(func() { close(release) })
-	return func(_ http.ResponseWriter, req *http.Request) {
+	return webhooktest.WithHandler(func(_ http.ResponseWriter, req *http.Request) {
 		select {
 		case <-req.Context().Done():
 		case <-release:
 		}
-	}
+	})
 }
 
 // signatures returns the base64 MACs of a webhook-signature header.
@@ -341,14 +322,14 @@ func TestFirstRoundReachesEveryEntitledEndpointOnce(t *testing.T) {
 
 	// Two granted buyers, one with two endpoints: all three are entitled.
 	granted1, granted2 := f.buyer(true), f.buyer(true)
-	r1, r2, r3 := newReceiver(t, nil), newReceiver(t, nil), newReceiver(t, nil)
+	r1, r2, r3 := webhooktest.NewReceiver(t), webhooktest.NewReceiver(t), webhooktest.NewReceiver(t)
 	e1, s1 := f.endpoint(granted1, r1.URL())
 	e2, s2 := f.endpoint(granted1, r2.URL()+"/second", deal.EventCreated)
 	e3, s3 := f.endpoint(granted2, r3.URL())
 
 	// Not entitled: a buyer never granted, a buyer whose grant was revoked,
 	// a disabled endpoint, and an endpoint subscribed to the other type.
-	ungrantedR, revokedR, disabledR, otherTypeR := newReceiver(t, nil), newReceiver(t, nil), newReceiver(t, nil), newReceiver(t, nil)
+	ungrantedR, revokedR, disabledR, otherTypeR := webhooktest.NewReceiver(t), webhooktest.NewReceiver(t), webhooktest.NewReceiver(t), webhooktest.NewReceiver(t)
 	f.endpoint(f.buyer(false), ungrantedR.URL())
 	revoked := f.buyer(true)
 	f.endpoint(revoked, revokedR.URL())
@@ -361,7 +342,7 @@ func TestFirstRoundReachesEveryEntitledEndpointOnce(t *testing.T) {
 	// A buyer granted by another seller only.
 	other := setup(t)
 	elsewhere := other.buyer(true)
-	elsewhereR := newReceiver(t, nil)
+	elsewhereR := webhooktest.NewReceiver(t)
 	f.endpoint(elsewhere, elsewhereR.URL())
 
 	ev := f.event()
@@ -429,7 +410,7 @@ func TestRotatedSecretSignsWithBothUntilExpiry(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	buyer := f.buyer(true)
-	r := newReceiver(t, nil)
+	r := webhooktest.NewReceiver(t)
 	id, oldSecret := f.endpoint(buyer, r.URL())
 	newSecret, sealed := f.newSecret()
 	f.updateEndpoint(buyer, id, func(e *store.Endpoint) {
@@ -476,11 +457,12 @@ type target struct {
 	buyer, endpoint string
 }
 
-// target makes a granted buyer with one endpoint answering with respond.
-func (f *fixture) target(respond http.HandlerFunc) target {
+// target makes a granted buyer with one endpoint whose receiver opts
+// program (200 to every request without them).
+func (f *fixture) target(opts ...webhooktest.Option) target {
 	f.t.Helper()
 	b := f.buyer(true)
-	r := newReceiver(f.t, respond)
+	r := webhooktest.NewReceiver(f.t, opts...)
 	id, _ := f.endpoint(b, r.URL())
 	return target{r, b, id}
 }
@@ -508,11 +490,11 @@ func TestFailureOutcomes(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	const nextIn = 30 * time.Second
-	ok := f.target(nil)
-	serverError := f.target(func(w http.ResponseWriter, _ *http.Request) {
+	ok := f.target()
+	serverError := f.target(webhooktest.WithHandler(func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 		_, _ = io.WriteString(w, "database is on fire")
-	})
+	}))
 	gone := f.target(status(http.StatusGone))
 	hanging := f.target(hang(t))
 
@@ -586,7 +568,7 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	const nextIn = 30 * time.Second
-	unavailable := f.target(retryAfter120)
+	unavailable := f.target(webhooktest.WithHandler(retryAfter120))
 	serverError := f.target(status(http.StatusInternalServerError))
 
 	ev := f.event()
@@ -613,10 +595,10 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 
 	// A Retry-After shorter than the workflow's own wait changes nothing.
 	g := setup(t)
-	short := g.target(func(w http.ResponseWriter, _ *http.Request) {
+	short := g.target(webhooktest.WithHandler(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Retry-After", "5")
 		w.WriteHeader(http.StatusTooManyRequests)
-	})
+	}))
 	ev = g.event()
 	before = time.Now()
 	res = g.mustDeliver(activities.RoundInput{EventID: ev.ID, Limit: 100, NextAttemptIn: nextIn})
@@ -632,8 +614,8 @@ func TestFinalRoundFailsWhatFails(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	b := f.buyer(true)
-	r500 := newReceiver(t, status(http.StatusInternalServerError))
-	r503 := newReceiver(t, retryAfter120)
+	r500 := webhooktest.NewReceiver(t, status(http.StatusInternalServerError))
+	r503 := webhooktest.NewReceiver(t, webhooktest.WithHandler(retryAfter120))
 	e500, _ := f.endpoint(b, r500.URL())
 	e503, _ := f.endpoint(b, r503.URL())
 	ev := f.event()
@@ -657,13 +639,13 @@ func TestRetryRoundAttemptsOnlyPendingStillEntitled(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	add := f.target
-	recovers := add(statuses(500, 200))
+	recovers := add(status(500, 200))
 	stillDown := add(status(http.StatusBadGateway))
 	revoked := add(status(500))
 	deleted := add(status(500))
 	disabled := add(status(500))
 	unsubscribed := add(status(500))
-	delivered := add(nil)
+	delivered := add()
 
 	ev := f.event()
 	res := f.mustDeliver(activities.RoundInput{EventID: ev.ID, Limit: 100, NextAttemptIn: time.Minute})
@@ -683,7 +665,7 @@ func TestRetryRoundAttemptsOnlyPendingStillEntitled(t *testing.T) {
 	})
 	// A buyer granted after the first round is not one of this event's
 	// pending deliveries: a retry round does not reach it.
-	late := add(nil)
+	late := add()
 
 	res = f.mustDeliver(activities.RoundInput{EventID: ev.ID, Retry: true, Limit: 100, NextAttemptIn: 5 * time.Minute})
 	if want := (activities.RoundResult{Sent: 2, Succeeded: 1, Failed: 4, Pending: 1}); res != want {
@@ -764,7 +746,7 @@ func (f *fixture) recipients(n int) ([]recipient, map[string]*atomic.Int32) {
 	hits := map[string]*atomic.Int32{}
 	for range n {
 		var c atomic.Int32
-		r := newReceiver(f.t, func(w http.ResponseWriter, _ *http.Request) { c.Add(1) })
+		r := webhooktest.NewReceiver(f.t, webhooktest.WithHandler(func(w http.ResponseWriter, _ *http.Request) { c.Add(1) }))
 		b := f.buyer(true)
 		id, _ := f.endpoint(b, r.URL())
 		list = append(list, recipient{endpoint: id, cursor: b + "/" + id})
@@ -870,7 +852,7 @@ func TestConcurrencyBound(t *testing.T) {
 		inFlight.Add(-1)
 	}
 	for range receivers {
-		f.endpoint(f.buyer(true), newReceiver(t, slow).URL())
+		f.endpoint(f.buyer(true), webhooktest.NewReceiver(t, webhooktest.WithHandler(slow)).URL())
 	}
 	ev := f.event()
 
@@ -894,7 +876,7 @@ func TestUnreadableSecretHoldsThatEndpointOnly(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	b := f.buyer(true)
-	good, bad := newReceiver(t, nil), newReceiver(t, nil)
+	good, bad := webhooktest.NewReceiver(t), webhooktest.NewReceiver(t)
 	goodID, goodSecret := f.endpoint(b, good.URL())
 	badID, _ := f.endpoint(b, bad.URL())
 	// Sealed under a key the activities do not hold.
@@ -954,7 +936,7 @@ func TestEventNotFoundIsNotRetryable(t *testing.T) {
 func TestRequeuedDeliveryKeepsFirstDeliveredAt(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	tg := f.target(nil)
+	tg := f.target()
 	ev := f.event()
 	f.mustDeliver(activities.RoundInput{EventID: ev.ID, Limit: 100, NextAttemptIn: time.Minute})
 	first := f.delivery(tg.buyer, ev.ID, tg.endpoint)
@@ -992,7 +974,7 @@ func TestForbiddenAddressFailsWithoutRetry(t *testing.T) {
 	t.Cleanup(strict.CloseIdleConnections)
 	f.acts.Sender = strict
 	b := f.buyer(true)
-	plain := newReceiver(t, nil)
+	plain := webhooktest.NewReceiver(t)
 	plainID, _ := f.endpoint(b, plain.URL())
 	var tlsHits atomic.Int32
 	tls := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { tlsHits.Add(1) }))
@@ -1023,7 +1005,7 @@ func TestMalformedSecretHoldsThatEndpointOnly(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	b := f.buyer(true)
-	r := newReceiver(t, nil)
+	r := webhooktest.NewReceiver(t)
 	id, _ := f.endpoint(b, r.URL())
 	sealed, err := f.sealer.Seal("whsec_dG9vIHNob3J0")
 	if err != nil {
@@ -1068,13 +1050,13 @@ func TestRetryAfterShownOnEveryPageOfTheRound(t *testing.T) {
 	byID := map[string]int{}
 	b := f.buyer(true)
 	for i := range 3 {
-		r := newReceiver(t, func(w http.ResponseWriter, req *http.Request) {
+		r := webhooktest.NewReceiver(t, webhooktest.WithHandler(func(w http.ResponseWriter, req *http.Request) {
 			if asks[i].Load() {
 				retryAfter120(w, req)
 				return
 			}
 			w.WriteHeader(http.StatusInternalServerError)
-		})
+		}))
 		ids[i], _ = f.endpoint(b, r.URL())
 		byID[ids[i]] = i
 	}
@@ -1136,7 +1118,7 @@ func TestAttemptsCarryTheTrace(t *testing.T) {
 			f := setup(t)
 			f.acts.SpanlessAttempts = spanless
 			f.background = trace.ContextWithRemoteSpanContext(context.Background(), parent)
-			r := newReceiver(t, nil)
+			r := webhooktest.NewReceiver(t)
 			f.endpoint(f.buyer(true), r.URL())
 			ev := f.event()
 			f.mustDeliver(activities.RoundInput{EventID: ev.ID, Limit: 10})
