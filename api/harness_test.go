@@ -138,6 +138,11 @@ func (e *env) doRaw(method, path, token string, body any, headers ...string) *re
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
+	return e.serve(req)
+}
+
+// serve has the handler answer req and records the answer.
+func (e *env) serve(req *http.Request) *response {
 	rec := httptest.NewRecorder()
 	e.handler.ServeHTTP(rec, req)
 	return &response{t: e.t, Status: rec.Code, Header: rec.Header(), Body: rec.Body.Bytes()}

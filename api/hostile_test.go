@@ -51,9 +51,7 @@ func (e *env) send(method, path string, body io.Reader, headers ...string) *resp
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	rec := httptest.NewRecorder()
-	e.handler.ServeHTTP(rec, req)
-	return &response{t: e.t, Status: rec.Code, Header: rec.Header(), Body: rec.Body.Bytes()}
+	return e.serve(req)
 }
 
 // try is do, except that a panic in the handler fails the test with its

@@ -34,9 +34,7 @@ func (e *env) from(addr, method, path, token string) *response {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	rec := httptest.NewRecorder()
-	e.handler.ServeHTTP(rec, req)
-	r := &response{t: e.t, Status: rec.Code, Header: rec.Header(), Body: rec.Body.Bytes()}
+	r := e.serve(req)
 	if r.Status >= 500 {
 		e.t.Fatalf("%s %s: server error %d: %s", method, path, r.Status, r.Body)
 	}
