@@ -40,9 +40,13 @@ type Activities struct {
 	// processes that export no spans, where a span per delivery is work
 	// nobody reads.
 	SpanlessAttempts bool
-	// Delivery, when set, hands the events activities write (invoice.overdue)
-	// to delivery at once; without it the outbox sweeper does, seconds later.
+	// Delivery, when set, hands the events activities write (invoice.overdue,
+	// an auction's opening and close) to delivery at once; without it the
+	// outbox sweeper does, seconds later.
 	Delivery Delivery
+	// InvoiceTerms is how long the winner of an auction has to pay
+	// (config.DefaultInvoiceTerms when zero).
+	InvoiceTerms time.Duration
 }
 
 // RoundInput asks for one page of one delivery round of an event.

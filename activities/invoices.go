@@ -44,14 +44,21 @@ func (a *Activities) MarkInvoiceOverdue(ctx context.Context, invoiceID string) (
 	if ref == nil {
 		return false, a.notDue(ctx, invoiceID)
 	}
-	if a.Delivery != nil {
-		// The event is committed: a failed start is the sweeper's to
-		// repeat, not a reason to fail the activity.
-		if err := a.Delivery.Deliver(ctx, *ref); err != nil {
-			activity.GetLogger(ctx).Warn("handing invoice.overdue to delivery failed; the sweeper will", "event", ref.ID, "err", err)
+	a.handOver(ctx, *ref)
+	return true, nil
+}
+
+// handOver hands events an activity committed to delivery. A failed start
+// is the sweeper's to repeat, not a reason to fail the activity.
+func (a *Activities) handOver(ctx context.Context, events ...store.EventRef) {
+	if a.Delivery == nil {
+		return
+	}
+	for _, ev := range events {
+		if err := a.Delivery.Deliver(ctx, ev); err != nil {
+			activity.GetLogger(ctx).Warn("handing an event to delivery failed; the sweeper will", "event", ev.ID, "type", ev.Type, "err", err)
 		}
 	}
-	return true, nil
 }
 
 // notDue explains why MarkOverdue wrote nothing. An invoice still open and

@@ -185,6 +185,7 @@ func NewActivities(cfg config.Config, st *store.Store, s *webhook.Sealer, tel *t
 		Sealer:           s,
 		Concurrency:      64,
 		SpanlessAttempts: !tel.Exporting(),
+		InvoiceTerms:     cfg.InvoiceTerms,
 	}
 }
 

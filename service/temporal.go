@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/dealcast/dealcast/activities"
+	"github.com/dealcast/dealcast/internal/auction"
 	"github.com/dealcast/dealcast/internal/config"
 	"github.com/dealcast/dealcast/internal/delivery"
 	"github.com/dealcast/dealcast/internal/invoice"
@@ -80,6 +81,7 @@ func NewWorker(c client.Client, taskQueue string, acts *activities.Activities) w
 	})
 	w.RegisterWorkflowWithOptions(workflows.DeliverEvent, workflow.RegisterOptions{Name: delivery.WorkflowType})
 	w.RegisterWorkflowWithOptions(workflows.InvoiceDue, workflow.RegisterOptions{Name: invoice.WorkflowType})
+	w.RegisterWorkflowWithOptions(workflows.AuctionClock, workflow.RegisterOptions{Name: auction.WorkflowType})
 	w.RegisterActivity(acts)
 	return w
 }

@@ -39,7 +39,7 @@ func InvoiceDue(ctx workflow.Context, in invoice.WorkflowInput) (bool, error) {
 	// workflow.Now is when the task started, so a timer may fire a little
 	// before due_at: the loop waits out the rest.
 	for wait := due.DueAt.Sub(workflow.Now(ctx)); wait > 0; wait = due.DueAt.Sub(workflow.Now(ctx)) {
-		early, err := settledBefore(ctx, settled, wait)
+		early, err := signalledBefore(ctx, settled, wait)
 		if err != nil || early {
 			return false, err
 		}
@@ -49,10 +49,10 @@ func InvoiceDue(ctx workflow.Context, in invoice.WorkflowInput) (bool, error) {
 	return marked, err
 }
 
-// settledBefore waits for wait to pass or for the settling signal,
-// whichever comes first, and reports whether the signal came first (the
-// timer is then cancelled).
-func settledBefore(ctx workflow.Context, settled workflow.ReceiveChannel, wait time.Duration) (bool, error) {
+// signalledBefore waits for wait to pass or for a signal on ch, whichever
+// comes first, and reports whether the signal came first (the timer is
+// then cancelled).
+func signalledBefore(ctx workflow.Context, ch workflow.ReceiveChannel, wait time.Duration) (bool, error) {
 	timerCtx, cancel := workflow.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -61,7 +61,7 @@ func settledBefore(ctx workflow.Context, settled workflow.ReceiveChannel, wait t
 	)
 	workflow.NewSelector(ctx).
 		AddFuture(workflow.NewTimer(timerCtx, wait), func(f workflow.Future) { err = f.Get(ctx, nil) }).
-		AddReceive(settled, func(c workflow.ReceiveChannel, _ bool) {
+		AddReceive(ch, func(c workflow.ReceiveChannel, _ bool) {
 			// The payload (the event type) is for the history's reader;
 			// not decoding it keeps a stray payload from failing the task.
 			c.Receive(ctx, nil)

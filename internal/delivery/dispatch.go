@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/dealcast/dealcast/internal/auction"
 	"github.com/dealcast/dealcast/internal/invoice"
 	"github.com/dealcast/dealcast/internal/store"
 )
@@ -112,8 +113,11 @@ func (d *Dispatcher) Start(ctx context.Context, ev store.EventRef) error {
 	if err != nil && !temporal.IsWorkflowExecutionAlreadyStartedError(err) {
 		return err
 	}
-	// After the delivery's start, so the invoice's workflow does not
-	// delay the event's delivery.
+	// After the delivery's start, so the invoice's or the auction's
+	// workflow does not delay the event's delivery.
+	if ev.AuctionID != "" {
+		return d.driveAuction(ctx, ev)
+	}
 	if ev.InvoiceID == "" {
 		return nil
 	}
@@ -139,25 +143,48 @@ func (d *Dispatcher) Deliver(ctx context.Context, ev store.EventRef) error {
 // startInvoice starts the workflow that keeps the due date of the invoice
 // ev announces.
 func (d *Dispatcher) startInvoice(ctx context.Context, ev store.EventRef) error {
+	return d.startOnce(ctx, invoice.WorkflowID(ev.InvoiceID), ev.DealID, invoice.WorkflowType,
+		invoice.WorkflowInput{InvoiceID: ev.InvoiceID})
+}
+
+// settleInvoice tells the invoice's workflow that the invoice is paid or
+// void, so it ends before its due date; the due-date re-read stays the
+// safety net for a signal that finds no workflow.
+func (d *Dispatcher) settleInvoice(ctx context.Context, ev store.EventRef) error {
+	return d.signalIfRunning(ctx, invoice.WorkflowID(ev.InvoiceID), invoice.SettledSignal, ev.Type)
+}
+
+// driveAuction starts the workflow that keeps the clock of the auction ev
+// announces (auction.created), or wakes it to read the auction again
+// (closed by its seller, or cancelled).
+func (d *Dispatcher) driveAuction(ctx context.Context, ev store.EventRef) error {
+	if auction.EventType(ev.Type) == auction.EventCreated {
+		return d.startOnce(ctx, auction.WorkflowID(ev.AuctionID), ev.DealID, auction.WorkflowType,
+			auction.WorkflowInput{AuctionID: ev.AuctionID})
+	}
+	return d.signalIfRunning(ctx, auction.WorkflowID(ev.AuctionID), auction.ChangedSignal, ev.Type)
+}
+
+// startOnce starts a workflow of the deal dealID once: a workflow that
+// already exists (started before, even finished) counts as success.
+func (d *Dispatcher) startOnce(ctx context.Context, id, dealID, workflowType string, input any) error {
 	_, err := d.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       invoice.WorkflowID(ev.InvoiceID),
+		ID:                       id,
 		TaskQueue:                d.taskQueue,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		TypedSearchAttributes:    temporal.NewSearchAttributes(DealIDAttr.ValueSet(ev.DealID)),
-	}, invoice.WorkflowType, invoice.WorkflowInput{InvoiceID: ev.InvoiceID})
+		TypedSearchAttributes:    temporal.NewSearchAttributes(DealIDAttr.ValueSet(dealID)),
+	}, workflowType, input)
 	if err != nil && !temporal.IsWorkflowExecutionAlreadyStartedError(err) {
 		return err
 	}
 	return nil
 }
 
-// settleInvoice tells the invoice's workflow that the invoice is paid or
-// void, so it ends before its due date. A workflow not found has ended,
-// or is not started yet and reads the status first; either way it sends
-// no notice, and the due-date re-read stays the safety net.
-func (d *Dispatcher) settleInvoice(ctx context.Context, ev store.EventRef) error {
-	err := d.client.SignalWorkflow(ctx, invoice.WorkflowID(ev.InvoiceID), "", invoice.SettledSignal, ev.Type)
+// signalIfRunning signals a workflow; one not found has ended, or is not
+// started yet and reads the database first, so it needs no signal.
+func (d *Dispatcher) signalIfRunning(ctx context.Context, id, signal string, payload any) error {
+	err := d.client.SignalWorkflow(ctx, id, "", signal, payload)
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
 		return nil

@@ -64,6 +64,16 @@ func Lines(d deal.Deal, paid int64) []Line {
 	return lines
 }
 
+// AuctionLines are the deal's items at their prices and, when the winning
+// bid differs from their sum, one line that brings the sum to it.
+func AuctionLines(d deal.Deal, won int64) []Line {
+	lines := Lines(deal.Deal{Items: d.Items}, won)
+	if len(lines) > len(d.Items) {
+		lines[len(lines)-1].Description = "Auction result: the winning bid"
+	}
+	return lines
+}
+
 func adjustment(d deal.Deal, diff int64) string {
 	switch {
 	case d.Discount != nil && diff < 0 && d.Discount.Type == deal.DiscountPercentage:

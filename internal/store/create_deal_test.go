@@ -92,7 +92,7 @@ func TestUpdateDealFromAStaleVersionWritesNothing(t *testing.T) {
 	stale := d
 	stale.Name, stale.Version = "stale", 2
 	change := deal.Change{Deal: stale, Previous: map[string]any{"name": d.Name}}
-	applied, err := updateDeal(ctx, testDB.Pool, 1, stale, deal.Updated(change))
+	applied, err := updateDeal(ctx, testDB.Pool, 1, stale, deal.Updated(change), false)
 	if err != nil || applied {
 		t.Fatalf("stale update: applied=%v err=%v", applied, err)
 	}

@@ -231,7 +231,8 @@ func (s *Store) PatchDeal(ctx context.Context, id, seller string, ifMatch *int64
 	// without If-Match it applies to the newer version, with If-Match it
 	// fails on the check.
 	for {
-		cur, err := scanDeal(s.pool.QueryRow(ctx, `SELECT `+dealColumns+` FROM deals WHERE id = $1 AND seller_id = $2`, id, seller))
+		var live bool
+		cur, err := scanDeal(s.pool.QueryRow(ctx, `SELECT `+dealColumns+`, live_auction_id IS NOT NULL FROM deals WHERE id = $1 AND seller_id = $2`, id, seller), &live)
 		if err != nil {
 			return deal.Deal{}, nil, translate(err)
 		}
@@ -245,6 +246,13 @@ func (s *Store) PatchDeal(ctx context.Context, id, seller string, ifMatch *int64
 		if !change.Changed() {
 			return cur, nil, nil
 		}
+		// A live auction holds everything but the name. The UPDATE checks
+		// again, so an auction created after this read stops the patch too.
+		_, renamed := change.Previous["name"]
+		nameOnly := renamed && len(change.Previous) == 1
+		if live && !nameOnly {
+			return deal.Deal{}, nil, ErrAuctionLive
+		}
 		var (
 			ev      deal.Event
 			applied bool
@@ -256,7 +264,7 @@ func (s *Store) PatchDeal(ctx context.Context, id, seller string, ifMatch *int64
 			change.Deal = next
 			ev = deal.Updated(change)
 			var err error
-			applied, err = updateDeal(ctx, s.pool, cur.Version, next, ev)
+			applied, err = updateDeal(ctx, s.pool, cur.Version, next, ev, nameOnly)
 			return err
 		})
 		if err != nil {
@@ -273,21 +281,22 @@ func (s *Store) PatchDeal(ctx context.Context, id, seller string, ifMatch *int64
 
 // updateDeal writes next over the version from and next's event in one
 // statement, and reports false (nothing written) when the deal is no
-// longer at version from.
-func updateDeal(ctx context.Context, q execer, from int64, next deal.Deal, ev deal.Event) (bool, error) {
+// longer at version from, or has a live auction unless underAuction
+// allows it (a rename, or the auction's own close).
+func updateDeal(ctx context.Context, q execer, from int64, next deal.Deal, ev deal.Event, underAuction bool) (bool, error) {
 	discType, discAmt := discountColumns(next.Discount)
 	tag, err := q.Exec(ctx, `
 		WITH updated AS (
 			UPDATE deals SET name = $2, total_price = $3, net_price = $4, currency = $5, discount_type = $6,
 			       discount_amount = $7, status = $8, items = $9, version = $10, updated_at = $11
-			WHERE id = $1 AND version = $12
+			WHERE id = $1 AND version = $12 AND ($17 OR live_auction_id IS NULL)
 			RETURNING id, seller_id, version
 		)
 		INSERT INTO events (id, type, deal_id, seller_id, deal_version, payload, created_at)
 		SELECT $13, $14, id, seller_id, version, $15, $16 FROM updated`,
 		next.ID, next.Name, next.TotalPrice, next.NetPrice, next.Currency, discType, discAmt,
 		string(next.Status), next.Items, next.Version, next.UpdatedAt, from,
-		ev.ID, string(ev.Type), ev, ev.CreatedAt)
+		ev.ID, string(ev.Type), ev, ev.CreatedAt, underAuction)
 	if err != nil {
 		return false, err
 	}

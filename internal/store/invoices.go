@@ -20,6 +20,8 @@ import (
 var (
 	// ErrNotForSale means the deal is already sold (or being sold).
 	ErrNotForSale = errors.New("the deal is not for sale")
+	// ErrAuctionLive means the deal has a scheduled or open auction.
+	ErrAuctionLive = errors.New("the deal has a scheduled or open auction")
 	// ErrInvoiceNotOpen means the invoice is already paid or void.
 	ErrInvoiceNotOpen = errors.New("the invoice is not open")
 	// ErrWrongAmount means a payment's amount is not the invoice's total.
@@ -92,10 +94,11 @@ func (s *Store) Purchase(ctx context.Context, p Purchase) (Sale, error) {
 			sale.Replayed = true
 			return json.Unmarshal(first, &sale.Invoice)
 		}
+		var live bool
 		cur, err := scanDeal(tx.QueryRow(ctx, `
-			SELECT `+dealColumns+` FROM deals d
+			SELECT `+dealColumns+`, d.live_auction_id IS NOT NULL FROM deals d
 			WHERE d.id = $1 AND EXISTS (SELECT 1 FROM grants g WHERE g.seller_id = d.seller_id AND g.buyer_id = $2)
-			FOR UPDATE`, p.DealID, p.Buyer))
+			FOR UPDATE`, p.DealID, p.Buyer), &live)
 		if err != nil {
 			return err
 		}
@@ -105,20 +108,11 @@ func (s *Store) Purchase(ctx context.Context, p Purchase) (Sale, error) {
 		if cur.Status != deal.StatusAvailable {
 			return ErrNotForSale
 		}
-		dealEvent, err := s.setDealStatus(ctx, tx, cur, deal.StatusSold, now)
+		if live {
+			return ErrAuctionLive
+		}
+		inv, events, err := s.sell(ctx, tx, cur, p.Buyer, cur.NetPrice, nil, now, p.Terms)
 		if err != nil {
-			return err
-		}
-		number, err := nextInvoiceNumber(ctx, tx, cur.Seller)
-		if err != nil {
-			return err
-		}
-		inv := invoice.New(uuid.NewString(), number, cur, p.Buyer, cur.NetPrice, now, p.Terms)
-		if err := insertInvoice(ctx, tx, inv, number); err != nil {
-			return err
-		}
-		issued := invoice.NewEvent(invoice.EventIssued, inv, now)
-		if err := insertNamedEvent(ctx, tx, issued, inv, inv.Buyer, inv.Seller); err != nil {
 			return err
 		}
 		response, err := json.Marshal(inv)
@@ -128,8 +122,7 @@ func (s *Store) Purchase(ctx context.Context, p Purchase) (Sale, error) {
 		if err := setIdempotentResponse(ctx, tx, p.Buyer, &p.Idem, response); err != nil {
 			return err
 		}
-		sale.Invoice = inv
-		sale.Events = []EventRef{dealEvent, invoiceRef(issued, inv)}
+		sale.Invoice, sale.Events = inv, events
 		return nil
 	})
 	if isUniqueViolation(err) {
@@ -138,6 +131,34 @@ func (s *Store) Purchase(ctx context.Context, p Purchase) (Sale, error) {
 		return Sale{}, ErrNotForSale
 	}
 	return sale, err
+}
+
+// sell sells the deal cur, locked by tx, to buyer at price (through
+// auctionID when an auction sold it): the deal becomes sold, the invoice
+// takes the seller's next number, and invoice.issued goes to the buyer and
+// the seller. It returns the invoice and the events to hand to delivery.
+func (s *Store) sell(ctx context.Context, tx pgx.Tx, cur deal.Deal, buyer string, price int64, auctionID *string,
+	now time.Time, terms time.Duration) (invoice.Invoice, []EventRef, error) {
+	dealEvent, err := s.setDealStatus(ctx, tx, cur, deal.StatusSold, now)
+	if err != nil {
+		return invoice.Invoice{}, nil, err
+	}
+	number, err := nextInvoiceNumber(ctx, tx, cur.Seller)
+	if err != nil {
+		return invoice.Invoice{}, nil, err
+	}
+	inv := invoice.New(uuid.NewString(), number, cur, buyer, price, now, terms)
+	if auctionID != nil {
+		inv.AuctionID, inv.Lines = auctionID, invoice.AuctionLines(cur, price)
+	}
+	if err := insertInvoice(ctx, tx, inv, number); err != nil {
+		return invoice.Invoice{}, nil, err
+	}
+	issued := invoice.NewEvent(invoice.EventIssued, inv, now)
+	if err := insertNamedEvent(ctx, tx, issued, inv, inv.Buyer, inv.Seller); err != nil {
+		return invoice.Invoice{}, nil, err
+	}
+	return inv, []EventRef{dealEvent, invoiceRef(issued, inv)}, nil
 }
 
 // setDealStatus moves cur to status as a new version with its
@@ -152,7 +173,7 @@ func (s *Store) setDealStatus(ctx context.Context, tx pgx.Tx, cur deal.Deal, sta
 	next.UpdatedAt = now
 	change.Deal = next
 	ev := deal.Updated(change)
-	applied, err := updateDeal(ctx, tx, cur.Version, next, ev)
+	applied, err := updateDeal(ctx, tx, cur.Version, next, ev, true)
 	if err != nil {
 		return EventRef{}, err
 	}
@@ -185,17 +206,32 @@ func insertInvoice(ctx context.Context, tx pgx.Tx, inv invoice.Invoice, number i
 }
 
 // insertNamedEvent writes an invoice event to the outbox for the named
-// accounts only, in one statement.
+// accounts only.
 func insertNamedEvent(ctx context.Context, tx pgx.Tx, ev invoice.Event, inv invoice.Invoice, recipients ...string) error {
+	return insertEvent(ctx, tx, outboxEvent{ID: ev.ID, Type: string(ev.Type), DealID: inv.DealID, SellerID: inv.Seller,
+		Payload: ev, CreatedAt: ev.CreatedAt}, recipients...)
+}
+
+// outboxEvent is an event that is not a deal's own (those record the
+// deal's version and are written with the deal).
+type outboxEvent struct {
+	ID, Type, DealID, SellerID string
+	Payload                    any
+	CreatedAt                  time.Time
+}
+
+// insertEvent writes ev to the outbox in one statement: for the named
+// recipients only, or, with none, for every buyer the seller authorises.
+func insertEvent(ctx context.Context, tx pgx.Tx, ev outboxEvent, recipients ...string) error {
 	_, err := tx.Exec(ctx, `
 		WITH ev AS (
 			INSERT INTO events (id, type, deal_id, seller_id, payload, created_at, named)
-			VALUES ($1, $2, $3, $4, $5, $6, true)
+			VALUES ($1, $2, $3, $4, $5, $6, $8)
 			RETURNING id, created_at
 		)
 		INSERT INTO event_recipients (account_id, created_at, event_id)
 		SELECT r, ev.created_at, ev.id FROM ev, unnest($7::UUID[]) AS r`,
-		ev.ID, string(ev.Type), inv.DealID, inv.Seller, ev, ev.CreatedAt, recipients)
+		ev.ID, ev.Type, ev.DealID, ev.SellerID, ev.Payload, ev.CreatedAt, recipients, len(recipients) > 0)
 	return err
 }
 

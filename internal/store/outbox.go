@@ -286,6 +286,10 @@ type EventRef struct {
 	// invoice.issued over also starts that invoice's workflow, and
 	// invoice.paid or invoice.voided ends it.
 	InvoiceID string
+	// AuctionID is the auction whose workflow the event concerns: the
+	// seller's copy of auction.created starts it; that of the close or the
+	// cancellation wakes it.
+	AuctionID string
 }
 
 // Undispatched returns up to limit events created before olderThan that
@@ -293,7 +297,10 @@ type EventRef struct {
 func (s *Store) Undispatched(ctx context.Context, olderThan time.Time, limit int) ([]EventRef, error) {
 	rows, err := s.pool.Query(ctx, `
 		SELECT id, type, deal_id::TEXT,
-		       CASE WHEN type LIKE 'invoice.%' THEN payload->'data'->'invoice'->>'id' ELSE '' END
+		       CASE WHEN type LIKE 'invoice.%' THEN payload->'data'->'invoice'->>'id' ELSE '' END,
+		       CASE WHEN type LIKE 'auction.%' AND named
+		                 AND (type = 'auction.created' OR payload->'data'->'auction'->>'status' IN ('closed', 'cancelled'))
+		            THEN payload->'data'->'auction'->>'id' ELSE '' END
 		FROM events
 		WHERE dispatched_at IS NULL AND created_at < $1
 		ORDER BY created_at LIMIT $2`, olderThan, limit)
@@ -302,7 +309,7 @@ func (s *Store) Undispatched(ctx context.Context, olderThan time.Time, limit int
 	}
 	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (EventRef, error) {
 		var e EventRef
-		err := r.Scan(&e.ID, &e.Type, &e.DealID, &e.InvoiceID)
+		err := r.Scan(&e.ID, &e.Type, &e.DealID, &e.InvoiceID, &e.AuctionID)
 		return e, err
 	})
 	return list, translate(err)

@@ -1,0 +1,67 @@
+package workflows
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/dealcast/dealcast/activities"
+	"github.com/dealcast/dealcast/internal/auction"
+	"github.com/dealcast/dealcast/internal/store"
+)
+
+var (
+	readAuctionClock = (*activities.Activities)(nil).ReadAuctionClock
+	openAuction      = (*activities.Activities)(nil).OpenAuction
+	closeAuction     = (*activities.Activities)(nil).CloseAuction
+)
+
+// AuctionClock keeps an auction's time: it sleeps on a durable timer until
+// opens_at and has the auction opened, then until closes_at and has it
+// closed. The database decides both: an activity that finds the deadline
+// not yet passed (a bid moved closes_at, or the timer fired before the
+// database's clock got there) returns the auction as it is, and the
+// workflow sleeps again until the new deadline. No bid signals it; the
+// seller's close or a cancellation (ChangedSignal) wakes it early to read
+// the auction and end. It returns the auction's final status.
+func AuctionClock(ctx workflow.Context, in auction.WorkflowInput) (auction.Status, error) {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		// Retried until the database answers: an auction must close.
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
+	})
+	changed := workflow.GetSignalChannel(ctx, auction.ChangedSignal)
+	var clock store.AuctionClock
+	if err := workflow.ExecuteActivity(ctx, readAuctionClock, in.AuctionID).Get(ctx, &clock); err != nil {
+		return "", err
+	}
+	for clock.Status.Live() {
+		deadline, act := clock.ClosesAt, closeAuction
+		if clock.Status == auction.StatusScheduled && clock.OpensAt.Before(clock.ClosesAt) {
+			deadline, act = clock.OpensAt, openAuction
+		}
+		if wait := deadline.Sub(workflow.Now(ctx)); wait > 0 {
+			woken, err := signalledBefore(ctx, changed, wait)
+			if err != nil {
+				return "", err
+			}
+			if woken {
+				act = readAuctionClock
+			}
+		}
+		before := clock
+		if err := workflow.ExecuteActivity(ctx, act, in.AuctionID).Get(ctx, &clock); err != nil {
+			return "", err
+		}
+		same := clock.Status == before.Status && clock.OpensAt.Equal(before.OpensAt) && clock.ClosesAt.Equal(before.ClosesAt)
+		if same && !deadline.After(workflow.Now(ctx)) {
+			// Nothing changed at a deadline that passed by the timer's
+			// clock: the database's is behind. A short pause, not a busy loop.
+			if err := workflow.Sleep(ctx, 100*time.Millisecond); err != nil {
+				return "", err
+			}
+		}
+	}
+	return clock.Status, nil
+}
