@@ -235,6 +235,7 @@ func Register(a huma.API, d Deps) {
 	h.registerEndpoints(a)
 	h.registerDeliveries(a)
 	h.registerInvoices(a)
+	h.registerAuctions(a)
 }
 
 type handlers struct {

@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/dealcast/dealcast/api"
+	"github.com/dealcast/dealcast/internal/auction"
 	"github.com/dealcast/dealcast/internal/deal"
 	"github.com/dealcast/dealcast/internal/invoice"
 )
@@ -50,6 +51,8 @@ type world struct {
 	delivery string
 	// invoice is the granted buyer's purchase of another of the owner's deals.
 	invoice invoice.Invoice
+	// auction is the owner's auction of a third deal, without bids.
+	auction auction.Auction
 }
 
 func newWorld(e *env) *world {
@@ -83,6 +86,10 @@ func newWorld(e *env) *world {
 	e.do(http.MethodPost, "/v1/deals", owner, sold).want(http.StatusCreated).decode(&soldDeal)
 	e.do(http.MethodPost, "/v1/deals/"+soldDeal.ID+"/purchase", w.tokens[grantedBuyer], nil, "Idempotency-Key", "matrix").
 		want(http.StatusCreated).decode(&w.invoice)
+	var auctioned deal.Deal
+	e.do(http.MethodPost, "/v1/deals", owner, dealDraft(300, 200)).want(http.StatusCreated).decode(&auctioned)
+	e.do(http.MethodPost, "/v1/deals/"+auctioned.ID+"/auctions", owner, auctionDraft(time.Hour)).
+		want(http.StatusCreated).decode(&w.auction)
 	return w
 }
 
@@ -100,7 +107,7 @@ func (w *world) private(c caller) []string {
 	case operator:
 		return append(dealMarks, endpointMarks...)
 	}
-	return append(append(dealMarks, endpointMarks...), w.invoice.ID)
+	return append(append(dealMarks, endpointMarks...), w.invoice.ID, w.auction.ID)
 }
 
 // matrixRow is one operation: how to call it on the world's targets and
@@ -260,6 +267,42 @@ var matrix = map[string]matrixRow{
 		params: func(w *world) map[string]string { return map[string]string{"id": w.invoice.ID} },
 		want:   statuses(401, 200, 200, 404, 403, 403, 403),
 		shows:  func(w *world) string { return w.invoice.ID },
+	},
+	"create-auction": {
+		params: func(w *world) map[string]string { return map[string]string{"id": w.deal.ID} },
+		body:   func(*world) any { return auctionDraft(time.Hour) },
+		want:   statuses(401, 403, 201, 404, 403, 403, 403),
+		shows:  func(w *world) string { return w.deal.ID },
+	},
+	"list-auctions": {
+		want:  statuses(401, 200, 200, 200, 200, 200, 200),
+		shows: func(w *world) string { return w.auction.ID },
+	},
+	"get-auction": {
+		params: func(w *world) map[string]string { return map[string]string{"id": w.auction.ID} },
+		want:   statuses(401, 200, 200, 404, 200, 404, 404),
+		shows:  func(w *world) string { return w.auction.ID },
+	},
+	"place-bid": {
+		params: func(w *world) map[string]string { return map[string]string{"id": w.auction.ID} },
+		header: []string{"Idempotency-Key", "matrix-bid"},
+		body:   func(w *world) any { return map[string]any{"amount": w.auction.StartPrice} },
+		want:   statuses(401, 403, 403, 403, 201, 404, 404),
+		shows:  func(w *world) string { return w.auction.ID },
+	},
+	"list-bids": {
+		params: func(w *world) map[string]string { return map[string]string{"id": w.auction.ID} },
+		want:   statuses(401, 200, 200, 404, 200, 404, 404),
+	},
+	"close-auction": {
+		params: func(w *world) map[string]string { return map[string]string{"id": w.auction.ID} },
+		want:   statuses(401, 403, 200, 404, 403, 403, 403),
+		shows:  func(w *world) string { return w.auction.ID },
+	},
+	"cancel-auction": {
+		params: func(w *world) map[string]string { return map[string]string{"id": w.auction.ID} },
+		want:   statuses(401, 200, 200, 404, 403, 403, 403),
+		shows:  func(w *world) string { return w.auction.ID },
 	},
 	"retry-webhook-delivery": {
 		params: func(w *world) map[string]string { return map[string]string{"id": w.delivery} },

@@ -149,11 +149,13 @@ func (h *handlers) registerDeals(a huma.API) {
 		Description: "JSON merge patch (RFC 7396) of name, total_price, currency, discount (null removes it), status and items " +
 			"(replaced whole). The result must obey every rule of a new deal. With If-Match the patch applies only to that " +
 			"version. A patch that changes nothing returns the deal unchanged and sends no event; any other bumps the " +
-			"version and sends deal.updated with the old values in data.previous.",
+			"version and sends deal.updated with the old values in data.previous. While the deal has a scheduled or open " +
+			"auction, a patch that changes anything but name is 409.",
 		Tags:     []string{"Deals"},
 		Security: secured(),
-		Errors: errorsOf(http.StatusBadRequest, http.StatusForbidden, http.StatusNotFound, http.StatusPreconditionFailed,
-			http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity),
+		Errors: errorsOf(http.StatusBadRequest, http.StatusForbidden, http.StatusNotFound, http.StatusConflict,
+			http.StatusPreconditionFailed, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType,
+			http.StatusUnprocessableEntity),
 	}, func(ctx context.Context, in *PatchDealInput) (*DealOutput, error) {
 		p, err := allow(ctx, store.RoleSeller)
 		if err != nil {
@@ -165,7 +167,7 @@ func (h *handlers) registerDeals(a huma.API) {
 		}
 		d, event, err := h.store.PatchDeal(ctx, in.ID, p.Subject, ifMatch, in.Body)
 		if err != nil {
-			return nil, h.fail(ctx, err)
+			return nil, h.failTrade(ctx, err)
 		}
 		h.dispatch(ctx, event)
 		return &DealOutput{ETag: etag(d.Version), Body: d}, nil

@@ -11,6 +11,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/google/uuid"
 
+	"github.com/dealcast/dealcast/internal/auction"
 	"github.com/dealcast/dealcast/internal/deal"
 	"github.com/dealcast/dealcast/internal/invoice"
 	"github.com/dealcast/dealcast/internal/store"
@@ -21,19 +22,21 @@ import (
 const SecretGrace = 24 * time.Hour
 
 // receivable is what each kind of account's endpoints can receive: buyers
-// the deal events of the sellers that authorise them and their invoices'
-// events, sellers their invoices' events.
+// the deal and auction events of the sellers that authorise them, their
+// outbids and their invoices' events; sellers their auctions', bids' and
+// invoices' events.
 var receivable = map[store.Role][]string{
-	store.RoleBuyer:  append([]string{string(deal.EventCreated), string(deal.EventUpdated)}, invoiceEventTypes()...),
-	store.RoleSeller: invoiceEventTypes(),
+	store.RoleBuyer: slices.Concat(typeNames(deal.EventCreated, deal.EventUpdated), typeNames(invoice.EventTypes...),
+		typeNames(auction.BuyerEventTypes...)),
+	store.RoleSeller: slices.Concat(typeNames(invoice.EventTypes...), typeNames(auction.SellerEventTypes...)),
 }
 
-func invoiceEventTypes() []string {
-	out := make([]string, len(invoice.EventTypes))
-	for i, t := range invoice.EventTypes {
-		out[i] = string(t)
+func typeNames[T ~string](types ...T) []string {
+	names := make([]string, len(types))
+	for i, t := range types {
+		names[i] = string(t)
 	}
-	return out
+	return names
 }
 
 // Endpoint is a buyer's or a seller's webhook endpoint.
@@ -64,7 +67,7 @@ func toEndpoint(e store.Endpoint) Endpoint {
 type CreateEndpointInput struct {
 	Body struct {
 		URL         string   `json:"url" minLength:"1" maxLength:"2048" doc:"https URL that receives the events."`
-		EventTypes  []string `json:"event_types,omitempty" nullable:"false" minItems:"1" maxItems:"6" enum:"deal.created,deal.updated,invoice.issued,invoice.paid,invoice.voided,invoice.overdue" doc:"Types to receive, among those the caller can receive (buyers: deal.* and invoice.*; sellers: invoice.*); all of those when omitted."`
+		EventTypes  []string `json:"event_types,omitempty" nullable:"false" minItems:"1" maxItems:"11" enum:"deal.created,deal.updated,invoice.issued,invoice.paid,invoice.voided,invoice.overdue,auction.created,auction.updated,auction.closed,bid.placed,bid.outbid" doc:"Types to receive, among those the caller can receive (buyers: deal.*, auction.*, bid.outbid and invoice.*; sellers: auction.*, bid.placed and invoice.*); all of those when omitted."`
 		Description string   `json:"description,omitempty" maxLength:"500"`
 	}
 }
@@ -74,7 +77,7 @@ type UpdateEndpointInput struct {
 	ID   string `path:"id" format:"uuid"`
 	Body struct {
 		URL         *string  `json:"url,omitempty" minLength:"1" maxLength:"2048"`
-		EventTypes  []string `json:"event_types,omitempty" nullable:"false" minItems:"1" maxItems:"6" enum:"deal.created,deal.updated,invoice.issued,invoice.paid,invoice.voided,invoice.overdue" doc:"Types to receive, among those the caller can receive."`
+		EventTypes  []string `json:"event_types,omitempty" nullable:"false" minItems:"1" maxItems:"11" enum:"deal.created,deal.updated,invoice.issued,invoice.paid,invoice.voided,invoice.overdue,auction.created,auction.updated,auction.closed,bid.placed,bid.outbid" doc:"Types to receive, among those the caller can receive."`
 		Description *string  `json:"description,omitempty" maxLength:"500"`
 		Enabled     *bool    `json:"enabled,omitempty" doc:"Turn delivery on or off; re-enabling clears disabled_reason."`
 	}

@@ -237,7 +237,7 @@ func TestCreateEndpoint(t *testing.T) {
 	if ep.URL != "https://example.com/hook" || ep.Description != "orders team" || !ep.Enabled || ep.DisabledReason != nil {
 		t.Errorf("unexpected endpoint %+v", ep.Endpoint)
 	}
-	if !slices.Equal(ep.EventTypes, []string{"deal.created", "deal.updated", "invoice.issued", "invoice.paid", "invoice.voided", "invoice.overdue"}) {
+	if !slices.Equal(ep.EventTypes, buyerEventTypes) {
 		t.Errorf("event_types %v, want every type a buyer can receive by default", ep.EventTypes)
 	}
 	between(t, "created_at", ep.CreatedAt, before, after)
@@ -318,7 +318,7 @@ func TestCreateEndpointEventTypes(t *testing.T) {
 		t.Fatalf("refused creates stored %d endpoints", len(got))
 	}
 	// null is taken as leaving the field out: every type.
-	if ep := c.create(map[string]any{"url": "https://example.com/hook", "event_types": nil}); !slices.Equal(ep.EventTypes, []string{"deal.created", "deal.updated", "invoice.issued", "invoice.paid", "invoice.voided", "invoice.overdue"}) {
+	if ep := c.create(map[string]any{"url": "https://example.com/hook", "event_types": nil}); !slices.Equal(ep.EventTypes, buyerEventTypes) {
 		t.Errorf("event_types null gave %v", ep.EventTypes)
 	}
 
@@ -871,3 +871,8 @@ func TestListEndpointsDefaultLimit(t *testing.T) {
 		t.Fatalf("second page: %d endpoints, cursor %v; want 1 and null", len(rest.Data), rest.NextCursor)
 	}
 }
+
+// buyerEventTypes are every type a buyer can receive, in the order an
+// endpoint lists them by default.
+var buyerEventTypes = []string{"deal.created", "deal.updated", "invoice.issued", "invoice.paid", "invoice.voided",
+	"invoice.overdue", "auction.created", "auction.updated", "auction.closed", "bid.outbid"}

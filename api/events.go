@@ -10,6 +10,7 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 
+	"github.com/dealcast/dealcast/internal/auction"
 	"github.com/dealcast/dealcast/internal/deal"
 	"github.com/dealcast/dealcast/internal/invoice"
 	"github.com/dealcast/dealcast/internal/store"
@@ -25,16 +26,19 @@ type ListEventsInput struct {
 // envelope is the same for every type, data carries the object it is about.
 type Event struct {
 	ID        string    `json:"id" doc:"Event ID, also the webhook-id header of every delivery." example:"evt_3jx5bq2zvzq4b7m2ihdj5n6w4a"`
-	Type      string    `json:"type" enum:"deal.created,deal.updated,invoice.issued,invoice.paid,invoice.voided,invoice.overdue"`
+	Type      string    `json:"type" enum:"deal.created,deal.updated,invoice.issued,invoice.paid,invoice.voided,invoice.overdue,auction.created,auction.updated,auction.closed,bid.placed,bid.outbid"`
 	CreatedAt time.Time `json:"created_at"`
 	Data      EventData `json:"data"`
 }
 
-// EventData is the object an event is about: a deal (with the old values
-// of the changed fields on deal.updated) or an invoice.
+// EventData is the object an event is about: a deal or an auction (with
+// the old values of the changed fields on *.updated), a bid, or an
+// invoice.
 type EventData struct {
 	Deal     *deal.Deal       `json:"deal,omitempty" doc:"The deal after the change; deal.* events."`
-	Previous map[string]any   `json:"previous,omitempty" doc:"Old values of the changed fields; deal.updated only."`
+	Auction  *auction.Auction `json:"auction,omitempty" doc:"The auction after the change (a buyer's copy has no reserve_price and no winner); auction.* and bid.* events."`
+	Bid      *auction.Bid     `json:"bid,omitempty" doc:"The accepted bid with its buyer; bid.placed only."`
+	Previous map[string]any   `json:"previous,omitempty" doc:"Old values of the changed fields; deal.updated and auction.updated."`
 	Invoice  *invoice.Invoice `json:"invoice,omitempty" doc:"The invoice after the change; invoice.* events."`
 }
 
@@ -73,6 +77,11 @@ func (h *handlers) registerEvents(a huma.API) {
 		for i, ev := range events {
 			if err := json.Unmarshal(ev.Payload, &body.Data[i]); err != nil {
 				return nil, h.fail(ctx, fmt.Errorf("event %s: %w", ev.ID, err))
+			}
+			// A buyer only ever receives buyers' copies; encoded again,
+			// they must stay without the seller's fields.
+			if x := body.Data[i].Data.Auction; x != nil && principal(ctx).Role == store.RoleBuyer {
+				x.ForBuyer = true
 			}
 		}
 		if more {

@@ -352,6 +352,12 @@ var fullBodies = map[string]func(*world) any{
 		return map[string]any{"url": "https://hooks.example.com/full", "event_types": []any{"invoice.paid"}, "description": "d", "enabled": true}
 	},
 	"pay-invoice": func(w *world) any { return map[string]any{"amount": w.invoice.Total, "reference": "r"} },
+	"create-auction": func(*world) any {
+		return map[string]any{"start_price": 1000, "min_increment": 100, "reserve_price": 5000, "extend_seconds": 60,
+			"opens_at":  time.Now().Add(time.Minute).UTC().Format(time.RFC3339Nano),
+			"closes_at": time.Now().Add(time.Hour).UTC().Format(time.RFC3339Nano)}
+	},
+	"place-bid": func(w *world) any { return map[string]any{"amount": w.auction.StartPrice} },
 }
 
 // TestWrongTypesAreRefused replaces every value of a full, valid body of
@@ -372,7 +378,7 @@ func TestWrongTypesAreRefused(t *testing.T) {
 			e.t.Fatal(err)
 		}
 		path := requestPath(e.t, op, row, w)
-		headers := []string{"Content-Type", row.contentType()}
+		headers := append([]string{"Content-Type", row.contentType()}, row.header...)
 		// The body as it is must succeed, or the refusals prove nothing.
 		e.do(op.Method, path, w.tokens[c], doc, headers...).want(row.want[c])
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -242,11 +243,22 @@ func (h *handlers) failTrade(ctx context.Context, err error) error {
 	switch {
 	case errors.Is(err, store.ErrNotForSale):
 		return huma.Error409Conflict("the deal is not for sale: it is sold")
+	case errors.Is(err, store.ErrAuctionLive):
+		return huma.Error409Conflict("the deal has a scheduled or open auction: it cannot be bought, auctioned again " +
+			"or changed (except its name) until the auction ends")
+	case errors.Is(err, store.ErrAuctionNotOpen):
+		return huma.Error409Conflict("the auction is not open: it is not yet open, past its close, closed or cancelled")
+	case errors.Is(err, store.ErrAuctionHasBids):
+		return huma.Error409Conflict("the auction has bids: bids are binding, so it can only be closed")
 	case errors.Is(err, store.ErrInvoiceNotOpen):
 		return huma.Error409Conflict("the invoice is not open: it is already paid or void")
 	case errors.Is(err, store.ErrWrongAmount):
 		return huma.Error422UnprocessableEntity("validation failed",
 			&huma.ErrorDetail{Location: "body.amount", Message: "must equal the invoice's total"})
+	}
+	if tooLow := (*store.BidTooLowError)(nil); errors.As(err, &tooLow) {
+		return huma.Error422UnprocessableEntity("validation failed", &huma.ErrorDetail{Location: "body.amount",
+			Message: fmt.Sprintf("must be at least the minimum_next_bid of %d", tooLow.Minimum)})
 	}
 	return h.fail(ctx, err)
 }

@@ -19,8 +19,58 @@ import (
 	openapi_types "github.com/oapi-codegen/runtime/types"
 )
 
+// Defines values for AuctionOutcome.
+const (
+	NoBids        AuctionOutcome = "no_bids"
+	ReserveNotMet AuctionOutcome = "reserve_not_met"
+	Won           AuctionOutcome = "won"
+)
+
+// Valid indicates whether the value is a known member of the AuctionOutcome enum.
+func (e AuctionOutcome) Valid() bool {
+	switch e {
+	case NoBids:
+		return true
+	case ReserveNotMet:
+		return true
+	case Won:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AuctionStatus.
+const (
+	AuctionStatusCancelled AuctionStatus = "cancelled"
+	AuctionStatusClosed    AuctionStatus = "closed"
+	AuctionStatusOpen      AuctionStatus = "open"
+	AuctionStatusScheduled AuctionStatus = "scheduled"
+)
+
+// Valid indicates whether the value is a known member of the AuctionStatus enum.
+func (e AuctionStatus) Valid() bool {
+	switch e {
+	case AuctionStatusCancelled:
+		return true
+	case AuctionStatusClosed:
+		return true
+	case AuctionStatusOpen:
+		return true
+	case AuctionStatusScheduled:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for CreateEndpointInputBodyEventTypes.
 const (
+	CreateEndpointInputBodyEventTypesAuctionClosed  CreateEndpointInputBodyEventTypes = "auction.closed"
+	CreateEndpointInputBodyEventTypesAuctionCreated CreateEndpointInputBodyEventTypes = "auction.created"
+	CreateEndpointInputBodyEventTypesAuctionUpdated CreateEndpointInputBodyEventTypes = "auction.updated"
+	CreateEndpointInputBodyEventTypesBidOutbid      CreateEndpointInputBodyEventTypes = "bid.outbid"
+	CreateEndpointInputBodyEventTypesBidPlaced      CreateEndpointInputBodyEventTypes = "bid.placed"
 	CreateEndpointInputBodyEventTypesDealCreated    CreateEndpointInputBodyEventTypes = "deal.created"
 	CreateEndpointInputBodyEventTypesDealUpdated    CreateEndpointInputBodyEventTypes = "deal.updated"
 	CreateEndpointInputBodyEventTypesInvoiceIssued  CreateEndpointInputBodyEventTypes = "invoice.issued"
@@ -32,6 +82,16 @@ const (
 // Valid indicates whether the value is a known member of the CreateEndpointInputBodyEventTypes enum.
 func (e CreateEndpointInputBodyEventTypes) Valid() bool {
 	switch e {
+	case CreateEndpointInputBodyEventTypesAuctionClosed:
+		return true
+	case CreateEndpointInputBodyEventTypesAuctionCreated:
+		return true
+	case CreateEndpointInputBodyEventTypesAuctionUpdated:
+		return true
+	case CreateEndpointInputBodyEventTypesBidOutbid:
+		return true
+	case CreateEndpointInputBodyEventTypesBidPlaced:
+		return true
 	case CreateEndpointInputBodyEventTypesDealCreated:
 		return true
 	case CreateEndpointInputBodyEventTypesDealUpdated:
@@ -105,6 +165,11 @@ func (e DraftStatus) Valid() bool {
 
 // Defines values for EventType.
 const (
+	EventTypeAuctionClosed  EventType = "auction.closed"
+	EventTypeAuctionCreated EventType = "auction.created"
+	EventTypeAuctionUpdated EventType = "auction.updated"
+	EventTypeBidOutbid      EventType = "bid.outbid"
+	EventTypeBidPlaced      EventType = "bid.placed"
 	EventTypeDealCreated    EventType = "deal.created"
 	EventTypeDealUpdated    EventType = "deal.updated"
 	EventTypeInvoiceIssued  EventType = "invoice.issued"
@@ -116,6 +181,16 @@ const (
 // Valid indicates whether the value is a known member of the EventType enum.
 func (e EventType) Valid() bool {
 	switch e {
+	case EventTypeAuctionClosed:
+		return true
+	case EventTypeAuctionCreated:
+		return true
+	case EventTypeAuctionUpdated:
+		return true
+	case EventTypeBidOutbid:
+		return true
+	case EventTypeBidPlaced:
+		return true
 	case EventTypeDealCreated:
 		return true
 	case EventTypeDealUpdated:
@@ -174,6 +249,11 @@ func (e PatchStatus) Valid() bool {
 
 // Defines values for UpdateEndpointInputBodyEventTypes.
 const (
+	UpdateEndpointInputBodyEventTypesAuctionClosed  UpdateEndpointInputBodyEventTypes = "auction.closed"
+	UpdateEndpointInputBodyEventTypesAuctionCreated UpdateEndpointInputBodyEventTypes = "auction.created"
+	UpdateEndpointInputBodyEventTypesAuctionUpdated UpdateEndpointInputBodyEventTypes = "auction.updated"
+	UpdateEndpointInputBodyEventTypesBidOutbid      UpdateEndpointInputBodyEventTypes = "bid.outbid"
+	UpdateEndpointInputBodyEventTypesBidPlaced      UpdateEndpointInputBodyEventTypes = "bid.placed"
 	UpdateEndpointInputBodyEventTypesDealCreated    UpdateEndpointInputBodyEventTypes = "deal.created"
 	UpdateEndpointInputBodyEventTypesDealUpdated    UpdateEndpointInputBodyEventTypes = "deal.updated"
 	UpdateEndpointInputBodyEventTypesInvoiceIssued  UpdateEndpointInputBodyEventTypes = "invoice.issued"
@@ -185,6 +265,16 @@ const (
 // Valid indicates whether the value is a known member of the UpdateEndpointInputBodyEventTypes enum.
 func (e UpdateEndpointInputBodyEventTypes) Valid() bool {
 	switch e {
+	case UpdateEndpointInputBodyEventTypesAuctionClosed:
+		return true
+	case UpdateEndpointInputBodyEventTypesAuctionCreated:
+		return true
+	case UpdateEndpointInputBodyEventTypesAuctionUpdated:
+		return true
+	case UpdateEndpointInputBodyEventTypesBidOutbid:
+		return true
+	case UpdateEndpointInputBodyEventTypesBidPlaced:
+		return true
 	case UpdateEndpointInputBodyEventTypesDealCreated:
 		return true
 	case UpdateEndpointInputBodyEventTypesDealUpdated:
@@ -235,6 +325,30 @@ func (e WebhookDeliveryStatus) Valid() bool {
 	case WebhookDeliveryStatusPending:
 		return true
 	case WebhookDeliveryStatusSucceeded:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListAuctionsParamsStatus.
+const (
+	ListAuctionsParamsStatusCancelled ListAuctionsParamsStatus = "cancelled"
+	ListAuctionsParamsStatusClosed    ListAuctionsParamsStatus = "closed"
+	ListAuctionsParamsStatusOpen      ListAuctionsParamsStatus = "open"
+	ListAuctionsParamsStatusScheduled ListAuctionsParamsStatus = "scheduled"
+)
+
+// Valid indicates whether the value is a known member of the ListAuctionsParamsStatus enum.
+func (e ListAuctionsParamsStatus) Valid() bool {
+	switch e {
+	case ListAuctionsParamsStatusCancelled:
+		return true
+	case ListAuctionsParamsStatusClosed:
+		return true
+	case ListAuctionsParamsStatusOpen:
+		return true
+	case ListAuctionsParamsStatusScheduled:
 		return true
 	default:
 		return false
@@ -320,11 +434,148 @@ type AccountInputBody struct {
 	Name string `json:"name"`
 }
 
+// Auction defines model for Auction.
+type Auction struct {
+	// BestBid The highest accepted bid; null before the first.
+	//
+	// Example: 1200
+	BestBid nullable.Nullable[int64] `json:"best_bid"`
+
+	// BidCount Accepted bids.
+	//
+	// Example: 0
+	BidCount int64 `json:"bid_count"`
+
+	// ClosesAt When bidding closes; a late bid may move it (extend_seconds).
+	ClosesAt  time.Time `json:"closes_at"`
+	CreatedAt time.Time `json:"created_at"`
+
+	// Currency The deal's currency, lowercase.
+	//
+	// Example: gbp
+	Currency string `json:"currency"`
+
+	// DealId The deal sold by the auction.
+	DealId openapi_types.UUID `json:"deal_id"`
+
+	// ExtendSeconds A bid accepted within this many seconds of closes_at moves closes_at to its placed_at plus this.
+	//
+	// Example: 60
+	ExtendSeconds int64 `json:"extend_seconds"`
+
+	// Id Auction ID.
+	Id openapi_types.UUID `json:"id"`
+
+	// InvoiceId The winner's invoice; null unless won.
+	InvoiceId nullable.Nullable[openapi_types.UUID] `json:"invoice_id"`
+
+	// Leading Whether the calling buyer holds the best bid; false for everyone else.
+	Leading bool `json:"leading"`
+
+	// MinIncrement How much every later bid must add to the best one, in minor units.
+	//
+	// Example: 100
+	MinIncrement int64 `json:"min_increment"`
+
+	// MinimumNextBid What the next bid must reach: start_price, then best_bid plus min_increment.
+	//
+	// Example: 1300
+	MinimumNextBid int64 `json:"minimum_next_bid"`
+
+	// OpensAt When bidding opens.
+	OpensAt time.Time `json:"opens_at"`
+
+	// Outcome How it ended; null until closed.
+	Outcome nullable.Nullable[AuctionOutcome] `json:"outcome"`
+
+	// ReserveMet Whether the best bid meets the reserve (true when there is no reserve and a bid).
+	ReserveMet bool `json:"reserve_met"`
+
+	// ReservePrice The lowest winning bid; null when there is none. Only in the seller's copy.
+	//
+	// Example: 5000
+	ReservePrice nullable.Nullable[int64] `json:"reserve_price,omitempty"`
+
+	// Seller The deal's seller.
+	Seller openapi_types.UUID `json:"seller"`
+
+	// StartPrice The lowest first bid, in minor units.
+	//
+	// Example: 1000
+	StartPrice int64         `json:"start_price"`
+	Status     AuctionStatus `json:"status"`
+	UpdatedAt  time.Time     `json:"updated_at"`
+
+	// Version Starts at 1 and grows by one on every change.
+	//
+	// Example: 1
+	Version int64 `json:"version"`
+
+	// Winner The buyer who won; null unless won. Only in the seller's copy.
+	Winner nullable.Nullable[openapi_types.UUID] `json:"winner,omitempty"`
+}
+
+// AuctionOutcome How it ended; null until closed.
+type AuctionOutcome string
+
+// AuctionStatus defines model for Auction.Status.
+type AuctionStatus string
+
+// Bid defines model for Bid.
+type Bid struct {
+	// Amount In minor units.
+	//
+	// Example: 1200
+	Amount    int64              `json:"amount"`
+	AuctionId openapi_types.UUID `json:"auction_id"`
+
+	// Buyer The bidder; in the seller's view only.
+	Buyer *openapi_types.UUID `json:"buyer,omitempty"`
+
+	// Id Bid ID.
+	Id openapi_types.UUID `json:"id"`
+
+	// Leading Whether this bid is the auction's best.
+	Leading bool `json:"leading"`
+
+	// PlacedAt The database's time when the bid was accepted.
+	PlacedAt time.Time `json:"placed_at"`
+}
+
+// CreateAuctionInputBody defines model for CreateAuctionInputBody.
+type CreateAuctionInputBody struct {
+	// ClosesAt When bidding closes: in the future and within 90 days.
+	ClosesAt time.Time `json:"closes_at"`
+
+	// ExtendSeconds 0..3600, default 0: a bid accepted within this many seconds of closes_at moves closes_at to its placed_at plus this.
+	//
+	// Example: 60
+	ExtendSeconds *int64 `json:"extend_seconds,omitempty"`
+
+	// MinIncrement What every later bid must add to the best one, in minor units (> 0).
+	//
+	// Example: 100
+	MinIncrement int64 `json:"min_increment"`
+
+	// OpensAt When bidding opens (before closes_at); now when omitted.
+	OpensAt *time.Time `json:"opens_at,omitempty"`
+
+	// ReservePrice The lowest bid that wins (>= start_price); none when omitted.
+	//
+	// Example: 5000
+	ReservePrice *int64 `json:"reserve_price,omitempty"`
+
+	// StartPrice The lowest first bid, in minor units (> 0).
+	//
+	// Example: 1000
+	StartPrice int64 `json:"start_price"`
+}
+
 // CreateEndpointInputBody defines model for CreateEndpointInputBody.
 type CreateEndpointInputBody struct {
 	Description *string `json:"description,omitempty"`
 
-	// EventTypes Types to receive, among those the caller can receive (buyers: deal.* and invoice.*; sellers: invoice.*); all of those when omitted.
+	// EventTypes Types to receive, among those the caller can receive (buyers: deal.*, auction.*, bid.outbid and invoice.*; sellers: auction.*, bid.placed and invoice.*); all of those when omitted.
 	EventTypes *[]CreateEndpointInputBodyEventTypes `json:"event_types,omitempty"`
 
 	// Url https URL that receives the events.
@@ -522,10 +773,12 @@ type EventType string
 
 // EventData defines model for EventData.
 type EventData struct {
+	Auction *Auction `json:"auction,omitempty"`
+	Bid     *Bid     `json:"bid,omitempty"`
 	Deal    *Deal    `json:"deal,omitempty"`
 	Invoice *Invoice `json:"invoice,omitempty"`
 
-	// Previous Old values of the changed fields; deal.updated only.
+	// Previous Old values of the changed fields; deal.updated and auction.updated.
 	Previous *map[string]interface{} `json:"previous,omitempty"`
 }
 
@@ -629,6 +882,22 @@ type Line struct {
 	Description string `json:"description"`
 }
 
+// ListBodyAuction defines model for ListBodyAuction.
+type ListBodyAuction struct {
+	Data []Auction `json:"data"`
+
+	// NextCursor Cursor of the next page; null on the last page.
+	NextCursor nullable.Nullable[string] `json:"next_cursor"`
+}
+
+// ListBodyBid defines model for ListBodyBid.
+type ListBodyBid struct {
+	Data []Bid `json:"data"`
+
+	// NextCursor Cursor of the next page; null on the last page.
+	NextCursor nullable.Nullable[string] `json:"next_cursor"`
+}
+
 // ListBodyDeal defines model for ListBodyDeal.
 type ListBodyDeal struct {
 	Data []Deal `json:"data"`
@@ -710,6 +979,14 @@ type PaymentInputBody struct {
 	Reference string `json:"reference"`
 }
 
+// PlaceBidInputBody defines model for PlaceBidInputBody.
+type PlaceBidInputBody struct {
+	// Amount In minor units: at least the auction's minimum_next_bid.
+	//
+	// Example: 1200
+	Amount int64 `json:"amount"`
+}
+
 // UpdateEndpointInputBody defines model for UpdateEndpointInputBody.
 type UpdateEndpointInputBody struct {
 	Description *string `json:"description,omitempty"`
@@ -756,6 +1033,39 @@ type WebhookDeliveryEventType string
 // WebhookDeliveryStatus pending: will be retried; succeeded: a 2xx was received; failed: retries ended (schedule over, 410 Gone, grant revoked or endpoint removed).
 type WebhookDeliveryStatus string
 
+// ListAuctionsParams defines parameters for ListAuctions.
+type ListAuctionsParams struct {
+	// DealId Only this deal's auctions.
+	DealId *openapi_types.UUID `form:"deal_id,omitempty" json:"deal_id,omitempty"`
+
+	// Status Only auctions in this status.
+	Status *ListAuctionsParamsStatus `form:"status,omitempty" json:"status,omitempty"`
+
+	// Limit Page size.
+	Limit *int64 `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor next_cursor of the previous page; empty for the first page.
+	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// ListAuctionsParamsStatus defines parameters for ListAuctions.
+type ListAuctionsParamsStatus string
+
+// ListBidsParams defines parameters for ListBids.
+type ListBidsParams struct {
+	// Limit Page size.
+	Limit *int64 `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor next_cursor of the previous page; empty for the first page.
+	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// PlaceBidParams defines parameters for PlaceBid.
+type PlaceBidParams struct {
+	// IdempotencyKey Required. Repeat a bid safely: the same key with the same amount within 24 h returns the first bid; the same key for another request is 409.
+	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
+}
+
 // ListBuyerSellersParams defines parameters for ListBuyerSellers.
 type ListBuyerSellersParams struct {
 	// Limit Page size.
@@ -793,6 +1103,12 @@ type CreateDealParams struct {
 type UpdateDealParams struct {
 	// IfMatch Apply only if the deal is at this version (its ETag); 412 otherwise.
 	IfMatch *string `json:"If-Match,omitempty"`
+}
+
+// CreateAuctionParams defines parameters for CreateAuction.
+type CreateAuctionParams struct {
+	// IdempotencyKey Repeat the request safely: the same key with the same body within 24 h returns the first auction.
+	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
 }
 
 // PurchaseDealParams defines parameters for PurchaseDeal.
@@ -862,6 +1178,9 @@ type ListWebhookEndpointsParams struct {
 	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
+// PlaceBidJSONRequestBody defines body for PlaceBid for application/json ContentType.
+type PlaceBidJSONRequestBody = PlaceBidInputBody
+
 // CreateBuyerJSONRequestBody defines body for CreateBuyer for application/json ContentType.
 type CreateBuyerJSONRequestBody = AccountInputBody
 
@@ -873,6 +1192,9 @@ type UpdateDealJSONRequestBody = Patch
 
 // UpdateDealApplicationMergePatchPlusJSONRequestBody defines body for UpdateDeal for application/merge-patch+json ContentType.
 type UpdateDealApplicationMergePatchPlusJSONRequestBody = Patch
+
+// CreateAuctionJSONRequestBody defines body for CreateAuction for application/json ContentType.
+type CreateAuctionJSONRequestBody = CreateAuctionInputBody
 
 // PayInvoiceJSONRequestBody defines body for PayInvoice for application/json ContentType.
 type PayInvoiceJSONRequestBody = PaymentInputBody
@@ -963,6 +1285,59 @@ func WithRequestEditorFn(fn RequestEditorFn) ClientOption {
 // The interface specification for the client above.
 type ClientInterface interface {
 
+	// ListAuctions List auctions
+	//
+	// A seller lists its own auctions, a buyer those of the sellers that authorise it, an operator every one. Newest first, keyset-paginated. A buyer's copies have no reserve_price and no winner.
+	//
+	// Corresponds with GET /v1/auctions (the `ListAuctions` operationId).
+	ListAuctions(ctx context.Context, params *ListAuctionsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetAuction Get an auction
+	//
+	// Its seller, a buyer the seller authorises (without reserve_price and winner; leading says whether the caller holds the best bid), or an operator. Anyone else gets 404.
+	//
+	// Corresponds with GET /v1/auctions/{id} (the `GetAuction` operationId).
+	GetAuction(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListBids List an auction's bids
+	//
+	// The seller (or an operator) sees every bid with its buyer; a buyer sees only its own. Newest first.
+	//
+	// Corresponds with GET /v1/auctions/{id}/bids (the `ListBids` operationId).
+	ListBids(ctx context.Context, id openapi_types.UUID, params *ListBidsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PlaceBidWithBody Bid in an auction
+	//
+	// A buyer the seller authorises bids: the first bid must reach start_price, every later one best_bid plus min_increment (422 naming body.amount with the minimum otherwise). Bids are accepted in the order the database commits them, so of two concurrent bids that clear the same minimum one is accepted and the other is 422. A bid accepted within extend_seconds of closes_at moves closes_at. Bids are binding. 409 unless the auction is open. Idempotency-Key is required.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/auctions/{id}/bids (the `PlaceBid` operationId).
+	PlaceBidWithBody(ctx context.Context, id openapi_types.UUID, params *PlaceBidParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PlaceBid Bid in an auction
+	//
+	// A buyer the seller authorises bids: the first bid must reach start_price, every later one best_bid plus min_increment (422 naming body.amount with the minimum otherwise). Bids are accepted in the order the database commits them, so of two concurrent bids that clear the same minimum one is accepted and the other is 422. A bid accepted within extend_seconds of closes_at moves closes_at. Bids are binding. 409 unless the auction is open. Idempotency-Key is required.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/auctions/{id}/bids (the `PlaceBid` operationId).
+	PlaceBid(ctx context.Context, id openapi_types.UUID, params *PlaceBidParams, body PlaceBidJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CancelAuction Cancel an auction
+	//
+	// Its seller or an operator cancels a scheduled or open auction that has no bids (409 otherwise: bids are binding). The deal is free to be bought or auctioned again; auction.updated goes to everyone.
+	//
+	// Corresponds with POST /v1/auctions/{id}/cancel (the `CancelAuction` operationId).
+	CancelAuction(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CloseAuction Close an auction now
+	//
+	// Its seller closes it as if closes_at had passed: the best bid wins if it meets the reserve (the deal is sold and the winner's invoice issued), otherwise the deal stays available. auction.closed goes to the authorised buyers and the seller. 409 unless it is scheduled or open.
+	//
+	// Corresponds with POST /v1/auctions/{id}/close (the `CloseAuction` operationId).
+	CloseAuction(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// CreateBuyerWithBody Create a buyer
 	//
 	// Operators create buyers. The returned id is the `sub` of the account's tokens.
@@ -1029,7 +1404,7 @@ type ClientInterface interface {
 
 	// UpdateDealWithBody Update a deal
 	//
-	// JSON merge patch (RFC 7396) of name, total_price, currency, discount (null removes it), status and items (replaced whole). The result must obey every rule of a new deal. With If-Match the patch applies only to that version. A patch that changes nothing returns the deal unchanged and sends no event; any other bumps the version and sends deal.updated with the old values in data.previous.
+	// JSON merge patch (RFC 7396) of name, total_price, currency, discount (null removes it), status and items (replaced whole). The result must obey every rule of a new deal. With If-Match the patch applies only to that version. A patch that changes nothing returns the deal unchanged and sends no event; any other bumps the version and sends deal.updated with the old values in data.previous. While the deal has a scheduled or open auction, a patch that changes anything but name is 409.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1038,7 +1413,7 @@ type ClientInterface interface {
 
 	// UpdateDeal Update a deal
 	//
-	// JSON merge patch (RFC 7396) of name, total_price, currency, discount (null removes it), status and items (replaced whole). The result must obey every rule of a new deal. With If-Match the patch applies only to that version. A patch that changes nothing returns the deal unchanged and sends no event; any other bumps the version and sends deal.updated with the old values in data.previous.
+	// JSON merge patch (RFC 7396) of name, total_price, currency, discount (null removes it), status and items (replaced whole). The result must obey every rule of a new deal. With If-Match the patch applies only to that version. A patch that changes nothing returns the deal unchanged and sends no event; any other bumps the version and sends deal.updated with the old values in data.previous. While the deal has a scheduled or open auction, a patch that changes anything but name is 409.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -1047,12 +1422,30 @@ type ClientInterface interface {
 
 	// UpdateDealWithApplicationMergePatchPlusJSONBody Update a deal
 	//
-	// JSON merge patch (RFC 7396) of name, total_price, currency, discount (null removes it), status and items (replaced whole). The result must obey every rule of a new deal. With If-Match the patch applies only to that version. A patch that changes nothing returns the deal unchanged and sends no event; any other bumps the version and sends deal.updated with the old values in data.previous.
+	// JSON merge patch (RFC 7396) of name, total_price, currency, discount (null removes it), status and items (replaced whole). The result must obey every rule of a new deal. With If-Match the patch applies only to that version. A patch that changes nothing returns the deal unchanged and sends no event; any other bumps the version and sends deal.updated with the old values in data.previous. While the deal has a scheduled or open auction, a patch that changes anything but name is 409.
 	//
 	// Takes a body of the `application/merge-patch+json` content type.
 	//
 	// Corresponds with PATCH /v1/deals/{id} (the `UpdateDeal` operationId).
 	UpdateDealWithApplicationMergePatchPlusJSONBody(ctx context.Context, id openapi_types.UUID, params *UpdateDealParams, body UpdateDealApplicationMergePatchPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateAuctionWithBody Auction a deal
+	//
+	// The deal's seller puts it up for auction in its currency. It opens at opens_at and closes at closes_at without any request. While it is scheduled or open the deal cannot be bought, and a deal PATCH that changes anything but name is 409. auction.created goes to the buyers the seller authorises and to the seller. 409 when the deal is sold or already has a scheduled or open auction.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/deals/{id}/auctions (the `CreateAuction` operationId).
+	CreateAuctionWithBody(ctx context.Context, id openapi_types.UUID, params *CreateAuctionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateAuction Auction a deal
+	//
+	// The deal's seller puts it up for auction in its currency. It opens at opens_at and closes at closes_at without any request. While it is scheduled or open the deal cannot be bought, and a deal PATCH that changes anything but name is 409. auction.created goes to the buyers the seller authorises and to the seller. 409 when the deal is sold or already has a scheduled or open auction.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/deals/{id}/auctions (the `CreateAuction` operationId).
+	CreateAuction(ctx context.Context, id openapi_types.UUID, params *CreateAuctionParams, body CreateAuctionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// PurchaseDeal Buy a deal at its price
 	//
@@ -1248,6 +1641,129 @@ type ClientInterface interface {
 	RotateWebhookEndpointSecret(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
 }
 
+// ListAuctions List auctions
+//
+// A seller lists its own auctions, a buyer those of the sellers that authorise it, an operator every one. Newest first, keyset-paginated. A buyer's copies have no reserve_price and no winner.
+//
+// Corresponds with GET /v1/auctions (the `ListAuctions` operationId).
+func (c *Client) ListAuctions(ctx context.Context, params *ListAuctionsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListAuctionsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetAuction Get an auction
+//
+// Its seller, a buyer the seller authorises (without reserve_price and winner; leading says whether the caller holds the best bid), or an operator. Anyone else gets 404.
+//
+// Corresponds with GET /v1/auctions/{id} (the `GetAuction` operationId).
+func (c *Client) GetAuction(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetAuctionRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListBids List an auction's bids
+//
+// The seller (or an operator) sees every bid with its buyer; a buyer sees only its own. Newest first.
+//
+// Corresponds with GET /v1/auctions/{id}/bids (the `ListBids` operationId).
+func (c *Client) ListBids(ctx context.Context, id openapi_types.UUID, params *ListBidsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListBidsRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PlaceBidWithBody Bid in an auction
+//
+// A buyer the seller authorises bids: the first bid must reach start_price, every later one best_bid plus min_increment (422 naming body.amount with the minimum otherwise). Bids are accepted in the order the database commits them, so of two concurrent bids that clear the same minimum one is accepted and the other is 422. A bid accepted within extend_seconds of closes_at moves closes_at. Bids are binding. 409 unless the auction is open. Idempotency-Key is required.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/auctions/{id}/bids (the `PlaceBid` operationId).
+func (c *Client) PlaceBidWithBody(ctx context.Context, id openapi_types.UUID, params *PlaceBidParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPlaceBidRequestWithBody(c.Server, id, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PlaceBid Bid in an auction
+//
+// A buyer the seller authorises bids: the first bid must reach start_price, every later one best_bid plus min_increment (422 naming body.amount with the minimum otherwise). Bids are accepted in the order the database commits them, so of two concurrent bids that clear the same minimum one is accepted and the other is 422. A bid accepted within extend_seconds of closes_at moves closes_at. Bids are binding. 409 unless the auction is open. Idempotency-Key is required.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/auctions/{id}/bids (the `PlaceBid` operationId).
+func (c *Client) PlaceBid(ctx context.Context, id openapi_types.UUID, params *PlaceBidParams, body PlaceBidJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPlaceBidRequest(c.Server, id, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CancelAuction Cancel an auction
+//
+// Its seller or an operator cancels a scheduled or open auction that has no bids (409 otherwise: bids are binding). The deal is free to be bought or auctioned again; auction.updated goes to everyone.
+//
+// Corresponds with POST /v1/auctions/{id}/cancel (the `CancelAuction` operationId).
+func (c *Client) CancelAuction(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCancelAuctionRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CloseAuction Close an auction now
+//
+// Its seller closes it as if closes_at had passed: the best bid wins if it meets the reserve (the deal is sold and the winner's invoice issued), otherwise the deal stays available. auction.closed goes to the authorised buyers and the seller. 409 unless it is scheduled or open.
+//
+// Corresponds with POST /v1/auctions/{id}/close (the `CloseAuction` operationId).
+func (c *Client) CloseAuction(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCloseAuctionRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // CreateBuyerWithBody Create a buyer
 //
 // Operators create buyers. The returned id is the `sub` of the account's tokens.
@@ -1394,7 +1910,7 @@ func (c *Client) GetDeal(ctx context.Context, id openapi_types.UUID, reqEditors 
 
 // UpdateDealWithBody Update a deal
 //
-// JSON merge patch (RFC 7396) of name, total_price, currency, discount (null removes it), status and items (replaced whole). The result must obey every rule of a new deal. With If-Match the patch applies only to that version. A patch that changes nothing returns the deal unchanged and sends no event; any other bumps the version and sends deal.updated with the old values in data.previous.
+// JSON merge patch (RFC 7396) of name, total_price, currency, discount (null removes it), status and items (replaced whole). The result must obey every rule of a new deal. With If-Match the patch applies only to that version. A patch that changes nothing returns the deal unchanged and sends no event; any other bumps the version and sends deal.updated with the old values in data.previous. While the deal has a scheduled or open auction, a patch that changes anything but name is 409.
 //
 // Takes any type of body and a specified content type.
 //
@@ -1413,7 +1929,7 @@ func (c *Client) UpdateDealWithBody(ctx context.Context, id openapi_types.UUID, 
 
 // UpdateDeal Update a deal
 //
-// JSON merge patch (RFC 7396) of name, total_price, currency, discount (null removes it), status and items (replaced whole). The result must obey every rule of a new deal. With If-Match the patch applies only to that version. A patch that changes nothing returns the deal unchanged and sends no event; any other bumps the version and sends deal.updated with the old values in data.previous.
+// JSON merge patch (RFC 7396) of name, total_price, currency, discount (null removes it), status and items (replaced whole). The result must obey every rule of a new deal. With If-Match the patch applies only to that version. A patch that changes nothing returns the deal unchanged and sends no event; any other bumps the version and sends deal.updated with the old values in data.previous. While the deal has a scheduled or open auction, a patch that changes anything but name is 409.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -1432,13 +1948,51 @@ func (c *Client) UpdateDeal(ctx context.Context, id openapi_types.UUID, params *
 
 // UpdateDealWithApplicationMergePatchPlusJSONBody Update a deal
 //
-// JSON merge patch (RFC 7396) of name, total_price, currency, discount (null removes it), status and items (replaced whole). The result must obey every rule of a new deal. With If-Match the patch applies only to that version. A patch that changes nothing returns the deal unchanged and sends no event; any other bumps the version and sends deal.updated with the old values in data.previous.
+// JSON merge patch (RFC 7396) of name, total_price, currency, discount (null removes it), status and items (replaced whole). The result must obey every rule of a new deal. With If-Match the patch applies only to that version. A patch that changes nothing returns the deal unchanged and sends no event; any other bumps the version and sends deal.updated with the old values in data.previous. While the deal has a scheduled or open auction, a patch that changes anything but name is 409.
 //
 // Takes a body of the `application/merge-patch+json` content type.
 //
 // Corresponds with PATCH /v1/deals/{id} (the `UpdateDeal` operationId).
 func (c *Client) UpdateDealWithApplicationMergePatchPlusJSONBody(ctx context.Context, id openapi_types.UUID, params *UpdateDealParams, body UpdateDealApplicationMergePatchPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewUpdateDealRequestWithApplicationMergePatchPlusJSONBody(c.Server, id, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateAuctionWithBody Auction a deal
+//
+// The deal's seller puts it up for auction in its currency. It opens at opens_at and closes at closes_at without any request. While it is scheduled or open the deal cannot be bought, and a deal PATCH that changes anything but name is 409. auction.created goes to the buyers the seller authorises and to the seller. 409 when the deal is sold or already has a scheduled or open auction.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/deals/{id}/auctions (the `CreateAuction` operationId).
+func (c *Client) CreateAuctionWithBody(ctx context.Context, id openapi_types.UUID, params *CreateAuctionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateAuctionRequestWithBody(c.Server, id, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateAuction Auction a deal
+//
+// The deal's seller puts it up for auction in its currency. It opens at opens_at and closes at closes_at without any request. While it is scheduled or open the deal cannot be bought, and a deal PATCH that changes anything but name is 409. auction.created goes to the buyers the seller authorises and to the seller. 409 when the deal is sold or already has a scheduled or open auction.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/deals/{id}/auctions (the `CreateAuction` operationId).
+func (c *Client) CreateAuction(ctx context.Context, id openapi_types.UUID, params *CreateAuctionParams, body CreateAuctionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateAuctionRequest(c.Server, id, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -1892,6 +2446,333 @@ func (c *Client) RotateWebhookEndpointSecret(ctx context.Context, id openapi_typ
 	return c.Client.Do(req)
 }
 
+// NewListAuctionsRequest constructs an http.Request for the ListAuctions method
+func NewListAuctionsRequest(server string, params *ListAuctionsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/auctions")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.DealId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "deal_id", *params.DealId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Status != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "status", *params.Status, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetAuctionRequest constructs an http.Request for the GetAuction method
+func NewGetAuctionRequest(server string, id openapi_types.UUID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/auctions/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewListBidsRequest constructs an http.Request for the ListBids method
+func NewListBidsRequest(server string, id openapi_types.UUID, params *ListBidsParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/auctions/%s/bids", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewPlaceBidRequest calls the generic PlaceBid builder with application/json body
+func NewPlaceBidRequest(server string, id openapi_types.UUID, params *PlaceBidParams, body PlaceBidJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewPlaceBidRequestWithBody(server, id, params, "application/json", bodyReader)
+}
+
+// NewPlaceBidRequestWithBody constructs an http.Request for the PlaceBid method, with any body, and a specified content type
+func NewPlaceBidRequestWithBody(server string, id openapi_types.UUID, params *PlaceBidParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/auctions/%s/bids", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewCancelAuctionRequest constructs an http.Request for the CancelAuction method
+func NewCancelAuctionRequest(server string, id openapi_types.UUID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/auctions/%s/cancel", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCloseAuctionRequest constructs an http.Request for the CloseAuction method
+func NewCloseAuctionRequest(server string, id openapi_types.UUID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/auctions/%s/close", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewCreateBuyerRequest calls the generic CreateBuyer builder with application/json body
 func NewCreateBuyerRequest(server string, body CreateBuyerJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
@@ -2284,6 +3165,68 @@ func NewUpdateDealRequestWithBody(server string, id openapi_types.UUID, params *
 			}
 
 			req.Header.Set("If-Match", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewCreateAuctionRequest calls the generic CreateAuction builder with application/json body
+func NewCreateAuctionRequest(server string, id openapi_types.UUID, params *CreateAuctionParams, body CreateAuctionJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateAuctionRequestWithBody(server, id, params, "application/json", bodyReader)
+}
+
+// NewCreateAuctionRequestWithBody constructs an http.Request for the CreateAuction method, with any body, and a specified content type
+func NewCreateAuctionRequestWithBody(server string, id openapi_types.UUID, params *CreateAuctionParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/deals/%s/auctions", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
 		}
 
 	}
@@ -3319,6 +4262,69 @@ func WithBaseURL(baseURL string) ClientOption {
 // ClientWithResponsesInterface is the interface specification for the client with responses above.
 type ClientWithResponsesInterface interface {
 
+	// ListAuctionsWithResponse List auctions
+	//
+	// A seller lists its own auctions, a buyer those of the sellers that authorise it, an operator every one. Newest first, keyset-paginated. A buyer's copies have no reserve_price and no winner.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/auctions (the `ListAuctions` operationId).
+	ListAuctionsWithResponse(ctx context.Context, params *ListAuctionsParams, reqEditors ...RequestEditorFn) (*ListAuctionsResponse, error)
+
+	// GetAuctionWithResponse Get an auction
+	//
+	// Its seller, a buyer the seller authorises (without reserve_price and winner; leading says whether the caller holds the best bid), or an operator. Anyone else gets 404.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/auctions/{id} (the `GetAuction` operationId).
+	GetAuctionWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*GetAuctionResponse, error)
+
+	// ListBidsWithResponse List an auction's bids
+	//
+	// The seller (or an operator) sees every bid with its buyer; a buyer sees only its own. Newest first.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/auctions/{id}/bids (the `ListBids` operationId).
+	ListBidsWithResponse(ctx context.Context, id openapi_types.UUID, params *ListBidsParams, reqEditors ...RequestEditorFn) (*ListBidsResponse, error)
+
+	// PlaceBidWithBodyWithResponse Bid in an auction
+	//
+	// A buyer the seller authorises bids: the first bid must reach start_price, every later one best_bid plus min_increment (422 naming body.amount with the minimum otherwise). Bids are accepted in the order the database commits them, so of two concurrent bids that clear the same minimum one is accepted and the other is 422. A bid accepted within extend_seconds of closes_at moves closes_at. Bids are binding. 409 unless the auction is open. Idempotency-Key is required.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/auctions/{id}/bids (the `PlaceBid` operationId).
+	PlaceBidWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, params *PlaceBidParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PlaceBidResponse, error)
+
+	// PlaceBidWithResponse Bid in an auction
+	//
+	// A buyer the seller authorises bids: the first bid must reach start_price, every later one best_bid plus min_increment (422 naming body.amount with the minimum otherwise). Bids are accepted in the order the database commits them, so of two concurrent bids that clear the same minimum one is accepted and the other is 422. A bid accepted within extend_seconds of closes_at moves closes_at. Bids are binding. 409 unless the auction is open. Idempotency-Key is required.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/auctions/{id}/bids (the `PlaceBid` operationId).
+	PlaceBidWithResponse(ctx context.Context, id openapi_types.UUID, params *PlaceBidParams, body PlaceBidJSONRequestBody, reqEditors ...RequestEditorFn) (*PlaceBidResponse, error)
+
+	// CancelAuctionWithResponse Cancel an auction
+	//
+	// Its seller or an operator cancels a scheduled or open auction that has no bids (409 otherwise: bids are binding). The deal is free to be bought or auctioned again; auction.updated goes to everyone.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/auctions/{id}/cancel (the `CancelAuction` operationId).
+	CancelAuctionWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*CancelAuctionResponse, error)
+
+	// CloseAuctionWithResponse Close an auction now
+	//
+	// Its seller closes it as if closes_at had passed: the best bid wins if it meets the reserve (the deal is sold and the winner's invoice issued), otherwise the deal stays available. auction.closed goes to the authorised buyers and the seller. 409 unless it is scheduled or open.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/auctions/{id}/close (the `CloseAuction` operationId).
+	CloseAuctionWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*CloseAuctionResponse, error)
+
 	// CreateBuyerWithBodyWithResponse Create a buyer
 	//
 	// Operators create buyers. The returned id is the `sub` of the account's tokens.
@@ -3393,7 +4399,7 @@ type ClientWithResponsesInterface interface {
 
 	// UpdateDealWithBodyWithResponse Update a deal
 	//
-	// JSON merge patch (RFC 7396) of name, total_price, currency, discount (null removes it), status and items (replaced whole). The result must obey every rule of a new deal. With If-Match the patch applies only to that version. A patch that changes nothing returns the deal unchanged and sends no event; any other bumps the version and sends deal.updated with the old values in data.previous.
+	// JSON merge patch (RFC 7396) of name, total_price, currency, discount (null removes it), status and items (replaced whole). The result must obey every rule of a new deal. With If-Match the patch applies only to that version. A patch that changes nothing returns the deal unchanged and sends no event; any other bumps the version and sends deal.updated with the old values in data.previous. While the deal has a scheduled or open auction, a patch that changes anything but name is 409.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3402,7 +4408,7 @@ type ClientWithResponsesInterface interface {
 
 	// UpdateDealWithResponse Update a deal
 	//
-	// JSON merge patch (RFC 7396) of name, total_price, currency, discount (null removes it), status and items (replaced whole). The result must obey every rule of a new deal. With If-Match the patch applies only to that version. A patch that changes nothing returns the deal unchanged and sends no event; any other bumps the version and sends deal.updated with the old values in data.previous.
+	// JSON merge patch (RFC 7396) of name, total_price, currency, discount (null removes it), status and items (replaced whole). The result must obey every rule of a new deal. With If-Match the patch applies only to that version. A patch that changes nothing returns the deal unchanged and sends no event; any other bumps the version and sends deal.updated with the old values in data.previous. While the deal has a scheduled or open auction, a patch that changes anything but name is 409.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3411,12 +4417,30 @@ type ClientWithResponsesInterface interface {
 
 	// UpdateDealWithApplicationMergePatchPlusJSONBodyWithResponse Update a deal
 	//
-	// JSON merge patch (RFC 7396) of name, total_price, currency, discount (null removes it), status and items (replaced whole). The result must obey every rule of a new deal. With If-Match the patch applies only to that version. A patch that changes nothing returns the deal unchanged and sends no event; any other bumps the version and sends deal.updated with the old values in data.previous.
+	// JSON merge patch (RFC 7396) of name, total_price, currency, discount (null removes it), status and items (replaced whole). The result must obey every rule of a new deal. With If-Match the patch applies only to that version. A patch that changes nothing returns the deal unchanged and sends no event; any other bumps the version and sends deal.updated with the old values in data.previous. While the deal has a scheduled or open auction, a patch that changes anything but name is 409.
 	//
 	// Takes a body of the `application/merge-patch+json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with PATCH /v1/deals/{id} (the `UpdateDeal` operationId).
 	UpdateDealWithApplicationMergePatchPlusJSONBodyWithResponse(ctx context.Context, id openapi_types.UUID, params *UpdateDealParams, body UpdateDealApplicationMergePatchPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateDealResponse, error)
+
+	// CreateAuctionWithBodyWithResponse Auction a deal
+	//
+	// The deal's seller puts it up for auction in its currency. It opens at opens_at and closes at closes_at without any request. While it is scheduled or open the deal cannot be bought, and a deal PATCH that changes anything but name is 409. auction.created goes to the buyers the seller authorises and to the seller. 409 when the deal is sold or already has a scheduled or open auction.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/deals/{id}/auctions (the `CreateAuction` operationId).
+	CreateAuctionWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, params *CreateAuctionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateAuctionResponse, error)
+
+	// CreateAuctionWithResponse Auction a deal
+	//
+	// The deal's seller puts it up for auction in its currency. It opens at opens_at and closes at closes_at without any request. While it is scheduled or open the deal cannot be bought, and a deal PATCH that changes anything but name is 409. auction.created goes to the buyers the seller authorises and to the seller. 409 when the deal is sold or already has a scheduled or open auction.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/deals/{id}/auctions (the `CreateAuction` operationId).
+	CreateAuctionWithResponse(ctx context.Context, id openapi_types.UUID, params *CreateAuctionParams, body CreateAuctionJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateAuctionResponse, error)
 
 	// PurchaseDealWithResponse Buy a deal at its price
 	//
@@ -3642,6 +4666,647 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /v1/webhook-endpoints/{id}/rotate-secret (the `RotateWebhookEndpointSecret` operationId).
 	RotateWebhookEndpointSecretWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*RotateWebhookEndpointSecretResponse, error)
+}
+
+// ListAuctionsResponse429Headers the declared response headers of an HTTP 429 response for ListAuctions
+type ListAuctionsResponse429Headers struct {
+	RetryAfter *int
+}
+
+type ListAuctionsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ListBodyAuction
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *ErrorModel
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ErrorModel
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *ErrorModel
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *ErrorModel
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *ErrorModel
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ErrorModel
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListAuctionsResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListAuctionsResponse) GetJSON200() *ListBodyAuction {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListAuctionsResponse) GetApplicationproblemJSON401() *ErrorModel {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListAuctionsResponse) GetApplicationproblemJSON403() *ErrorModel {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListAuctionsResponse) GetApplicationproblemJSON422() *ErrorModel {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ListAuctionsResponse) GetApplicationproblemJSON429() *ErrorModel {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListAuctionsResponse) GetApplicationproblemJSON500() *ErrorModel {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListAuctionsResponse) GetApplicationproblemJSON503() *ErrorModel {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListAuctionsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListAuctionsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListAuctionsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListAuctionsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetAuctionResponse200Headers the declared response headers of an HTTP 200 response for GetAuction
+type GetAuctionResponse200Headers struct {
+	IdempotentReplayed *string
+	Location           *string
+}
+
+// GetAuctionResponse429Headers the declared response headers of an HTTP 429 response for GetAuction
+type GetAuctionResponse429Headers struct {
+	RetryAfter *int
+}
+
+type GetAuctionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Auction
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *ErrorModel
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ErrorModel
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *ErrorModel
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *ErrorModel
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *ErrorModel
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *ErrorModel
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ErrorModel
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetAuctionResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetAuctionResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetAuctionResponse) GetJSON200() *Auction {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetAuctionResponse) GetApplicationproblemJSON401() *ErrorModel {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetAuctionResponse) GetApplicationproblemJSON403() *ErrorModel {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetAuctionResponse) GetApplicationproblemJSON404() *ErrorModel {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetAuctionResponse) GetApplicationproblemJSON422() *ErrorModel {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetAuctionResponse) GetApplicationproblemJSON429() *ErrorModel {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetAuctionResponse) GetApplicationproblemJSON500() *ErrorModel {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetAuctionResponse) GetApplicationproblemJSON503() *ErrorModel {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetAuctionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetAuctionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetAuctionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetAuctionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListBidsResponse429Headers the declared response headers of an HTTP 429 response for ListBids
+type ListBidsResponse429Headers struct {
+	RetryAfter *int
+}
+
+type ListBidsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ListBodyBid
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *ErrorModel
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ErrorModel
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *ErrorModel
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *ErrorModel
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *ErrorModel
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *ErrorModel
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ErrorModel
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListBidsResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListBidsResponse) GetJSON200() *ListBodyBid {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListBidsResponse) GetApplicationproblemJSON401() *ErrorModel {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListBidsResponse) GetApplicationproblemJSON403() *ErrorModel {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListBidsResponse) GetApplicationproblemJSON404() *ErrorModel {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListBidsResponse) GetApplicationproblemJSON422() *ErrorModel {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ListBidsResponse) GetApplicationproblemJSON429() *ErrorModel {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListBidsResponse) GetApplicationproblemJSON500() *ErrorModel {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListBidsResponse) GetApplicationproblemJSON503() *ErrorModel {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListBidsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListBidsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListBidsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListBidsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// PlaceBidResponse201Headers the declared response headers of an HTTP 201 response for PlaceBid
+type PlaceBidResponse201Headers struct {
+	IdempotentReplayed *string
+}
+
+// PlaceBidResponse429Headers the declared response headers of an HTTP 429 response for PlaceBid
+type PlaceBidResponse429Headers struct {
+	RetryAfter *int
+}
+
+type PlaceBidResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *Bid
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *ErrorModel
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *ErrorModel
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ErrorModel
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *ErrorModel
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *ErrorModel
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *ErrorModel
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *ErrorModel
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *ErrorModel
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *ErrorModel
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ErrorModel
+	// Headers201 the parsed response headers for an HTTP 201 response
+	Headers201 *PlaceBidResponse201Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *PlaceBidResponse429Headers
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r PlaceBidResponse) GetJSON201() *Bid {
+	return r.JSON201
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r PlaceBidResponse) GetApplicationproblemJSON400() *ErrorModel {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r PlaceBidResponse) GetApplicationproblemJSON401() *ErrorModel {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r PlaceBidResponse) GetApplicationproblemJSON403() *ErrorModel {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r PlaceBidResponse) GetApplicationproblemJSON404() *ErrorModel {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r PlaceBidResponse) GetApplicationproblemJSON409() *ErrorModel {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r PlaceBidResponse) GetApplicationproblemJSON413() *ErrorModel {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r PlaceBidResponse) GetApplicationproblemJSON422() *ErrorModel {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r PlaceBidResponse) GetApplicationproblemJSON429() *ErrorModel {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r PlaceBidResponse) GetApplicationproblemJSON500() *ErrorModel {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r PlaceBidResponse) GetApplicationproblemJSON503() *ErrorModel {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r PlaceBidResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PlaceBidResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PlaceBidResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PlaceBidResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CancelAuctionResponse200Headers the declared response headers of an HTTP 200 response for CancelAuction
+type CancelAuctionResponse200Headers struct {
+	IdempotentReplayed *string
+	Location           *string
+}
+
+// CancelAuctionResponse429Headers the declared response headers of an HTTP 429 response for CancelAuction
+type CancelAuctionResponse429Headers struct {
+	RetryAfter *int
+}
+
+type CancelAuctionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Auction
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *ErrorModel
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ErrorModel
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *ErrorModel
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *ErrorModel
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *ErrorModel
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *ErrorModel
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *ErrorModel
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ErrorModel
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *CancelAuctionResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CancelAuctionResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r CancelAuctionResponse) GetJSON200() *Auction {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CancelAuctionResponse) GetApplicationproblemJSON401() *ErrorModel {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CancelAuctionResponse) GetApplicationproblemJSON403() *ErrorModel {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r CancelAuctionResponse) GetApplicationproblemJSON404() *ErrorModel {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CancelAuctionResponse) GetApplicationproblemJSON409() *ErrorModel {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CancelAuctionResponse) GetApplicationproblemJSON422() *ErrorModel {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r CancelAuctionResponse) GetApplicationproblemJSON429() *ErrorModel {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r CancelAuctionResponse) GetApplicationproblemJSON500() *ErrorModel {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CancelAuctionResponse) GetApplicationproblemJSON503() *ErrorModel {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CancelAuctionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CancelAuctionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CancelAuctionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CancelAuctionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CloseAuctionResponse200Headers the declared response headers of an HTTP 200 response for CloseAuction
+type CloseAuctionResponse200Headers struct {
+	IdempotentReplayed *string
+	Location           *string
+}
+
+// CloseAuctionResponse429Headers the declared response headers of an HTTP 429 response for CloseAuction
+type CloseAuctionResponse429Headers struct {
+	RetryAfter *int
+}
+
+type CloseAuctionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Auction
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *ErrorModel
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ErrorModel
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *ErrorModel
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *ErrorModel
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *ErrorModel
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *ErrorModel
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *ErrorModel
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ErrorModel
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *CloseAuctionResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CloseAuctionResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r CloseAuctionResponse) GetJSON200() *Auction {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CloseAuctionResponse) GetApplicationproblemJSON401() *ErrorModel {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CloseAuctionResponse) GetApplicationproblemJSON403() *ErrorModel {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r CloseAuctionResponse) GetApplicationproblemJSON404() *ErrorModel {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CloseAuctionResponse) GetApplicationproblemJSON409() *ErrorModel {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CloseAuctionResponse) GetApplicationproblemJSON422() *ErrorModel {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r CloseAuctionResponse) GetApplicationproblemJSON429() *ErrorModel {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r CloseAuctionResponse) GetApplicationproblemJSON500() *ErrorModel {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CloseAuctionResponse) GetApplicationproblemJSON503() *ErrorModel {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CloseAuctionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CloseAuctionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CloseAuctionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CloseAuctionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
 }
 
 // CreateBuyerResponse429Headers the declared response headers of an HTTP 429 response for CreateBuyer
@@ -4269,6 +5934,8 @@ type UpdateDealResponse struct {
 	ApplicationproblemJSON403 *ErrorModel
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *ErrorModel
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *ErrorModel
 	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
 	ApplicationproblemJSON412 *ErrorModel
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -4312,6 +5979,11 @@ func (r UpdateDealResponse) GetApplicationproblemJSON403() *ErrorModel {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r UpdateDealResponse) GetApplicationproblemJSON404() *ErrorModel {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r UpdateDealResponse) GetApplicationproblemJSON409() *ErrorModel {
+	return r.ApplicationproblemJSON409
 }
 
 // GetApplicationproblemJSON412 returns the response for an HTTP 412 `application/problem+json` response
@@ -4372,6 +6044,132 @@ func (r UpdateDealResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r UpdateDealResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreateAuctionResponse201Headers the declared response headers of an HTTP 201 response for CreateAuction
+type CreateAuctionResponse201Headers struct {
+	IdempotentReplayed *string
+	Location           *string
+}
+
+// CreateAuctionResponse429Headers the declared response headers of an HTTP 429 response for CreateAuction
+type CreateAuctionResponse429Headers struct {
+	RetryAfter *int
+}
+
+type CreateAuctionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *Auction
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *ErrorModel
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *ErrorModel
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ErrorModel
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *ErrorModel
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *ErrorModel
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *ErrorModel
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *ErrorModel
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *ErrorModel
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *ErrorModel
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ErrorModel
+	// Headers201 the parsed response headers for an HTTP 201 response
+	Headers201 *CreateAuctionResponse201Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreateAuctionResponse429Headers
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r CreateAuctionResponse) GetJSON201() *Auction {
+	return r.JSON201
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r CreateAuctionResponse) GetApplicationproblemJSON400() *ErrorModel {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateAuctionResponse) GetApplicationproblemJSON401() *ErrorModel {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateAuctionResponse) GetApplicationproblemJSON403() *ErrorModel {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r CreateAuctionResponse) GetApplicationproblemJSON404() *ErrorModel {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateAuctionResponse) GetApplicationproblemJSON409() *ErrorModel {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateAuctionResponse) GetApplicationproblemJSON413() *ErrorModel {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateAuctionResponse) GetApplicationproblemJSON422() *ErrorModel {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r CreateAuctionResponse) GetApplicationproblemJSON429() *ErrorModel {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r CreateAuctionResponse) GetApplicationproblemJSON500() *ErrorModel {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CreateAuctionResponse) GetApplicationproblemJSON503() *ErrorModel {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateAuctionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateAuctionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateAuctionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateAuctionResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -6351,6 +8149,111 @@ func (r RotateWebhookEndpointSecretResponse) ContentType() string {
 	return ""
 }
 
+// ListAuctionsWithResponse List auctions
+//
+// A seller lists its own auctions, a buyer those of the sellers that authorise it, an operator every one. Newest first, keyset-paginated. A buyer's copies have no reserve_price and no winner.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/auctions (the `ListAuctions` operationId).
+func (c *ClientWithResponses) ListAuctionsWithResponse(ctx context.Context, params *ListAuctionsParams, reqEditors ...RequestEditorFn) (*ListAuctionsResponse, error) {
+	rsp, err := c.ListAuctions(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListAuctionsResponse(rsp)
+}
+
+// GetAuctionWithResponse Get an auction
+//
+// Its seller, a buyer the seller authorises (without reserve_price and winner; leading says whether the caller holds the best bid), or an operator. Anyone else gets 404.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/auctions/{id} (the `GetAuction` operationId).
+func (c *ClientWithResponses) GetAuctionWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*GetAuctionResponse, error) {
+	rsp, err := c.GetAuction(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetAuctionResponse(rsp)
+}
+
+// ListBidsWithResponse List an auction's bids
+//
+// The seller (or an operator) sees every bid with its buyer; a buyer sees only its own. Newest first.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/auctions/{id}/bids (the `ListBids` operationId).
+func (c *ClientWithResponses) ListBidsWithResponse(ctx context.Context, id openapi_types.UUID, params *ListBidsParams, reqEditors ...RequestEditorFn) (*ListBidsResponse, error) {
+	rsp, err := c.ListBids(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListBidsResponse(rsp)
+}
+
+// PlaceBidWithBodyWithResponse Bid in an auction
+//
+// A buyer the seller authorises bids: the first bid must reach start_price, every later one best_bid plus min_increment (422 naming body.amount with the minimum otherwise). Bids are accepted in the order the database commits them, so of two concurrent bids that clear the same minimum one is accepted and the other is 422. A bid accepted within extend_seconds of closes_at moves closes_at. Bids are binding. 409 unless the auction is open. Idempotency-Key is required.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/auctions/{id}/bids (the `PlaceBid` operationId).
+func (c *ClientWithResponses) PlaceBidWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, params *PlaceBidParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PlaceBidResponse, error) {
+	rsp, err := c.PlaceBidWithBody(ctx, id, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePlaceBidResponse(rsp)
+}
+
+// PlaceBidWithResponse Bid in an auction
+//
+// A buyer the seller authorises bids: the first bid must reach start_price, every later one best_bid plus min_increment (422 naming body.amount with the minimum otherwise). Bids are accepted in the order the database commits them, so of two concurrent bids that clear the same minimum one is accepted and the other is 422. A bid accepted within extend_seconds of closes_at moves closes_at. Bids are binding. 409 unless the auction is open. Idempotency-Key is required.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/auctions/{id}/bids (the `PlaceBid` operationId).
+func (c *ClientWithResponses) PlaceBidWithResponse(ctx context.Context, id openapi_types.UUID, params *PlaceBidParams, body PlaceBidJSONRequestBody, reqEditors ...RequestEditorFn) (*PlaceBidResponse, error) {
+	rsp, err := c.PlaceBid(ctx, id, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePlaceBidResponse(rsp)
+}
+
+// CancelAuctionWithResponse Cancel an auction
+//
+// Its seller or an operator cancels a scheduled or open auction that has no bids (409 otherwise: bids are binding). The deal is free to be bought or auctioned again; auction.updated goes to everyone.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/auctions/{id}/cancel (the `CancelAuction` operationId).
+func (c *ClientWithResponses) CancelAuctionWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*CancelAuctionResponse, error) {
+	rsp, err := c.CancelAuction(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCancelAuctionResponse(rsp)
+}
+
+// CloseAuctionWithResponse Close an auction now
+//
+// Its seller closes it as if closes_at had passed: the best bid wins if it meets the reserve (the deal is sold and the winner's invoice issued), otherwise the deal stays available. auction.closed goes to the authorised buyers and the seller. 409 unless it is scheduled or open.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/auctions/{id}/close (the `CloseAuction` operationId).
+func (c *ClientWithResponses) CloseAuctionWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*CloseAuctionResponse, error) {
+	rsp, err := c.CloseAuction(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCloseAuctionResponse(rsp)
+}
+
 // CreateBuyerWithBodyWithResponse Create a buyer
 //
 // Operators create buyers. The returned id is the `sub` of the account's tokens.
@@ -6473,7 +8376,7 @@ func (c *ClientWithResponses) GetDealWithResponse(ctx context.Context, id openap
 
 // UpdateDealWithBodyWithResponse Update a deal
 //
-// JSON merge patch (RFC 7396) of name, total_price, currency, discount (null removes it), status and items (replaced whole). The result must obey every rule of a new deal. With If-Match the patch applies only to that version. A patch that changes nothing returns the deal unchanged and sends no event; any other bumps the version and sends deal.updated with the old values in data.previous.
+// JSON merge patch (RFC 7396) of name, total_price, currency, discount (null removes it), status and items (replaced whole). The result must obey every rule of a new deal. With If-Match the patch applies only to that version. A patch that changes nothing returns the deal unchanged and sends no event; any other bumps the version and sends deal.updated with the old values in data.previous. While the deal has a scheduled or open auction, a patch that changes anything but name is 409.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6488,7 +8391,7 @@ func (c *ClientWithResponses) UpdateDealWithBodyWithResponse(ctx context.Context
 
 // UpdateDealWithResponse Update a deal
 //
-// JSON merge patch (RFC 7396) of name, total_price, currency, discount (null removes it), status and items (replaced whole). The result must obey every rule of a new deal. With If-Match the patch applies only to that version. A patch that changes nothing returns the deal unchanged and sends no event; any other bumps the version and sends deal.updated with the old values in data.previous.
+// JSON merge patch (RFC 7396) of name, total_price, currency, discount (null removes it), status and items (replaced whole). The result must obey every rule of a new deal. With If-Match the patch applies only to that version. A patch that changes nothing returns the deal unchanged and sends no event; any other bumps the version and sends deal.updated with the old values in data.previous. While the deal has a scheduled or open auction, a patch that changes anything but name is 409.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6503,7 +8406,7 @@ func (c *ClientWithResponses) UpdateDealWithResponse(ctx context.Context, id ope
 
 // UpdateDealWithApplicationMergePatchPlusJSONBodyWithResponse Update a deal
 //
-// JSON merge patch (RFC 7396) of name, total_price, currency, discount (null removes it), status and items (replaced whole). The result must obey every rule of a new deal. With If-Match the patch applies only to that version. A patch that changes nothing returns the deal unchanged and sends no event; any other bumps the version and sends deal.updated with the old values in data.previous.
+// JSON merge patch (RFC 7396) of name, total_price, currency, discount (null removes it), status and items (replaced whole). The result must obey every rule of a new deal. With If-Match the patch applies only to that version. A patch that changes nothing returns the deal unchanged and sends no event; any other bumps the version and sends deal.updated with the old values in data.previous. While the deal has a scheduled or open auction, a patch that changes anything but name is 409.
 //
 // Takes a body of the `application/merge-patch+json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6514,6 +8417,36 @@ func (c *ClientWithResponses) UpdateDealWithApplicationMergePatchPlusJSONBodyWit
 		return nil, err
 	}
 	return ParseUpdateDealResponse(rsp)
+}
+
+// CreateAuctionWithBodyWithResponse Auction a deal
+//
+// The deal's seller puts it up for auction in its currency. It opens at opens_at and closes at closes_at without any request. While it is scheduled or open the deal cannot be bought, and a deal PATCH that changes anything but name is 409. auction.created goes to the buyers the seller authorises and to the seller. 409 when the deal is sold or already has a scheduled or open auction.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/deals/{id}/auctions (the `CreateAuction` operationId).
+func (c *ClientWithResponses) CreateAuctionWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, params *CreateAuctionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateAuctionResponse, error) {
+	rsp, err := c.CreateAuctionWithBody(ctx, id, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateAuctionResponse(rsp)
+}
+
+// CreateAuctionWithResponse Auction a deal
+//
+// The deal's seller puts it up for auction in its currency. It opens at opens_at and closes at closes_at without any request. While it is scheduled or open the deal cannot be bought, and a deal PATCH that changes anything but name is 409. auction.created goes to the buyers the seller authorises and to the seller. 409 when the deal is sold or already has a scheduled or open auction.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/deals/{id}/auctions (the `CreateAuction` operationId).
+func (c *ClientWithResponses) CreateAuctionWithResponse(ctx context.Context, id openapi_types.UUID, params *CreateAuctionParams, body CreateAuctionJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateAuctionResponse, error) {
+	rsp, err := c.CreateAuction(ctx, id, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateAuctionResponse(rsp)
 }
 
 // PurchaseDealWithResponse Buy a deal at its price
@@ -6889,6 +8822,623 @@ func (c *ClientWithResponses) RotateWebhookEndpointSecretWithResponse(ctx contex
 		return nil, err
 	}
 	return ParseRotateWebhookEndpointSecretResponse(rsp)
+}
+
+// ParseListAuctionsResponse parses an HTTP response from a ListAuctionsWithResponse call
+func ParseListAuctionsResponse(rsp *http.Response) (*ListAuctionsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListAuctionsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ListBodyAuction
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers ListAuctionsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetAuctionResponse parses an HTTP response from a GetAuctionWithResponse call
+func ParseGetAuctionResponse(rsp *http.Response) (*GetAuctionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetAuctionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Auction
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetAuctionResponse200Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetAuctionResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListBidsResponse parses an HTTP response from a ListBidsWithResponse call
+func ParseListBidsResponse(rsp *http.Response) (*ListBidsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListBidsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ListBodyBid
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers ListBidsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParsePlaceBidResponse parses an HTTP response from a PlaceBidWithResponse call
+func ParsePlaceBidResponse(rsp *http.Response) (*PlaceBidResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PlaceBidResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest Bid
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 201:
+		var headers PlaceBidResponse201Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		response.Headers201 = &headers
+	case rsp.StatusCode == 429:
+		var headers PlaceBidResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCancelAuctionResponse parses an HTTP response from a CancelAuctionWithResponse call
+func ParseCancelAuctionResponse(rsp *http.Response) (*CancelAuctionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CancelAuctionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Auction
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers CancelAuctionResponse200Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers CancelAuctionResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCloseAuctionResponse parses an HTTP response from a CloseAuctionWithResponse call
+func ParseCloseAuctionResponse(rsp *http.Response) (*CloseAuctionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CloseAuctionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Auction
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers CloseAuctionResponse200Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers CloseAuctionResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
 }
 
 // ParseCreateBuyerResponse parses an HTTP response from a CreateBuyerWithResponse call
@@ -7516,6 +10066,13 @@ func ParseUpdateDealResponse(rsp *http.Response) (*UpdateDealResponse, error) {
 		}
 		response.ApplicationproblemJSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 412:
 		var dest ErrorModel
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7594,6 +10151,132 @@ func ParseUpdateDealResponse(rsp *http.Response) (*UpdateDealResponse, error) {
 		response.Headers200 = &headers
 	case rsp.StatusCode == 429:
 		var headers UpdateDealResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCreateAuctionResponse parses an HTTP response from a CreateAuctionWithResponse call
+func ParseCreateAuctionResponse(rsp *http.Response) (*CreateAuctionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateAuctionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest Auction
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 201:
+		var headers CreateAuctionResponse201Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		response.Headers201 = &headers
+	case rsp.StatusCode == 429:
+		var headers CreateAuctionResponse429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
