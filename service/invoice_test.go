@@ -44,16 +44,24 @@ func (s *stack) purchase(sellerTok, buyerTok string) invoice.Invoice {
 // workflow and returns its run ID.
 func (s *stack) awaitInvoiceWorkflow(t *testing.T, invoiceID string) string {
 	t.Helper()
-	var runID string
-	eventually(t, 30*time.Second, "the invoice's workflow", func() bool {
-		d, err := s.client.DescribeWorkflowExecution(context.Background(), invoice.WorkflowID(invoiceID), "")
-		runID = d.GetWorkflowExecutionInfo().GetExecution().GetRunId()
-		return err == nil
-	})
+	runID := s.awaitWorkflow(t, invoice.WorkflowID(invoiceID))
 	t.Cleanup(func() {
 		if t.Failed() {
 			s.logHistory(t, invoiceID)
 		}
+	})
+	return runID
+}
+
+// awaitWorkflow waits for the dispatcher to start a workflow and returns
+// its run ID.
+func (s *stack) awaitWorkflow(t *testing.T, workflowID string) string {
+	t.Helper()
+	var runID string
+	eventually(t, 30*time.Second, "workflow "+workflowID, func() bool {
+		d, err := s.client.DescribeWorkflowExecution(context.Background(), workflowID, "")
+		runID = d.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+		return err == nil
 	})
 	return runID
 }
@@ -86,10 +94,10 @@ func (s *stack) invoiceResult(t *testing.T, invoiceID string, timeout time.Durat
 	return marked
 }
 
-// historyHas reports whether the invoice's workflow history holds an event of type typ.
-func (s *stack) historyHas(t *testing.T, invoiceID string, typ enumspb.EventType) bool {
+// workflowHas reports whether the workflow's history holds an event of type typ.
+func (s *stack) workflowHas(t *testing.T, workflowID string, typ enumspb.EventType) bool {
 	t.Helper()
-	iter := s.client.GetWorkflowHistory(context.Background(), invoice.WorkflowID(invoiceID), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	iter := s.client.GetWorkflowHistory(context.Background(), workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for iter.HasNext() {
 		ev, err := iter.Next()
 		if err != nil {
@@ -224,7 +232,7 @@ func TestSettledInvoicesWorkflowsEndEarly(t *testing.T) {
 	s.call(http.MethodPost, "/v1/invoices/"+voided.ID+"/void", sellerTok, nil, http.StatusOK, nil)
 	s.awaitInvoiceWorkflow(t, paid.ID)
 	eventually(t, 30*time.Second, "the paid invoice's workflow to sleep", func() bool {
-		return s.historyHas(t, paid.ID, enumspb.EVENT_TYPE_TIMER_STARTED)
+		return s.workflowHas(t, invoice.WorkflowID(paid.ID), enumspb.EVENT_TYPE_TIMER_STARTED)
 	})
 	s.call(http.MethodPost, "/v1/invoices/"+paid.ID+"/payments", sellerTok, map[string]any{"amount": paid.Total, "reference": "r"}, http.StatusOK, nil)
 	for _, inv := range []invoice.Invoice{paid, voided} {
@@ -235,7 +243,7 @@ func TestSettledInvoicesWorkflowsEndEarly(t *testing.T) {
 			t.Errorf("invoice %s: %d overdue events, want 0", inv.ID, n)
 		}
 	}
-	if !s.historyHas(t, paid.ID, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED) || !s.historyHas(t, paid.ID, enumspb.EVENT_TYPE_TIMER_CANCELED) {
+	if !s.workflowHas(t, invoice.WorkflowID(paid.ID), enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED) || !s.workflowHas(t, invoice.WorkflowID(paid.ID), enumspb.EVENT_TYPE_TIMER_CANCELED) {
 		t.Error("the paid invoice's workflow did not end by the signal")
 	}
 	// The paid invoice's run (read, timer, signal, timer cancelled) is the
@@ -277,7 +285,7 @@ func TestSweeperStartsAndEndsInvoiceWorkflows(t *testing.T) {
 		t.Fatal("the invoice's workflow started without a dispatcher")
 	}
 	sweep()
-	if !s.historyHas(t, paid.ID, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED) {
+	if !s.workflowHas(t, invoice.WorkflowID(paid.ID), enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED) {
 		t.Fatal("the sweep did not start the invoice's workflow")
 	}
 	s.call(http.MethodPost, "/v1/invoices/"+paid.ID+"/payments", sellerTok, map[string]any{"amount": paid.Total, "reference": "r"}, http.StatusOK, nil)

@@ -6,6 +6,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/dealcast/dealcast/internal/auction"
 	"github.com/dealcast/dealcast/internal/invoice"
 )
 
@@ -41,6 +42,26 @@ func TestReplayInvoiceHistory(t *testing.T) {
 		t.Run(file, func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
 			r.RegisterWorkflowWithOptions(InvoiceDue, workflow.RegisterOptions{Name: invoice.WorkflowType})
+			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, "testdata/"+file); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestReplayAuctionHistory replays recorded runs of AuctionClock: one
+// closed by its timers after a late bid moved closes_at (read, timer, a
+// close that finds the deadline moved, timer, close), one closed by the
+// seller while it slept (read, timer, signal, read). Re-record with:
+// WRITE_AUCTION_HISTORY=$PWD/workflows/testdata/auction_clock_history.json
+// go test -run TestAuctionClosesOnTimeByItsWorkflow ./service/
+// WRITE_AUCTION_SIGNALLED_HISTORY=$PWD/workflows/testdata/auction_signalled_history.json
+// go test -run TestCloseNowAndCancelEndTheWorkflow ./service/
+func TestReplayAuctionHistory(t *testing.T) {
+	for _, file := range []string{"auction_clock_history.json", "auction_signalled_history.json"} {
+		t.Run(file, func(t *testing.T) {
+			r := worker.NewWorkflowReplayer()
+			r.RegisterWorkflowWithOptions(AuctionClock, workflow.RegisterOptions{Name: auction.WorkflowType})
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, "testdata/"+file); err != nil {
 				t.Fatal(err)
 			}
