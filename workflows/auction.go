@@ -27,7 +27,9 @@ var (
 // the auction and end. It returns the auction's final status.
 func AuctionClock(ctx workflow.Context, in auction.WorkflowInput) (auction.Status, error) {
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
+		// Each is one short transaction; an attempt lost with a killed
+		// worker is retried after this, so it bounds a close's delay then.
+		StartToCloseTimeout: 10 * time.Second,
 		// Retried until the database answers: an auction must close.
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
 	})

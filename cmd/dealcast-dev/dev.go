@@ -21,7 +21,10 @@ import (
 // runDev is the one-process development stack: database, embedded
 // Temporal with its UI (unless TEMPORAL_ADDRESS is set), worker and API.
 func runDev(ctx context.Context, args []string) error {
-	if err := flag.NewFlagSet("dev", flag.ContinueOnError).Parse(args); err != nil {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	temporalPort := fs.Int("temporal-port", devtemporal.DefaultFrontendPort, "the embedded Temporal server's frontend port")
+	uiPort := fs.Int("ui-port", devtemporal.DefaultUIPort, "the Temporal Web UI's port (0 for none)")
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	log := service.NewLogger(true)
@@ -53,8 +56,8 @@ func runDev(ctx context.Context, args []string) error {
 		log.Info("dev: starting the embedded Temporal server", "data_dir", cfg.DataDir)
 		srv, err := devtemporal.Start(ctx, devtemporal.Options{
 			DataDir:          cfg.DataDir,
-			FrontendPort:     devtemporal.DefaultFrontendPort,
-			UIPort:           devtemporal.DefaultUIPort,
+			FrontendPort:     *temporalPort,
+			UIPort:           *uiPort,
 			Namespace:        cfg.TemporalNamespace,
 			SearchAttributes: delivery.SearchAttributes,
 			Logger:           log.With("component", "temporal-server"),

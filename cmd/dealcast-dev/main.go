@@ -19,7 +19,8 @@ Usage: dealcast-dev <command> [flags]
 Commands:
   dev       everything in one process for local work: creates the database if
             missing, migrates, starts an embedded Temporal server and its Web UI
-            (unless TEMPORAL_ADDRESS is set), then serves the API and runs the worker
+            (unless TEMPORAL_ADDRESS is set), then serves the API and runs the worker:
+            dealcast-dev dev [--temporal-port 7233] [--ui-port 8233]
   demo      a guided tour against a running dev stack: dealcast-dev demo [--api URL]
   bench     run the performance benchmark: dealcast-dev bench [-tiny] [-seconds N] (see -h)
 
