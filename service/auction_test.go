@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/dealcast/dealcast/internal/auction"
+	"github.com/dealcast/dealcast/internal/dbtest"
 	"github.com/dealcast/dealcast/internal/invoice"
 	"github.com/dealcast/dealcast/internal/store"
 	"github.com/dealcast/dealcast/internal/webhooktest"
@@ -248,5 +249,40 @@ func TestCloseNowAndCancelEndTheWorkflow(t *testing.T) {
 	// Read, timer, signal, read, end: the replay test's second history.
 	if path := os.Getenv("WRITE_AUCTION_SIGNALLED_HISTORY"); path != "" {
 		writeHistory(t, auction.WorkflowID(closing.ID), path)
+	}
+}
+
+// An auction whose workflow start the dispatcher missed (here: there is
+// none) is started by the sweeper from the outbox, and closes on time.
+func TestSweeperStartsAuctionWorkflows(t *testing.T) {
+	t.Parallel()
+	// A database of its own: a sweep of the shared one would start other
+	// tests' events on this task queue.
+	db, err := dbtest.Create(context.Background(), "auction_sweep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	s := newStackOn(t, temporal.GetDefaultClient(), nil, db.Pool)
+	s.deps.Delivery = nil // events wait in the outbox
+	s.rebuild()
+	seller, sellerTok := s.account(store.RoleSeller)
+	buyer, buyerTok := s.account(store.RoleBuyer)
+	s.grant(seller, sellerTok, buyer)
+	a := s.createAuction(sellerTok, s.createDeal(sellerTok, 5000).ID, map[string]any{"start_price": 1000, "min_increment": 100,
+		"closes_at": time.Now().Add(2 * time.Second).UTC().Format(time.RFC3339Nano)})
+	s.bid(a.ID, buyerTok, 1000)
+	ctx := context.Background()
+	if _, err := s.client.DescribeWorkflowExecution(ctx, auction.WorkflowID(a.ID), ""); err == nil {
+		t.Fatal("the auction's workflow started without a dispatcher")
+	}
+	if _, err := s.dispatcher.SweepOnce(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.auctionResult(t, a.ID, 30*time.Second); st != auction.StatusClosed {
+		t.Fatalf("the swept auction's workflow ended on %q, want closed", st)
+	}
+	if got := s.auction(sellerTok, a.ID); got.InvoiceID == nil || got.UpdatedAt.Sub(got.ClosesAt) > time.Second {
+		t.Errorf("the swept auction closed as %+v, want won within 1s of closes_at", got)
 	}
 }
