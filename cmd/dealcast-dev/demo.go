@@ -168,10 +168,16 @@ func (d *demo) run(ctx context.Context, uiURL, namespace string) error {
 	case <-time.After(500 * time.Millisecond):
 	}
 	d.say("\nContoso, not authorised, received nothing.")
+	auctionID, err := d.auction(ctx, secrets, seller.ID, sellerTok, contoso.ID, northTok, contosoTok)
+	if err != nil {
+		return err
+	}
 	if uiURL != "" {
 		q := url.Values{"query": {fmt.Sprintf("DealId=%q", deal.ID)}}
 		d.say("\nEach change ran as a Temporal workflow; see them in the Temporal UI:\n  %s/namespaces/%s/workflows?%s",
 			strings.TrimRight(uiURL, "/"), namespace, q.Encode())
+		d.say("The auction's clock is the workflow auction-%s:\n  %s/namespaces/%s/workflows/auction-%s",
+			auctionID, strings.TrimRight(uiURL, "/"), namespace, auctionID)
 	}
 	d.say("Northwind's delivery log:  GET %s/v1/webhook-deliveries (as Northwind)", d.api)
 	d.say("The invoice as PDF:        curl -H \"Authorization: Bearer $TOKEN\" -o %s.pdf %s/v1/invoices/%s/pdf", invoice.Number, d.api, invoice.ID)
@@ -179,49 +185,152 @@ func (d *demo) run(ctx context.Context, uiURL, namespace string) error {
 	return nil
 }
 
+// auction runs a short auction of a second deal: Contoso is authorised
+// too, Northwind bids and is outbid by Contoso, and with no request the
+// auction closes on time and Contoso gets the invoice. It returns the
+// auction's ID.
+func (d *demo) auction(ctx context.Context, secrets map[string]string, sellerID, sellerTok, contosoID, northTok, contosoTok string) (string, error) {
+	if err := d.call(ctx, http.MethodPut, "/v1/sellers/"+sellerID+"/buyers/"+contosoID, sellerTok, nil, nil); err != nil {
+		return "", err
+	}
+	var lot, auction struct {
+		ID       string
+		ClosesAt time.Time `json:"closes_at"`
+	}
+	if err := d.call(ctx, http.MethodPost, "/v1/deals", sellerTok, map[string]any{"name": "Spring bundle", "currency": "GBP",
+		"total_price": 5000, "items": []map[string]any{{"id": "hat", "name": "Hat", "price": 5000}}}, &lot); err != nil {
+		return "", err
+	}
+	start := time.Now()
+	if err := d.call(ctx, http.MethodPost, "/v1/deals/"+lot.ID+"/auctions", sellerTok, map[string]any{"start_price": 3000,
+		"min_increment": 500, "closes_at": time.Now().Add(5 * time.Second).UTC().Format(time.RFC3339Nano)}, &auction); err != nil {
+		return "", err
+	}
+	d.say("\n8. Acme authorises Contoso too and auctions Spring bundle: from £30.00, +£5.00 a bid, closing in 5 s   %s", auction.ID)
+	for _, b := range []struct {
+		who, tok string
+		amount   int
+	}{{"Northwind", northTok, 3000}, {"Contoso", contosoTok, 3500}} {
+		if err := d.call(ctx, http.MethodPost, "/v1/auctions/"+auction.ID+"/bids", b.tok, map[string]int{"amount": b.amount}, nil,
+			"Idempotency-Key", "demo-"+auction.ID+"-"+b.who); err != nil {
+			return "", err
+		}
+		d.say("   %s bids £%d.%02d", b.who, b.amount/100, b.amount%100)
+	}
+	d.say("9. Nobody calls the API again: the auction's Temporal workflow closes it at closes_at")
+	// Every party hears every step; the demo shows each delivery until the
+	// three that tell the story have come.
+	want := map[string]bool{"northwind bid.outbid": false, "northwind auction.closed": false, "contoso invoice.issued": false}
+	deadline := time.After(time.Until(auction.ClosesAt) + d.wait)
+	for seen := 0; seen < len(want); {
+		select {
+		case a := <-d.arrivals:
+			typ, err := d.show(secrets, a, start)
+			if err != nil {
+				return "", err
+			}
+			if done, ok := want[strings.TrimPrefix(a.path, "/")+" "+typ]; ok && !done {
+				want[strings.TrimPrefix(a.path, "/")+" "+typ] = true
+				seen++
+			}
+		case <-deadline:
+			return "", fmt.Errorf("the auction's deliveries did not all come within %v of its close: %v", d.wait, want)
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	var closed struct {
+		Outcome   string    `json:"outcome"`
+		InvoiceID *string   `json:"invoice_id"`
+		UpdatedAt time.Time `json:"updated_at"`
+	}
+	if err := d.call(ctx, http.MethodGet, "/v1/auctions/"+auction.ID, sellerTok, nil, &closed); err != nil {
+		return "", err
+	}
+	if closed.InvoiceID == nil {
+		return "", fmt.Errorf("the auction closed %s without an invoice", closed.Outcome)
+	}
+	var inv struct {
+		Number string
+		Total  int
+	}
+	if err := d.call(ctx, http.MethodGet, "/v1/invoices/"+*closed.InvoiceID, contosoTok, nil, &inv); err != nil {
+		return "", err
+	}
+	d.say("10. The auction closed %d ms after closes_at: %s; Contoso's invoice %s for £%d.%02d",
+		closed.UpdatedAt.Sub(auction.ClosesAt).Milliseconds(), closed.Outcome, inv.Number, inv.Total/100, inv.Total%100)
+	// Late copies of the auction's events (at least once) are not news.
+	for drained := false; !drained; {
+		select {
+		case a := <-d.arrivals:
+			if _, err := d.show(secrets, a, start); err != nil {
+				return "", err
+			}
+		case <-time.After(500 * time.Millisecond):
+			drained = true
+		}
+	}
+	return auction.ID, nil
+}
+
 // expect waits for the next delivery, checks its signature and prints it.
 func (d *demo) expect(ctx context.Context, secrets map[string]string, since time.Time) error {
 	select {
 	case a := <-d.arrivals:
-		var ev struct {
-			Type string `json:"type"`
-			Data struct {
-				Deal struct {
-					Version int `json:"version"`
-				} `json:"deal"`
-				Invoice *struct {
-					Number string `json:"number"`
-				} `json:"invoice"`
-				Previous map[string]any `json:"previous"`
-			} `json:"data"`
-		}
-		if err := json.Unmarshal(a.body, &ev); err != nil {
-			return fmt.Errorf("delivery to %s is not an event: %w", a.path, err)
-		}
-		mark := "signature verified"
-		if !verifySignature(secrets[a.path], a) {
-			mark = "SIGNATURE DOES NOT VERIFY"
-		}
-		changed := ""
-		if len(ev.Data.Previous) > 0 {
-			keys := make([]string, 0, len(ev.Data.Previous))
-			for k := range ev.Data.Previous {
-				keys = append(keys, k)
-			}
-			changed = " (changed: " + strings.Join(keys, ", ") + ")"
-		}
-		what := fmt.Sprintf("v%d", ev.Data.Deal.Version)
-		if ev.Data.Invoice != nil {
-			what = ev.Data.Invoice.Number
-		}
-		d.say("   -> %s got %s %s%s, %s, %d ms after the API answered",
-			strings.TrimPrefix(a.path, "/"), ev.Type, what, changed, mark, a.at.Sub(since).Milliseconds())
-		return nil
+		_, err := d.show(secrets, a, since)
+		return err
 	case <-time.After(d.wait):
 		return fmt.Errorf("no delivery within %v: is the worker running (dealcast dev runs one)?", d.wait)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// show checks a delivery's signature, prints it and returns its type.
+func (d *demo) show(secrets map[string]string, a demoArrival, since time.Time) (string, error) {
+	var ev struct {
+		Type string `json:"type"`
+		Data struct {
+			Deal struct {
+				Version int `json:"version"`
+			} `json:"deal"`
+			Invoice *struct {
+				Number string `json:"number"`
+			} `json:"invoice"`
+			Auction *struct {
+				Status  string `json:"status"`
+				BestBid *int   `json:"best_bid"`
+			} `json:"auction"`
+			Previous map[string]any `json:"previous"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(a.body, &ev); err != nil {
+		return "", fmt.Errorf("delivery to %s is not an event: %w", a.path, err)
+	}
+	mark := "signature verified"
+	if !verifySignature(secrets[a.path], a) {
+		mark = "SIGNATURE DOES NOT VERIFY"
+	}
+	changed := ""
+	if len(ev.Data.Previous) > 0 {
+		keys := make([]string, 0, len(ev.Data.Previous))
+		for k := range ev.Data.Previous {
+			keys = append(keys, k)
+		}
+		changed = " (changed: " + strings.Join(keys, ", ") + ")"
+	}
+	what := fmt.Sprintf("v%d", ev.Data.Deal.Version)
+	switch {
+	case ev.Data.Invoice != nil:
+		what = ev.Data.Invoice.Number
+	case ev.Data.Auction != nil && ev.Data.Auction.BestBid != nil:
+		what = fmt.Sprintf("%s, best £%d.%02d", ev.Data.Auction.Status, *ev.Data.Auction.BestBid/100, *ev.Data.Auction.BestBid%100)
+	case ev.Data.Auction != nil:
+		what = ev.Data.Auction.Status
+	}
+	d.say("   -> %s got %s %s%s, %s, %d ms after the API answered",
+		strings.TrimPrefix(a.path, "/"), ev.Type, what, changed, mark, a.at.Sub(since).Milliseconds())
+	return ev.Type, nil
 }
 
 // verifySignature checks a Standard Webhooks signature.

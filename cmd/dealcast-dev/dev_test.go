@@ -63,8 +63,18 @@ func TestDevStackDemoReadinessAndShutdown(t *testing.T) {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
 	t.Logf("demo output:\n%s", out.String())
-	if n := strings.Count(out.String(), "signature verified"); n != 5 {
-		t.Fatalf("demo printed %d verified deliveries, want 5", n)
+	tour, auctionPart, _ := strings.Cut(out.String(), "\n8. ")
+	if n := strings.Count(tour, "signature verified"); n != 5 {
+		t.Fatalf("demo printed %d verified deliveries before the auction, want 5", n)
+	}
+	if strings.Contains(out.String(), "DOES NOT VERIFY") {
+		t.Error("a delivery's signature did not verify")
+	}
+	for _, want := range []string{"northwind got bid.outbid", "northwind got auction.closed", "contoso got invoice.issued INV-000002",
+		"acme got bid.placed", "won; Contoso's invoice INV-000002 for £35.00", "/workflows/auction-"} {
+		if !strings.Contains(auctionPart, want) {
+			t.Errorf("the demo's auction lacks %q", want)
+		}
 	}
 	for _, want := range []string{"deal.created v1", "deal.updated v2", "deal.updated v3", "northwind got invoice.issued INV-000001",
 		"acme got invoice.issued INV-000001", "/pdf", "Contoso, not authorised, received nothing", "DealId%3D%22"} {
