@@ -58,6 +58,10 @@ sdk: openapi-file ## Regenerate the Go client in sdk/go/dealcast (oapi-codegen, 
 	mv sdk/go/dealcast/openapi-3.0.yaml.tmp sdk/go/dealcast/openapi-3.0.yaml
 	cd sdk/go/dealcast && $(GO) generate ./...
 
+.PHONY: docs-ui
+docs-ui: ## Replace the /docs page's Swagger UI (api/reference/swagger-ui) with SWAGGER_UI=swagger-ui-dist@VERSION from npm, integrity checked
+	api/reference/refresh.sh $(SWAGGER_UI)
+
 .PHONY: clean
 clean: ## Remove build output and local dev state
 	rm -rf bin .data

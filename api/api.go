@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 
+	"github.com/dealcast/dealcast/api/reference"
 	"github.com/dealcast/dealcast/internal/auth"
 	"github.com/dealcast/dealcast/internal/deal"
 	"github.com/dealcast/dealcast/internal/store"
@@ -145,9 +146,11 @@ func missingProperty(msg string) (string, bool) {
 }
 
 // Config returns the huma configuration: OpenAPI 3.1 at /openapi.json (and
-// 3.0 at /openapi-3.0.json), docs at /docs, bearer JWT security.
+// 3.0 at /openapi-3.0.json), bearer JWT security. The docs page is not
+// huma's, which loads its UI from a CDN; New serves an embedded one.
 func Config() huma.Config {
 	cfg := huma.DefaultConfig("Dealcast API", Version)
+	cfg.DocsPath = ""
 	// The default hooks add a "$schema" link to every response body; the
 	// contract's objects carry no such field.
 	cfg.CreateHooks = nil
@@ -181,6 +184,7 @@ func New(d Deps) (http.Handler, huma.API) {
 	a := humago.New(mux, Config())
 	a.UseMiddleware(observe(d.Meter))
 	Register(a, d)
+	reference.Register(mux)
 	if d.Metrics != nil {
 		mux.Handle("GET /metrics", d.Metrics)
 	}
