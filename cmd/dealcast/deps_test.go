@@ -22,7 +22,7 @@ func goList(t *testing.T, args ...string) []string {
 }
 
 // The product binary ships without the development tools: no embedded
-// Temporal server, no Web UI, no benchmark.
+// Temporal server, no Web UI, no benchmark, no browser driver.
 func TestProductBinaryLinksNoTools(t *testing.T) {
 	deps := goList(t, "-deps", ".")
 	if len(deps) < 50 {
@@ -33,6 +33,7 @@ func TestProductBinaryLinksNoTools(t *testing.T) {
 		"github.com/temporalio/ui-server",
 		module + "/internal/devtemporal",
 		module + "/bench",
+		"github.com/chromedp",
 	}
 	for _, dep := range deps {
 		for _, f := range forbidden {
