@@ -77,7 +77,6 @@ func TestDocsPageOffline(t *testing.T) {
 		chromedp.ExecPath(exe),
 		// Root (CI, containers) cannot use Chromium's sandbox.
 		chromedp.NoSandbox,
-		chromedp.Flag("disable-dev-shm-usage", true),
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	t.Cleanup(cancel)
