@@ -750,7 +750,7 @@ type ErrorModel struct {
 	// Example: Bad Request
 	Title *string `json:"title,omitempty"`
 
-	// Type A URI reference to human-readable documentation for the error.
+	// Type A URI reference to human-readable documentation for the error. Omitted when about:blank.
 	//
 	// Example: https://example.com/errors/example
 	Type *string `json:"type,omitempty"`

@@ -944,11 +944,10 @@ export interface components {
             title?: string;
             /**
              * Format: uri
-             * @description A URI reference to human-readable documentation for the error.
-             * @default about:blank
+             * @description A URI reference to human-readable documentation for the error. Omitted when about:blank.
              * @example https://example.com/errors/example
              */
-            type: string;
+            type?: string;
         };
         Event: {
             /** Format: date-time */
