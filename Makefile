@@ -53,10 +53,11 @@ openapi-file: ## Write api/openapi.yaml (OpenAPI 3.1) from the code; a test fail
 	mv api/openapi.yaml.tmp api/openapi.yaml
 
 .PHONY: sdk
-sdk: openapi-file ## Regenerate the Go client in sdk/go/dealcast (oapi-codegen, from the 3.0 document)
+sdk: openapi-file ## Regenerate the Go client in sdk/go/dealcast (oapi-codegen, from the 3.0 document) and the TypeScript types in sdk/ts (openapi-typescript)
 	$(GO) run ./cmd/dealcast openapi --version 3.0 --yaml > sdk/go/dealcast/openapi-3.0.yaml.tmp
 	mv sdk/go/dealcast/openapi-3.0.yaml.tmp sdk/go/dealcast/openapi-3.0.yaml
 	cd sdk/go/dealcast && $(GO) generate ./...
+	cd sdk/ts && npm ci && npx openapi-typescript ../../api/openapi.yaml -o src/schema.d.ts
 
 .PHONY: docs-ui
 docs-ui: ## Replace the /docs page's Swagger UI (api/reference/swagger-ui) with SWAGGER_UI=swagger-ui-dist@VERSION from npm, integrity checked

@@ -240,6 +240,21 @@ func Register(a huma.API, d Deps) {
 	h.registerDeliveries(a)
 	h.registerInvoices(a)
 	h.registerAuctions(a)
+	describeProblemType(a.OpenAPI())
+}
+
+// describeProblemType moves the default of a problem's type into its
+// description: responses leave type out when it is about:blank, and
+// generators that read a default as "always present" would promise it.
+func describeProblemType(o *huma.OpenAPI) {
+	s := o.Components.Schemas.Map()["ErrorModel"]
+	if s == nil {
+		return
+	}
+	if p := s.Properties["type"]; p != nil && p.Default != nil {
+		p.Description += fmt.Sprintf(" Omitted when %v.", p.Default)
+		p.Default = nil
+	}
 }
 
 type handlers struct {

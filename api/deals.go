@@ -95,9 +95,14 @@ func (h *handlers) registerDeals(a huma.API) {
 			if err := checkText("header.Idempotency-Key", in.IdempotencyKey); err != nil {
 				return nil, err
 			}
-			// The request is compared in its parsed form, so key order and
-			// spacing do not make two identical requests differ.
-			req, err := json.Marshal(in.Body)
+			// The request is compared in its parsed form, with the default
+			// status filled in, so key order, spacing or writing the
+			// default out do not make two identical requests differ.
+			body := in.Body
+			if body.Status == "" {
+				body.Status = deal.StatusAvailable
+			}
+			req, err := json.Marshal(body)
 			if err != nil {
 				return nil, h.fail(ctx, err)
 			}

@@ -49,3 +49,43 @@ func TestEveryOperationIsDocumented(t *testing.T) {
 		t.Fatalf("found %d operations, want at least the contract's 21", n)
 	}
 }
+
+// TestNoBodySchemaHasADefault: openapi-typescript (with its default
+// options) and other generators read a schema's default as "always
+// present", which makes a field the server fills in required to send.
+// Defaults are described in the text instead; query parameters keep theirs,
+// since a parameter's own required flag governs it.
+func TestNoBodySchemaHasADefault(t *testing.T) {
+	t.Parallel()
+	_, a := api.New(api.Deps{})
+	seen := map[*huma.Schema]bool{}
+	var walk func(where string, s *huma.Schema)
+	walk = func(where string, s *huma.Schema) {
+		if s == nil || seen[s] {
+			return
+		}
+		seen[s] = true
+		if s.Default != nil {
+			t.Errorf("%s has default %v; describe it instead", where, s.Default)
+		}
+		for name, p := range s.Properties {
+			walk(where+"."+name, p)
+		}
+		walk(where+"[]", s.Items)
+		if ap, ok := s.AdditionalProperties.(*huma.Schema); ok {
+			walk(where+"{}", ap)
+		}
+		for _, list := range [][]*huma.Schema{s.AllOf, s.AnyOf, s.OneOf} {
+			for _, sub := range list {
+				walk(where, sub)
+			}
+		}
+	}
+	schemas := a.OpenAPI().Components.Schemas.Map()
+	if _, ok := schemas["Draft"]; !ok {
+		t.Fatal("no Draft schema: the walk would check nothing of the create-deal body")
+	}
+	for name, s := range schemas {
+		walk(name, s)
+	}
+}

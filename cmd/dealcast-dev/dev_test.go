@@ -138,6 +138,17 @@ func TestDevStackDemoReadinessAndShutdown(t *testing.T) {
 // operatorToken mints a token with the secret dev kept in its data dir.
 func operatorToken(t *testing.T) string {
 	t.Helper()
+	tok, err := auth.Mint(tokenSecret(t), store.RoleOperator, "ops", time.Hour, auth.MintOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// tokenSecret is the HS256 secret dev uses: the environment's, or the one
+// it kept in its data dir.
+func tokenSecret(t *testing.T) string {
+	t.Helper()
 	cfg, err := config.FromEnv()
 	if err != nil {
 		t.Fatal(err)
@@ -146,11 +157,7 @@ func operatorToken(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := auth.Mint(secret, store.RoleOperator, "ops", time.Hour, auth.MintOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return secret
 }
 
 func startTemporal(t *testing.T, dataDir string) *devtemporal.Server {

@@ -74,7 +74,7 @@ type Draft struct {
 	TotalPrice int64     `json:"total_price" minimum:"0" maximum:"1000000000000000000" doc:"Must equal the sum of items[].price." example:"10000"`
 	Currency   string    `json:"currency" minLength:"3" maxLength:"3" doc:"ISO 4217 code in any case; stored lowercase." example:"gbp"`
 	Discount   *Discount `json:"discount,omitempty" doc:"Optional discount."`
-	Status     Status    `json:"status,omitempty" enum:"available,sold" default:"available" doc:"Defaults to available."`
+	Status     Status    `json:"status,omitempty" enum:"available,sold" doc:"Defaults to available when omitted."`
 }
 
 var draftMembers = []string{"name", "items", "total_price", "currency", "discount", "status"}

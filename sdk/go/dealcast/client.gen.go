@@ -660,7 +660,7 @@ type Draft struct {
 	// Example: Winter bundle
 	Name string `json:"name"`
 
-	// Status Defaults to available.
+	// Status Defaults to available when omitted.
 	Status *DraftStatus `json:"status,omitempty"`
 
 	// TotalPrice Must equal the sum of items[].price.
@@ -669,7 +669,7 @@ type Draft struct {
 	TotalPrice int64 `json:"total_price"`
 }
 
-// DraftStatus Defaults to available.
+// DraftStatus Defaults to available when omitted.
 type DraftStatus string
 
 // Endpoint defines model for Endpoint.
@@ -750,7 +750,7 @@ type ErrorModel struct {
 	// Example: Bad Request
 	Title *string `json:"title,omitempty"`
 
-	// Type A URI reference to human-readable documentation for the error.
+	// Type A URI reference to human-readable documentation for the error. Omitted when about:blank.
 	//
 	// Example: https://example.com/errors/example
 	Type *string `json:"type,omitempty"`
