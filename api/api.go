@@ -41,7 +41,10 @@ func unmarshalUTF8(data []byte, v any) error {
 	if !utf8.Valid(data) {
 		return errNotUTF8
 	}
-	return json.Unmarshal(data, v)
+	if err := json.Unmarshal(data, v); err != nil {
+		return explainBodyError(data, err)
+	}
+	return nil
 }
 
 // Deps are what the operations need.
@@ -108,6 +111,7 @@ func init() {
 		for _, e := range errs {
 			var d *huma.ErrorDetail
 			if errors.As(e, &d) {
+				unpackBodyError(d)
 				// huma reports a missing required property at its parent
 				// ("body"); the contract wants the field named ("body.name").
 				if prop, ok := missingProperty(d.Message); ok {
@@ -124,8 +128,12 @@ func init() {
 // other: objects, arrays and long text are the client's own input.
 func echoable(v any) any {
 	switch x := v.(type) {
-	case nil, bool, int, int64, float64, json.Number:
+	case nil, bool, int, int64, float64:
 		return x
+	case json.Number:
+		if len(x) <= maxEchoedText {
+			return x
+		}
 	case string:
 		if len(x) <= maxEchoedText && utf8.ValidString(x) {
 			return x
@@ -228,6 +236,7 @@ func Register(a huma.API, d Deps) {
 	}
 	a.UseMiddleware(rateLimit(a, d.RateLimit, d.Verifier))
 	a.UseMiddleware(authenticate(a, d.Verifier, d.Store))
+	a.UseMiddleware(strictQuery(a))
 	h.registerAccounts(a)
 	h.registerGrants(a)
 	h.registerDeals(a)
