@@ -37,9 +37,16 @@ const MaxBody = 1 << 20
 // errNotUTF8 refuses a body that is not UTF-8.
 var errNotUTF8 = errors.New("the request body is not valid UTF-8")
 
+// errLoneSurrogate refuses a \u escape of half a UTF-16 pair, which
+// encoding/json would store as U+FFFD: text the client never sent.
+var errLoneSurrogate = errors.New(`the request body has a \u escape of an unpaired UTF-16 surrogate, which is no character`)
+
 func unmarshalUTF8(data []byte, v any) error {
 	if !utf8.Valid(data) {
-		return errNotUTF8
+		return explainBodyError(data, errNotUTF8)
+	}
+	if loneSurrogate(data) {
+		return explainBodyError(data, errLoneSurrogate)
 	}
 	if err := json.Unmarshal(data, v); err != nil {
 		return explainBodyError(data, err)

@@ -62,7 +62,7 @@ func explainBodyError(data []byte, err error) error {
 		typ *json.UnmarshalTypeError
 	)
 	switch {
-	case errors.Is(err, errNotUTF8):
+	case errors.Is(err, errNotUTF8), errors.Is(err, errLoneSurrogate):
 		return &bodyError{Location: "body", Message: err.Error(), cause: err}
 	case errors.As(err, &syn):
 		if syn.Error() == "unexpected end of JSON input" {
@@ -101,25 +101,33 @@ func typeError(data []byte, e *json.UnmarshalTypeError) *bodyError {
 		name = b.String()
 		loc = "body." + name
 	}
-	return &bodyError{Location: loc, Message: name + " " + mustBe(e.Type, path), Value: valueAt(data, path), cause: e}
+	return &bodyError{Location: loc, Message: name + " " + mustBe(e.Type, e.Value, path), Value: valueAt(data, path), cause: e}
 }
 
-// mustBe describes, in JSON's terms, the values a Go type accepts.
-func mustBe(t reflect.Type, path []string) string {
+// mustBe describes, in JSON's terms, the values a Go type accepts; got
+// is encoding/json's description of the value it was given.
+func mustBe(t reflect.Type, got string, path []string) string {
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	if t == nil {
 		return "has the wrong type"
 	}
+	literal, isNumber := strings.CutPrefix(got, "number ")
 	switch t.Kind() {
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		if isNumber && !strings.ContainsAny(literal, ".eE") {
+			return "is out of range"
+		}
 		if len(path) > 0 && isMoney(path[len(path)-1]) {
 			return "must be an integer (minor units), written without a fraction or exponent"
 		}
 		return "must be an integer, written without a fraction or exponent"
 	case reflect.Float32, reflect.Float64:
+		if isNumber {
+			return "is a number too large to represent"
+		}
 		return "must be a number"
 	case reflect.String:
 		return "must be a string"
@@ -161,4 +169,48 @@ func valueAt(data []byte, path []string) any {
 		}
 	}
 	return echoable(v)
+}
+
+// loneSurrogate tells whether a JSON text's strings hold a \u escape of a
+// UTF-16 surrogate that is not the first half of a pair followed by its
+// second half.
+func loneSurrogate(data []byte) bool {
+	if !bytes.Contains(data, []byte(`\u`)) {
+		return false
+	}
+	inString := false
+	for i := 0; i < len(data); i++ {
+		switch c := data[i]; {
+		case c == '"':
+			inString = !inString
+		case c == '\\' && inString && i+1 < len(data):
+			if data[i+1] != 'u' {
+				i++ // the escaped character, which may be a quote
+				continue
+			}
+			r, ok := hex4(data, i+2)
+			switch {
+			case !ok || r < 0xd800 || r > 0xdfff:
+			case r >= 0xdc00:
+				return true
+			default:
+				low, ok := hex4(data, i+8)
+				if !ok || data[i+6] != '\\' || data[i+7] != 'u' || low < 0xdc00 || low > 0xdfff {
+					return true
+				}
+				i += 6
+			}
+			i += 5
+		}
+	}
+	return false
+}
+
+// hex4 reads the four hex digits at data[at:], if there are four.
+func hex4(data []byte, at int) (rune, bool) {
+	if at < 0 || at+4 > len(data) {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(data[at:at+4]), 16, 16)
+	return rune(n), err == nil
 }
