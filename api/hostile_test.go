@@ -806,3 +806,26 @@ func TestDecodeErrorsNameTheMember(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDealBody sends arbitrary bodies to create-deal and update-deal:
+// each is a success or a 400 or 422 in the client's terms, never a 5xx.
+// Without -fuzz it runs the seeds.
+func FuzzDealBody(f *testing.F) {
+	e := setup(f)
+	_, seller := e.seller()
+	d := dealClient{e, seller}.create(dealDraft(100))
+	for _, s := range []string{
+		string(marshalBody(f, dealDraft(100, 50))),
+		`{"name":"N","currency":"gbp","total_price":1e3,"items":[{"id":"a","name":"A","price":1000}]}`,
+		`{"total_price":1.5}`, `{"total_price":"100"}`, `{"items":{"id":"a"}}`, `{"items":[{"price":[]}]}`,
+		`{"discount":{"type":"flat","amount":"5"}}`, `{"discount":[]}`, `{"name":"\ud800"}`, "{\"name\":\"\xff\"}",
+		`{"name":"N"`, `[`, `{"total_price":1e400}`, `{"total_price":99999999999999999999}`, `null`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		e := e.in(t)
+		checkExplained(t, "POST "+string(body), e.do(http.MethodPost, "/v1/deals", seller, body), true)
+		checkExplained(t, "PATCH "+string(body), e.do(http.MethodPatch, "/v1/deals/"+d.ID, seller, body, "Content-Type", mergePatch), true)
+	})
+}
