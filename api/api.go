@@ -38,11 +38,21 @@ const MaxBody = 1 << 20
 // errNotUTF8 refuses a body that is not UTF-8.
 var errNotUTF8 = errors.New("the request body is not valid UTF-8")
 
+// errLoneSurrogate refuses a \u escape of half a UTF-16 pair, which
+// encoding/json would store as U+FFFD: text the client never sent.
+var errLoneSurrogate = errors.New(`the request body has a \u escape of an unpaired UTF-16 surrogate, which is no character`)
+
 func unmarshalUTF8(data []byte, v any) error {
 	if !utf8.Valid(data) {
-		return errNotUTF8
+		return explainBodyError(data, errNotUTF8)
 	}
-	return json.Unmarshal(data, v)
+	if loneSurrogate(data) {
+		return explainBodyError(data, errLoneSurrogate)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return explainBodyError(data, err)
+	}
+	return nil
 }
 
 // Deps are what the operations need.
@@ -109,6 +119,7 @@ func init() {
 		for _, e := range errs {
 			var d *huma.ErrorDetail
 			if errors.As(e, &d) {
+				unpackBodyError(d)
 				// huma reports a missing required property at its parent
 				// ("body"); the contract wants the field named ("body.name").
 				if prop, ok := missingProperty(d.Message); ok {
@@ -125,8 +136,12 @@ func init() {
 // other: objects, arrays and long text are the client's own input.
 func echoable(v any) any {
 	switch x := v.(type) {
-	case nil, bool, int, int64, float64, json.Number:
+	case nil, bool, int, int64, float64:
 		return x
+	case json.Number:
+		if len(x) <= maxEchoedText {
+			return x
+		}
 	case string:
 		if len(x) <= maxEchoedText && utf8.ValidString(x) {
 			return x
@@ -232,6 +247,7 @@ func Register(a huma.API, d Deps) {
 	}
 	a.UseMiddleware(rateLimit(a, d.RateLimit, d.Verifier))
 	a.UseMiddleware(authenticate(a, d.Verifier, d.Store))
+	a.UseMiddleware(strictQuery(a))
 	h.registerAccounts(a)
 	h.registerGrants(a)
 	h.registerDeals(a)

@@ -317,6 +317,8 @@ type specOperation struct {
 	Secured          bool
 	// Body says the operation takes a request body.
 	Body bool
+	// Query names the operation's query parameters.
+	Query []string
 }
 
 // servedOperations reads /openapi.json from the handler.
@@ -327,14 +329,24 @@ func servedOperations(e *env) []specOperation {
 			OperationID string           `json:"operationId"`
 			Security    []map[string]any `json:"security"`
 			RequestBody json.RawMessage  `json:"requestBody"`
+			Parameters  []struct {
+				Name string `json:"name"`
+				In   string `json:"in"`
+			} `json:"parameters"`
 		} `json:"paths"`
 	}
 	e.do(http.MethodGet, "/openapi.json", "", nil).want(http.StatusOK).decode(&doc)
 	var ops []specOperation
 	for path, item := range doc.Paths {
 		for method, op := range item {
+			var query []string
+			for _, p := range op.Parameters {
+				if p.In == "query" {
+					query = append(query, p.Name)
+				}
+			}
 			ops = append(ops, specOperation{ID: op.OperationID, Method: strings.ToUpper(method), Path: path,
-				Secured: len(op.Security) > 0, Body: len(op.RequestBody) > 0})
+				Secured: len(op.Security) > 0, Body: len(op.RequestBody) > 0, Query: query})
 		}
 	}
 	sort.Slice(ops, func(i, j int) bool { return ops[i].ID < ops[j].ID })

@@ -171,8 +171,9 @@ type problem struct {
 	Status int    `json:"status"`
 	Detail string `json:"detail"`
 	Errors []struct {
-		Message  string `json:"message"`
-		Location string `json:"location"`
+		Message  string          `json:"message"`
+		Location string          `json:"location"`
+		Value    json.RawMessage `json:"value"`
 	} `json:"errors"`
 }
 

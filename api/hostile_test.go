@@ -639,3 +639,193 @@ func TestPatchMemberNamesAreExact(t *testing.T) {
 		}
 	}
 }
+
+// goNames are what encoding/json's own messages say, which no problem may:
+// they describe the server's code, not the request.
+var goNames = []string{"Go struct", "Go value", "int64", "int32", "uint", "float64", "plain.", "string into",
+	"map[", "[]", "struct", "json:", "unmarshal", "\x00"}
+
+// checkExplained fails unless r is a 400 or 422 problem in the client's
+// terms, each echoed value no longer than the cap; lenient also allows
+// the operation's own success (a value some field does accept).
+func checkExplained(t testing.TB, what string, r *response, lenient bool) {
+	t.Helper()
+	if r == nil || lenient && r.Status < 300 {
+		return
+	}
+	if r.Status != http.StatusBadRequest && r.Status != http.StatusUnprocessableEntity {
+		t.Errorf("%s: status %d, want 400 or 422: %.300s", what, r.Status, r.Body)
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/problem+json") {
+		t.Errorf("%s: content type %q", what, ct)
+		return
+	}
+	var p problem
+	if err := json.Unmarshal(r.Body, &p); err != nil {
+		t.Errorf("%s: %v: %.300s", what, err, r.Body)
+		return
+	}
+	texts := []string{p.Detail}
+	for _, e := range p.Errors {
+		texts = append(texts, e.Message)
+		var s string
+		if json.Unmarshal(e.Value, &s) != nil {
+			s = string(e.Value) // a number's literal, or nothing
+		}
+		if len(s) > api.MaxEchoedText {
+			t.Errorf("%s: %s echoes %d bytes, more than %d", what, e.Location, len(s), api.MaxEchoedText)
+		}
+	}
+	for _, text := range texts {
+		for _, g := range goNames {
+			if strings.Contains(text, g) {
+				t.Errorf("%s: %q says %q", what, text, g)
+			}
+		}
+	}
+}
+
+// TestMalformedBodiesAreExplained sends every operation that takes a body
+// its full, valid body spoilt in every way a client's code could spoil it:
+// each number as 1e3, 1.5, a string and a huge literal, each string huge,
+// each object and array as the other, nested values wrong, invalid UTF-8,
+// truncated. Each answer is a 400 or 422 that names no Go type and echoes
+// at most a short offending value (or, for 1e3 and 1.5 where a field takes
+// them, a success).
+func TestMalformedBodiesAreExplained(t *testing.T) {
+	t.Parallel()
+	e, _ := setupWithDelivery(t)
+	hugeNumber := json.RawMessage(strings.Repeat("9", 300<<10))
+	hugeString := strings.Repeat("x", 300<<10)
+	eachOperation(t, e, true, func(e *env, op specOperation, row matrixRow, w *world, c caller) {
+		var doc any
+		if err := json.Unmarshal(marshalBody(e.t, fullBodies[op.ID](w)), &doc); err != nil {
+			e.t.Fatal(err)
+		}
+		path := requestPath(e.t, op, row, w)
+		headers := append([]string{"Content-Type", row.contentType()}, row.header...)
+		send := func(what string, body any, lenient bool) {
+			checkExplained(e.t, what, e.try(op.Method, path, w.tokens[c], body, headers...), lenient)
+		}
+		var paths []jsonPath
+		walk(doc, nil, &paths)
+		for _, p := range paths {
+			var at any = doc
+			for _, s := range p {
+				switch x := at.(type) {
+				case map[string]any:
+					at = x[s.(string)]
+				case []any:
+					at = x[s.(int)]
+				}
+			}
+			var spoilt []any
+			lenient := false
+			switch at.(type) {
+			case float64:
+				spoilt = []any{json.RawMessage("1e3"), json.RawMessage("1.5"), json.RawMessage("-0.0"), json.RawMessage("1E+2")}
+				lenient = true // discount.amount takes decimals; name may be a number nowhere
+			case string:
+				spoilt = []any{hugeString, json.RawMessage(`"\ud800"`)}
+			case map[string]any:
+				spoilt = []any{[]any{at}, "{}"}
+			case []any:
+				spoilt = []any{map[string]any{"0": at}, "[]", []any{[]any{}}, []any{"item"}}
+			}
+			for i, nv := range spoilt {
+				send(fmt.Sprintf("%s = variant %d", p.location(), i), replaced(e.t, doc, p, nv), lenient && i < 4)
+			}
+			if _, ok := at.(float64); ok {
+				for _, nv := range []any{"1000", hugeNumber, json.RawMessage("1e400"), json.RawMessage("-1e3"), true} {
+					send(fmt.Sprintf("%s = %.20s", p.location(), marshalBody(e.t, nv)), replaced(e.t, doc, p, nv), false)
+				}
+			}
+		}
+		full := marshalBody(e.t, doc)
+		for _, b := range []struct {
+			what string
+			body string
+		}{
+			{"truncated", string(full[:len(full)/2])},
+			{"truncated after a name", `{"name"`},
+			{"one byte", `{`},
+			{"invalid UTF-8 in a name", "{\"\xff\":1}"},
+			{"invalid UTF-8 after the body", string(full) + "\xc3"},
+			{"two bodies", string(full) + string(full)},
+			{"an array", `[` + string(full) + `]`},
+			{"a string", `"` + strings.Repeat("y", 1000) + `"`},
+			{"a trailing comma", strings.TrimSuffix(string(full), "}") + `,}`},
+			{"single quotes", `{'name':'N'}`},
+			{"a comment", `{/* c */}`},
+			{"NaN", `{"amount":NaN}`},
+		} {
+			send(b.what, b.body, false)
+		}
+	})
+}
+
+// TestDecodeErrorsNameTheMember: a value the schema allows but Go's
+// decoder refuses (1e3 for an integer) is a 422 at that member, saying
+// what it must be and echoing only that value; malformed JSON is a 400
+// at the body that echoes nothing.
+func TestDecodeErrorsNameTheMember(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	_, seller := e.seller()
+	c := dealClient{e, seller}
+	d := c.create(dealDraft(100))
+	for _, tc := range []struct {
+		method, path, body  string
+		status              int
+		location, msg, echo string
+	}{
+		{http.MethodPost, "/v1/deals", `{"name":"N","currency":"gbp","total_price":1e3,"items":[{"id":"a","name":"A","price":1000}]}`,
+			422, "body.total_price", "total_price must be an integer (minor units)", "1e3"},
+		{http.MethodPost, "/v1/deals", `{"name":"N","currency":"gbp","total_price":1000,"items":[{"id":"a","name":"A","price":10E2}]}`,
+			422, "body.items[0].price", "items[0].price must be an integer (minor units)", "10E2"},
+		{http.MethodPatch, "/v1/deals/" + d.ID, `{"total_price":1e3}`,
+			422, "body.total_price", "total_price must be an integer (minor units)", "1e3"},
+		{http.MethodPost, "/v1/deals", `{"name":"N","currency":"gbp","total_price":1e400}`,
+			400, "body.total_price", "total_price is a number too large to represent", "1e400"},
+		{http.MethodPost, "/v1/deals", `{"name":"N","currency":"gbp","total_price":1000,"items":[`,
+			400, "body", "the request body is not valid JSON: it ends before the JSON value does", ""},
+		{http.MethodPost, "/v1/deals", `{"name":"N" "currency":"gbp"}`,
+			400, "body", "the request body is not valid JSON: invalid character", ""},
+		{http.MethodPost, "/v1/deals", `{"name":"\ud800","currency":"gbp","total_price":1000,"items":[{"id":"a","name":"A","price":1000}]}`,
+			400, "body", "the request body has a \\u escape of an unpaired UTF-16 surrogate", ""},
+	} {
+		var headers []string
+		if tc.method == http.MethodPatch {
+			headers = []string{"Content-Type", mergePatch}
+		}
+		r := e.do(tc.method, tc.path, seller, tc.body, headers...)
+		p := expectProblem(r, tc.status, tc.location)
+		if len(p.Errors) != 1 || !strings.HasPrefix(p.Errors[0].Message, tc.msg) || string(p.Errors[0].Value) != tc.echo {
+			t.Errorf("%s: %s, want one error saying %q with value %q", tc.body, r.Body, tc.msg, tc.echo)
+		}
+	}
+}
+
+// FuzzDealBody sends arbitrary bodies to create-deal and update-deal:
+// each is a success or a 400 or 422 in the client's terms, never a 5xx.
+// Without -fuzz it runs the seeds.
+func FuzzDealBody(f *testing.F) {
+	e := setup(f)
+	_, seller := e.seller()
+	d := dealClient{e, seller}.create(dealDraft(100))
+	for _, s := range []string{
+		string(marshalBody(f, dealDraft(100, 50))),
+		`{"name":"N","currency":"gbp","total_price":1e3,"items":[{"id":"a","name":"A","price":1000}]}`,
+		`{"total_price":1.5}`, `{"total_price":"100"}`, `{"items":{"id":"a"}}`, `{"items":[{"price":[]}]}`,
+		`{"discount":{"type":"flat","amount":"5"}}`, `{"discount":[]}`, `{"name":"\ud800"}`, "{\"name\":\"\xff\"}",
+		`{"name":"N"`, `[`, `{"total_price":1e400}`, `{"total_price":99999999999999999999}`, `null`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		e := e.in(t)
+		checkExplained(t, "POST "+string(body), e.do(http.MethodPost, "/v1/deals", seller, body), true)
+		checkExplained(t, "PATCH "+string(body), e.do(http.MethodPatch, "/v1/deals/"+d.ID, seller, body, "Content-Type", mergePatch), true)
+	})
+}

@@ -1,0 +1,4 @@
+package api
+
+// MaxEchoedText is the longest value a problem echoes, for the tests.
+const MaxEchoedText = maxEchoedText
