@@ -2,8 +2,8 @@
 // starts the service in this process (API, dispatcher, delivery worker and
 // an embedded Temporal server) on a fresh database, seeds its own data,
 // drives real HTTP with real JWTs through vegeta, receives webhooks on real
-// HTTP servers, and runs pgbench beside the API for the read and write
-// baselines. `dealcast-dev bench` runs it and writes latest.json.
+// HTTP servers, and runs pgbench beside the API for the baselines.
+// `dealcast-dev bench` runs it and writes latest.json.
 package bench
 
 import (
@@ -14,29 +14,28 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
 )
 
-// scenario is one measurement; run stores its result in the runner's
-// Results and returns the part every scenario has.
+// scenario is one measurement: run fills its Result.
 type scenario struct {
 	name string
-	run  func(*runner, context.Context) (*Common, error)
+	run  func(*runner, context.Context, *Result) error
 }
 
 // scenarios in running order: those that leave a delivery backlog behind
-// (every deal write starts a workflow, and writes outpace the embedded
-// Temporal server) come last.
+// (writes outpace the embedded Temporal server) come last.
 var scenarios = []scenario{
 	{"read", (*runner).read},
 	{"list", (*runner).list},
 	{"webhook_latency", (*runner).webhookLatency},
 	{"webhook_throughput", (*runner).webhookThroughput},
 	{"fanout", (*runner).fanout},
+	{"hot_auction", (*runner).hotAuction},
+	{"auction_close", (*runner).auctionClose},
 	{"write", (*runner).write},
 	{"concurrency", (*runner).concurrency},
 }
@@ -59,129 +58,71 @@ type Config struct {
 	// Grace is how long a webhook scenario waits for arrivals after its
 	// last change before counting the rest lost.
 	Grace time.Duration
-	// DrainTimeout bounds the wait for the previous scenario's deliveries.
+	// DrainTimeout bounds the wait for the previous scenario's deliveries;
+	// a backlog still there is thrown away with a fresh delivery side.
 	DrainTimeout time.Duration
-	// Isolate restarts the delivery side when a drain times out, so the
-	// next scenario does not run beside the previous one's backlog.
-	Isolate bool
 
-	Pgbench           PgbenchConfig
-	Read              ReadConfig
-	Write             WriteConfig
-	List              ListConfig
-	Concurrency       ConcurrencyConfig
-	WebhookLatency    WebhookLatencyConfig
-	WebhookThroughput WebhookThroughputConfig
-	Fanout            FanoutConfig
-	WorkflowFloor     WorkflowFloorConfig
-}
-
-// PgbenchConfig is pgbench's -c, -j and the -s of pgbench -i.
-type PgbenchConfig struct{ Clients, Jobs, Scale int }
-
-// ReadConfig: GET /v1/deals/{id} by Conns buyers authorised by Sellers.
-type ReadConfig struct{ Conns, Sellers, Deals int }
-
-// WriteConfig: POST /v1/deals of Items items by Conns sellers.
-type WriteConfig struct{ Conns, Items int }
-
-// ListConfig: one buyer paging through the deals of Sellers sellers.
-type ListConfig struct{ Sellers, Deals, Conns, Limit int }
-
-// ConcurrencyConfig: Conns open connections, Rate requests a second.
-type ConcurrencyConfig struct {
-	Conns, Rate int
-	ReadShare   float64 // the rest are writes
-}
-
-// WebhookLatencyConfig: Rate changes a second, each to every buyer.
-type WebhookLatencyConfig struct{ Rate, Buyers, Deals int }
-
-// WebhookThroughputConfig: the change rate grows by Factor each step
-// until deliveries stop keeping up; then up to Refine steps bisect.
-type WebhookThroughputConfig struct {
-	Buyers, Deals, StartRate int
-	Factor                   float64
-	MaxSteps, Refine         int
-	StepSeconds              int // at most Seconds
-}
-
-// FanoutConfig: one change to Buyers endpoints on Receivers servers.
-type FanoutConfig struct{ Buyers, Receivers int }
-
-// WorkflowFloorConfig: empty workflows started back to back.
-type WorkflowFloorConfig struct {
-	Starters, Seconds int
-	// TimerWait is how long after the last start the CPU still counts:
-	// each workflow task's timeout timer fires 10 s after its start.
-	TimerWait time.Duration
+	PgbenchClients, PgbenchJobs int
+	ReadConns, ReadSellers      int
+	WriteConns                  int
+	ListSellers, ListDeals      int
+	ListConns, ListLimit        int
+	ConcurrencyConns            int
+	ConcurrencyRate             int
+	LatencyRate, LatencyBuyers  int
+	ThroughputBuyers            int
+	ThroughputStartRate         int
+	ThroughputSteps             int
+	ThroughputStepSeconds       int
+	FanoutBuyers                int
+	FanoutReceivers             int
+	AuctionBidders              int // hot_auction
+	AuctionCloses               int // auction_close
+	FloorStarters               int // workflow floor
 }
 
 // Default is the full benchmark, at the sizes of the goals.
 func Default() Config {
 	return Config{
 		Seconds: 30, DatabaseURL: "postgres://root@127.0.0.1:5432/postgres?sslmode=disable",
-		PoolMaxConns: 16, RateLimitRPS: 1_000_000, Grace: 30 * time.Second, DrainTimeout: 2 * time.Minute, Isolate: true,
-		Pgbench:           PgbenchConfig{Clients: 64, Jobs: 2, Scale: 1},
-		Read:              ReadConfig{Conns: 64, Sellers: 10, Deals: 1000},
-		Write:             WriteConfig{Conns: 64, Items: 2},
-		List:              ListConfig{Sellers: 50, Deals: 100_000, Conns: 8, Limit: 100},
-		Concurrency:       ConcurrencyConfig{Conns: 2000, Rate: 3000, ReadShare: 0.9},
-		WebhookLatency:    WebhookLatencyConfig{Rate: 20, Buyers: 10, Deals: 16},
-		WebhookThroughput: WebhookThroughputConfig{Buyers: 50, Deals: 64, StartRate: 2, Factor: 2, MaxSteps: 8, Refine: 3, StepSeconds: 10},
-		Fanout:            FanoutConfig{Buyers: 10_000, Receivers: 4},
-		WorkflowFloor:     WorkflowFloorConfig{Starters: 8, Seconds: 10, TimerWait: 11 * time.Second},
+		PoolMaxConns: 16, RateLimitRPS: 1_000_000, Grace: 30 * time.Second, DrainTimeout: 2 * time.Minute,
+		PgbenchClients: 64, PgbenchJobs: 2, ReadConns: 64, ReadSellers: 10, WriteConns: 64,
+		ListSellers: 50, ListDeals: 100_000, ListConns: 8, ListLimit: 100,
+		ConcurrencyConns: 2000, ConcurrencyRate: 3000, LatencyRate: 20, LatencyBuyers: 10,
+		ThroughputBuyers: 50, ThroughputStartRate: 2, ThroughputSteps: 8, ThroughputStepSeconds: 10,
+		FanoutBuyers: 10_000, FanoutReceivers: 4, AuctionBidders: 64, AuctionCloses: 200, FloorStarters: 8,
 	}
 }
 
-// Tiny is a smoke run: every scenario for about a second at toy sizes,
-// on one Temporal server for the whole run.
+// Tiny is a smoke run: every scenario for about a second at toy sizes.
 func Tiny() Config {
 	c := Default()
-	c.Seconds, c.PoolMaxConns, c.Grace, c.DrainTimeout, c.Isolate = 1, 8, 20*time.Second, 5*time.Second, false
-	c.Pgbench = PgbenchConfig{Clients: 2, Jobs: 1, Scale: 1}
-	c.Read = ReadConfig{Conns: 4, Sellers: 2, Deals: 20}
-	c.Write = WriteConfig{Conns: 2, Items: 2}
-	c.List = ListConfig{Sellers: 5, Deals: 500, Conns: 2, Limit: 100}
-	c.Concurrency = ConcurrencyConfig{Conns: 20, Rate: 30, ReadShare: 0.9}
-	c.WebhookLatency = WebhookLatencyConfig{Rate: 5, Buyers: 2, Deals: 2}
-	// One refinement step: it has a key of its own in the results.
-	c.WebhookThroughput = WebhookThroughputConfig{Buyers: 3, Deals: 2, StartRate: 5, Factor: 4, MaxSteps: 2, Refine: 1, StepSeconds: 1}
-	c.Fanout = FanoutConfig{Buyers: 20, Receivers: 2}
-	c.WorkflowFloor = WorkflowFloorConfig{Starters: 2, Seconds: 1}
+	c.Seconds, c.PoolMaxConns, c.Grace, c.DrainTimeout = 1, 8, 20*time.Second, 5*time.Second
+	c.PgbenchClients, c.PgbenchJobs, c.ReadConns, c.ReadSellers, c.WriteConns = 2, 1, 4, 2, 2
+	c.ListSellers, c.ListDeals, c.ListConns = 5, 500, 2
+	c.ConcurrencyConns, c.ConcurrencyRate, c.LatencyRate, c.LatencyBuyers = 20, 30, 5, 2
+	c.ThroughputBuyers, c.ThroughputStartRate, c.ThroughputSteps, c.ThroughputStepSeconds = 3, 5, 2, 1
+	c.FanoutBuyers, c.FanoutReceivers, c.AuctionBidders, c.AuctionCloses, c.FloorStarters = 20, 2, 4, 5, 2
 	return c
 }
 
 // Validate reports settings that cannot run.
 func (c Config) Validate() error {
 	for _, s := range c.Only {
-		if !slices.ContainsFunc(scenarios, func(sc scenario) bool { return sc.name == s }) {
+		if !slices.Contains(ScenarioNames(), s) {
 			return fmt.Errorf("unknown scenario %q (have %s)", s, strings.Join(ScenarioNames(), ", "))
 		}
 	}
-	for name, v := range map[string]int{
-		"seconds": c.Seconds, "pool max conns": c.PoolMaxConns, "read conns": c.Read.Conns, "read sellers": c.Read.Sellers,
-		"read deals": c.Read.Deals, "write conns": c.Write.Conns, "write items": c.Write.Items, "list sellers": c.List.Sellers,
-		"list deals": c.List.Deals, "list conns": c.List.Conns, "list limit": c.List.Limit,
-		"concurrency conns": c.Concurrency.Conns, "concurrency rate": c.Concurrency.Rate,
-		"webhook latency rate": c.WebhookLatency.Rate, "webhook latency buyers": c.WebhookLatency.Buyers,
-		"webhook latency deals": c.WebhookLatency.Deals, "throughput buyers": c.WebhookThroughput.Buyers,
-		"throughput deals": c.WebhookThroughput.Deals, "throughput start rate": c.WebhookThroughput.StartRate,
-		"throughput steps": c.WebhookThroughput.MaxSteps, "throughput step seconds": c.WebhookThroughput.StepSeconds,
-		"fanout buyers": c.Fanout.Buyers, "fanout receivers": c.Fanout.Receivers, "pgbench clients": c.Pgbench.Clients,
-		"pgbench jobs": c.Pgbench.Jobs, "pgbench scale": c.Pgbench.Scale, "workflow floor starters": c.WorkflowFloor.Starters,
-	} {
+	for _, v := range []int{c.Seconds, c.PoolMaxConns, c.PgbenchClients, c.PgbenchJobs, c.ReadConns, c.ReadSellers,
+		c.WriteConns, c.ListSellers, c.ListDeals, c.ListConns, c.ListLimit, c.ConcurrencyConns, c.ConcurrencyRate,
+		c.LatencyRate, c.LatencyBuyers, c.ThroughputBuyers, c.ThroughputStartRate, c.ThroughputSteps,
+		c.ThroughputStepSeconds, c.FanoutBuyers, c.FanoutReceivers, c.AuctionBidders, c.AuctionCloses, c.FloorStarters} {
 		if v <= 0 {
-			return fmt.Errorf("%s must be positive, got %d", name, v)
+			return errors.New("every size must be positive")
 		}
 	}
-	switch {
-	case c.List.Limit > 100:
-		return fmt.Errorf("list limit must be at most 100 (the API's maximum), got %d", c.List.Limit)
-	case c.WebhookThroughput.Factor <= 1:
-		return fmt.Errorf("throughput factor must be above 1, got %v", c.WebhookThroughput.Factor)
-	case c.Concurrency.ReadShare < 0 || c.Concurrency.ReadShare > 1:
-		return fmt.Errorf("concurrency read share must be within 0..1, got %v", c.Concurrency.ReadShare)
+	if c.ListLimit > 100 {
+		return fmt.Errorf("list limit must be at most 100 (the API's maximum), got %d", c.ListLimit)
 	}
 	return nil
 }
@@ -195,8 +136,6 @@ func ScenarioNames() []string {
 	return out
 }
 
-func (c Config) runs(name string) bool { return len(c.Only) == 0 || slices.Contains(c.Only, name) }
-
 func (c Config) duration() time.Duration { return time.Duration(c.Seconds) * time.Second }
 
 // Run starts the stack, runs the selected scenarios in order and returns
@@ -209,17 +148,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Results, error) {
 	began := time.Now()
 	var selected []scenario
 	for _, s := range scenarios {
-		if cfg.runs(s.name) {
+		if len(cfg.Only) == 0 || slices.Contains(cfg.Only, s.name) {
 			selected = append(selected, s)
 		}
 	}
-	names := make([]string, len(selected))
-	for i, s := range selected {
-		names[i] = s.name
-	}
 	res := &Results{Machine: machine(), Settings: Settings{
-		Seconds: cfg.Seconds, PoolMaxConns: cfg.PoolMaxConns, RateLimitRPS: cfg.RateLimitRPS,
-		GraceSeconds: cfg.Grace.Seconds(), Scenarios: strings.Join(names, ","), TemporalStore: "sqlite",
+		Seconds: cfg.Seconds, PoolMaxConns: cfg.PoolMaxConns, RateLimitRPS: cfg.RateLimitRPS, GraceSeconds: cfg.Grace.Seconds(),
 		Layout: "one process: API, dispatcher (eager starts), delivery worker, sweeper and an embedded Temporal " +
 			"server (SQLite), with the load generator and the webhook receivers; PostgreSQL on the same machine",
 	}}
@@ -231,12 +165,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Results, error) {
 	defer st.Close()
 	res.Machine.PostgresVersion = st.serverVersion(ctx)
 	r := &runner{cfg: cfg, st: st, log: log, res: res}
-	if cfg.runs("read") || cfg.runs("write") {
-		if r.pgbench, err = newPgbench(ctx, cfg.DatabaseURL, cfg.Pgbench.Scale); err != nil {
-			r.note("no pgbench baseline: %v", err)
-		} else {
-			defer r.pgbench.Close()
-		}
+	if r.pgbench, err = newPgbench(ctx, cfg.DatabaseURL); err != nil {
+		r.note("no pgbench baselines: %v", err)
+	} else {
+		defer r.pgbench.Close()
 	}
 	var failures []error
 	for i, s := range selected {
@@ -246,22 +178,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Results, error) {
 		}
 		log.Info("bench: scenario", "name", s.name)
 		t0 := time.Now()
-		errs0, busy0 := st.temporalErrors.Load(), st.sqliteBusy.Load()
-		c, err := s.run(r, ctx)
-		c.TemporalErrors, c.SQLiteBusy = st.temporalErrors.Load()-errs0, st.sqliteBusy.Load()-busy0
-		if err != nil {
-			c.Error = err.Error()
+		out := &Result{Figures: map[string]any{}}
+		if err := s.run(r, ctx, out); err != nil {
+			out.Error = err.Error()
 			log.Error("bench: scenario failed", "name", s.name, "err", err)
 			failures = append(failures, fmt.Errorf("%s: %w", s.name, err))
 		}
-		res.ran = append(res.ran, ranScenario{s.name, c})
+		res.add(s.name, out)
 		log.Info("bench: scenario done", "name", s.name, "took", time.Since(t0).Round(time.Second))
 		if i+1 < len(selected) {
 			r.settle(ctx, s.name)
 		}
 	}
-	res.deliveryFloor(runtime.NumCPU())
-	res.Settings.TemporalStarts = st.TemporalStarts
+	res.Settings.Scenarios = strings.Join(res.order, ",")
+	res.Settings.TemporalStarts = st.temporalStarts
 	res.Machine.LoadAverageEnd = loadAverage()
 	res.Settings.DurationSeconds = round(time.Since(began).Seconds())
 	return res, errors.Join(failures...)
@@ -285,8 +215,8 @@ func (r *runner) note(format string, args ...any) {
 }
 
 // settle waits for the deliveries of the scenario before the next one;
-// when they do not finish in time the backlog is noted and, with Isolate,
-// thrown away with a fresh delivery side.
+// when they do not finish in time the backlog is noted and thrown away
+// with a fresh delivery side.
 func (r *runner) settle(ctx context.Context, scenario string) {
 	timeout := r.cfg.DrainTimeout
 	if r.skipDrain {
@@ -296,10 +226,10 @@ func (r *runner) settle(ctx context.Context, scenario string) {
 	var backlog *BacklogError
 	switch {
 	case err == nil:
-	case !errors.As(err, &backlog) || !r.cfg.Isolate:
+	case !errors.As(err, &backlog):
 		r.note("after %s: %v", scenario, err)
 	default:
-		r.note("after %s: %v; restarted the delivery side (Temporal, dispatcher, worker) without them", scenario, err)
+		r.note("after %s: %v; restarted the delivery side without them", scenario, err)
 		if err := r.st.restartDelivery(ctx); err != nil {
 			r.note("restarting the delivery side failed: %v", err)
 		}
@@ -308,8 +238,8 @@ func (r *runner) settle(ctx context.Context, scenario string) {
 
 // measure starts a scenario's measured phase: a CPU reading and, when
 // asked for, a CPU profile of the process. The function it returns ends
-// both and stores the CPU in c.
-func (r *runner) measure(ctx context.Context, name string, c *Common) func() {
+// both and stores the CPU in out.
+func (r *runner) measure(ctx context.Context, name string, out *Result) func() {
 	meter := r.st.startCPUMeter(ctx)
 	stopProfile := func() {}
 	if base := r.cfg.CPUProfile; base != "" {
@@ -325,7 +255,7 @@ func (r *runner) measure(ctx context.Context, name string, c *Common) func() {
 	}
 	return func() {
 		stopProfile()
-		c.CPU = meter.stop(ctx)
+		out.CPU = meter.stop(ctx)
 	}
 }
 

@@ -37,27 +37,39 @@ func TestTinyRun(t *testing.T) {
 	if res.Settings.TemporalStarts != 3 {
 		t.Errorf("temporal started %d times, want 3", res.Settings.TemporalStarts)
 	}
-	if r := res.Read; r.Requests == 0 || r.Errors > 0 || r.Floor == nil || r.Floor.RPS <= 0 || r.CPU.ProcessS <= 0 {
-		t.Errorf("read: %+v", r)
+	for _, name := range ScenarioNames() {
+		r := res.Scenario(name)
+		if r == nil || r.Error != "" || r.CPU == nil || r.CPU.ProcessS <= 0 {
+			t.Errorf("%s: %+v", name, r)
+		}
 	}
-	if r := res.Write; r.Requests == 0 || r.Errors > 0 || r.Backlog == nil || r.WithoutDelivery == nil || r.WithoutDelivery.Requests == 0 {
-		t.Errorf("write: %+v", r)
+	positive := map[string][]string{
+		"read": {"requests", "api_rps"}, "write": {"requests", "api_rps"}, "list": {"pages", "passes"},
+		"concurrency": {"writes", "open_conns_start"}, "webhook_latency": {"changes", "received"},
+		"webhook_throughput": {"deliveries_per_s"}, "fanout": {"received", "seconds"},
+		"hot_auction": {"accepted", "refused", "bids_per_s"}, "auction_close": {"invoices"},
 	}
-	if r := res.List; r.Pages == 0 || r.Errors > 0 || r.Passes == 0 || len(r.Explain) != 2 || r.Explain[1].ExecutionMs <= 0 {
-		t.Errorf("list: %+v", r)
+	for name, keys := range positive {
+		for _, k := range keys {
+			if v := number(res.Scenario(name).Figures[k]); v <= 0 {
+				t.Errorf("%s.%s = %v, want > 0", name, k, res.Scenario(name).Figures[k])
+			}
+		}
 	}
-	if r := res.Concurrency; r.Errors > 0 || r.Writes == 0 || r.OpenConnsStart < cfg.Concurrency.Conns || r.Outstanding == nil {
-		t.Errorf("concurrency: %+v", r)
+	for _, name := range []string{"read", "write", "list", "concurrency", "webhook_latency", "fanout", "hot_auction"} {
+		if v := number(res.Scenario(name).Figures["errors"]) + number(res.Scenario(name).Figures["lost"]); v != 0 {
+			t.Errorf("%s: %v errors or lost deliveries", name, v)
+		}
 	}
-	if r := res.WebhookLatency; r.Changes == 0 || r.Received != r.Expected || r.ChangeErrors > 0 || r.P50Ms <= 0 || r.P99Ms < r.P50Ms {
-		t.Errorf("webhook_latency: %+v", r)
+	if r := res.Scenario("hot_auction"); r.Figures["accepted_increasing"] != true {
+		t.Errorf("hot_auction: accepted bids not strictly increasing in commit order: %+v", r.Figures)
 	}
-	if r := res.WebhookThroughput; r.BestStep < 0 || r.Lost > 0 || r.PostFloor == nil || r.PostFloor.Errors > 0 ||
-		r.PostFloor.BurstRequests%r.PostFloor.Conns != 0 || r.Floor == nil || r.Floor.HTTPFrom != "post_floor" {
-		t.Errorf("webhook_throughput: %+v", r)
+	if r := res.Scenario("auction_close"); number(r.Figures["closed"]) != float64(cfg.AuctionCloses) ||
+		number(r.Figures["invoices"]) != float64(cfg.AuctionCloses) {
+		t.Errorf("auction_close: %+v", r.Figures)
 	}
-	if r := res.Fanout; r.Received != cfg.Fanout.Buyers || r.Seconds <= 0 || r.MaxMs <= 0 {
-		t.Errorf("fanout: %+v", r)
+	if r := res.Scenario("fanout"); number(r.Figures["received"]) != float64(cfg.FanoutBuyers) {
+		t.Errorf("fanout: %+v", r.Figures)
 	}
 	if f := res.WorkflowFloor; f == nil || f.Workflows == 0 || f.MachineCPUUs <= 0 {
 		t.Errorf("workflow floor: %+v", f)
@@ -131,6 +143,23 @@ func TestBurstPacer(t *testing.T) {
 			t.Errorf("Pace(%v, %d) = %v, %v; want %v, %v", c.elapsed, c.hits, wait, stop, c.wait, c.stop)
 		}
 	}
+}
+
+// number reads a figure as a float64, whichever numeric type it was set as.
+func number(v any) float64 {
+	switch v := v.(type) {
+	case nil:
+		return 0
+	case int:
+		return float64(v)
+	case int64:
+		return float64(v)
+	case uint64:
+		return float64(v)
+	case float64:
+		return v
+	}
+	return math.NaN()
 }
 
 func TestHistogramQuantile(t *testing.T) {

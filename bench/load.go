@@ -39,11 +39,6 @@ func (l *load) err() error {
 	return fmt.Errorf("%d of %d requests failed: %s", l.errors, l.Requests, strings.Join(l.Errors[:min(3, len(l.Errors))], "; "))
 }
 
-func (l *load) paused(pgbenchTPS float64) *PausedRun {
-	return &PausedRun{Requests: int(l.Requests), Errors: l.errors, APIRPS: l.rps(), Ratio: ratio(l.rps(), pgbenchTPS),
-		P50Ms: ms(l.Latencies.P50), P99Ms: ms(l.Latencies.P99), Seconds: l.secs()}
-}
-
 // attack sends tr's requests paced by p for d (0: until p stops) from
 // workers goroutines, at most maxWorkers (0: as many as the pace needs,
 // so a slow server cannot hold requests back). each, if set, sees every

@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/dealcast/dealcast/internal/database"
 )
@@ -19,11 +22,12 @@ import (
 // same server: the limit the API's rates are divided by.
 type Pgbench struct {
 	bin, conninfo, dbURL string
+	hotScript            string // the hot-row update, for -f
 }
 
 // Baseline is one pgbench run.
 type Baseline struct {
-	Mode      string  `json:"mode"` // -S (select only) or -N (no branch/teller updates)
+	Mode      string  `json:"mode"` // -S (select only), -N (no branch/teller updates) or hot_row
 	Clients   int     `json:"clients"`
 	Jobs      int     `json:"jobs"`
 	Seconds   int     `json:"seconds"`
@@ -35,8 +39,12 @@ type Baseline struct {
 	MachineCPUUs float64 `json:"machine_cpu_us_per_tx"`
 }
 
-// newPgbench creates and initialises (pgbench -i) a scratch database.
-func newPgbench(ctx context.Context, base string, scale int) (*Pgbench, error) {
+// hotRow is hot_auction's yardstick: every transaction updates one row.
+const hotRow = "UPDATE hot_row SET v = v + 1 WHERE id = 1;\n"
+
+// newPgbench creates and initialises (pgbench -i) a scratch database, with
+// the one-row table of the hot-row script.
+func newPgbench(ctx context.Context, base string) (*Pgbench, error) {
 	bin, err := exec.LookPath("pgbench")
 	if err != nil {
 		return nil, errors.New("pgbench not found in PATH (install postgresql-client)")
@@ -57,18 +65,47 @@ func newPgbench(ctx context.Context, base string, scale int) (*Pgbench, error) {
 	if err := database.Ensure(ctx, dbURL); err != nil {
 		return nil, fmt.Errorf("create the pgbench database: %w", err)
 	}
-	if out, err := exec.CommandContext(ctx, bin, "-i", "-q", "-s", strconv.Itoa(scale), p.conninfo).CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(ctx, bin, "-i", "-q", p.conninfo).CombinedOutput(); err != nil {
 		p.Close()
 		return nil, fmt.Errorf("pgbench -i: %w: %s", err, tail(out))
+	}
+	if err := p.exec(ctx, `CREATE TABLE hot_row (id INT PRIMARY KEY, v BIGINT NOT NULL); INSERT INTO hot_row VALUES (1, 0)`); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("the hot row: %w", err)
+	}
+	f, err := os.CreateTemp("", "dealcast-bench-hot-*.sql")
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	_, err = f.WriteString(hotRow)
+	p.hotScript = f.Name()
+	if err = errors.Join(err, f.Close()); err != nil {
+		p.Close()
+		return nil, err
 	}
 	return p, nil
 }
 
-// Run runs pgbench mode with prepared statements for d.
+func (p *Pgbench) exec(ctx context.Context, sql string) error {
+	conn, err := pgx.Connect(ctx, p.conninfo)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, sql)
+	return err
+}
+
+// Run runs pgbench mode (-S, -N or hot_row) with prepared statements for d.
 func (p *Pgbench) Run(ctx context.Context, mode string, clients, jobs int, d time.Duration) (Baseline, error) {
 	secs := max(int(d.Round(time.Second)/time.Second), 1)
-	args := []string{mode, "-M", "prepared", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(jobs), "-T", strconv.Itoa(secs), p.conninfo}
-	b := Baseline{Mode: mode, Clients: clients, Jobs: jobs, Seconds: secs, Command: "pgbench " + strings.Join(args[:len(args)-1], " ")}
+	script, shown := []string{mode}, mode
+	if mode == "hot_row" {
+		script, shown = []string{"-f", p.hotScript}, "-f hot_row.sql"
+	}
+	args := append(script, "-M", "prepared", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(jobs), "-T", strconv.Itoa(secs), p.conninfo)
+	b := Baseline{Mode: mode, Clients: clients, Jobs: jobs, Seconds: secs, Command: "pgbench " + shown + " " + strings.Join(args[len(script):len(args)-1], " ")}
 	// Other clients of a shared server may hold the connection slots for
 	// a moment: try again rather than lose the baseline.
 	for attempt := 1; ; attempt++ {
@@ -115,6 +152,9 @@ func (p *Pgbench) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_ = database.Drop(ctx, p.dbURL)
+	if p.hotScript != "" {
+		_ = os.Remove(p.hotScript)
+	}
 }
 
 func tail(out []byte) string {

@@ -29,16 +29,14 @@ func runBench(ctx context.Context, args []string) error {
 		writeConns = fs.Int("write-conns", 0, "write: connections (default 64)")
 		pgClients  = fs.Int("pgbench-clients", 0, "pgbench -c for the baselines (default 64)")
 		listDeals  = fs.Int("list-deals", 0, "list: deals (default 100000)")
-		listSell   = fs.Int("list-sellers", 0, "list: sellers authorising the buyer (default 50)")
-		listLimit  = fs.Int("list-limit", 0, "list: page size (default 100)")
 		concConns  = fs.Int("concurrency-conns", 0, "concurrency: open connections (default 2000)")
 		concRate   = fs.Int("concurrency-rate", 0, "concurrency: requests per second (default 3000)")
 		whRate     = fs.Int("webhook-rate", 0, "webhook_latency: changes per second (default 20)")
-		whBuyers   = fs.Int("webhook-buyers", 0, "webhook_latency: buyers (default 10)")
 		tpBuyers   = fs.Int("throughput-buyers", 0, "webhook_throughput: buyers (default 50)")
-		tpStart    = fs.Int("throughput-start-rate", 0, "webhook_throughput: changes per second of the first step (default 2)")
 		tpSteps    = fs.Int("throughput-steps", 0, "webhook_throughput: most steps (default 8)")
 		fanBuyers  = fs.Int("fanout-buyers", 0, "fanout: buyers (default 10000)")
+		bidders    = fs.Int("auction-bidders", 0, "hot_auction: buyers bidding (default 64)")
+		closes     = fs.Int("auction-closes", 0, "auction_close: auctions closing in the same second (default 200)")
 		grace      = fs.Duration("grace", 0, "how long to wait for late deliveries (default 30s)")
 	)
 	fs.Usage = func() {
@@ -63,11 +61,10 @@ Flags:
 		cfg.DatabaseURL = v
 	}
 	for _, f := range []struct{ dst, v *int }{
-		{&cfg.Seconds, seconds}, {&cfg.PoolMaxConns, pool}, {&cfg.Read.Conns, readConns}, {&cfg.Write.Conns, writeConns},
-		{&cfg.Pgbench.Clients, pgClients}, {&cfg.List.Deals, listDeals}, {&cfg.List.Sellers, listSell},
-		{&cfg.List.Limit, listLimit}, {&cfg.Concurrency.Conns, concConns}, {&cfg.Concurrency.Rate, concRate},
-		{&cfg.WebhookLatency.Rate, whRate}, {&cfg.WebhookLatency.Buyers, whBuyers}, {&cfg.WebhookThroughput.Buyers, tpBuyers},
-		{&cfg.WebhookThroughput.StartRate, tpStart}, {&cfg.WebhookThroughput.MaxSteps, tpSteps}, {&cfg.Fanout.Buyers, fanBuyers},
+		{&cfg.Seconds, seconds}, {&cfg.PoolMaxConns, pool}, {&cfg.ReadConns, readConns}, {&cfg.WriteConns, writeConns},
+		{&cfg.PgbenchClients, pgClients}, {&cfg.ListDeals, listDeals}, {&cfg.ConcurrencyConns, concConns},
+		{&cfg.ConcurrencyRate, concRate}, {&cfg.LatencyRate, whRate}, {&cfg.ThroughputBuyers, tpBuyers},
+		{&cfg.ThroughputSteps, tpSteps}, {&cfg.FanoutBuyers, fanBuyers}, {&cfg.AuctionBidders, bidders}, {&cfg.AuctionCloses, closes},
 	} {
 		if *f.v > 0 {
 			*f.dst = *f.v
