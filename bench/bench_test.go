@@ -33,9 +33,10 @@ func TestTinyRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Once, then again after each run without delivery (write, concurrency).
-	if res.Settings.TemporalStarts != 3 {
-		t.Errorf("temporal started %d times, want 3", res.Settings.TemporalStarts)
+	// Once, then again after each run without delivery (write, concurrency),
+	// and once more for each backlog a slow machine did not drain in time.
+	if n := res.Settings.TemporalStarts; n < 3 || n > 3+len(res.Notes) {
+		t.Errorf("temporal started %d times, want 3 and one per thrown-away backlog (notes: %q)", n, res.Notes)
 	}
 	for _, name := range ScenarioNames() {
 		r := res.Scenario(name)
