@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/dealcast/dealcast/internal/store"
 	"github.com/dealcast/dealcast/internal/webhook"
@@ -141,6 +142,32 @@ func (a *Activities) DeliverRound(ctx context.Context, in RoundInput) (RoundResu
 	}
 	return res, nil
 }
+
+// DeliverPages runs DeliverRound for several events at once (a batch
+// workflow's first pages) and returns their results in the same order. An
+// event deleted since it was committed has nothing to deliver. Any other
+// failure fails the whole call, whose retry resumes every event: the
+// recipients already reached are skipped.
+func (a *Activities) DeliverPages(ctx context.Context, pages []RoundInput) ([]RoundResult, error) {
+	out := make([]RoundResult, len(pages))
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(pagesInFlight)
+	for i, p := range pages {
+		g.Go(func() error {
+			res, err := a.DeliverRound(ctx, p)
+			if errors.Is(err, store.ErrNotFound) {
+				return nil
+			}
+			out[i] = res
+			return err
+		})
+	}
+	return out, g.Wait()
+}
+
+// pagesInFlight bounds the events of one DeliverPages call handled at
+// once, each with up to Concurrency requests in flight.
+const pagesInFlight = 16
 
 // PostponeInput moves an event's pending deliveries' next attempt.
 type PostponeInput struct {

@@ -66,14 +66,18 @@ func TestComposeCreatesTheSearchAttributes(t *testing.T) {
 	if !strings.Contains(script, "search-attribute create") {
 		t.Fatalf("temporal-setup creates no search attribute:\n%s", script)
 	}
+	// temporal-setup lists each attribute as name:Type.
+	types := map[enumspb.IndexedValueType]string{
+		enumspb.INDEXED_VALUE_TYPE_KEYWORD:      "Keyword",
+		enumspb.INDEXED_VALUE_TYPE_KEYWORD_LIST: "KeywordList",
+	}
 	for name, typ := range delivery.SearchAttributes {
-		// temporal-setup creates them all as Keyword (deploy's tests check
-		// the --type): another type needs its own create line.
-		if typ != enumspb.INDEXED_VALUE_TYPE_KEYWORD {
+		cli, ok := types[typ]
+		if !ok {
 			t.Fatalf("search attribute %s is %v; teach this test and temporal-setup its type", name, typ)
 		}
-		if !strings.Contains(script, name) {
-			t.Errorf("temporal-setup does not create search attribute %s", name)
+		if !strings.Contains(script, " "+name+":"+cli+" ") && !strings.Contains(script, " "+name+":"+cli+";") {
+			t.Errorf("temporal-setup does not create search attribute %s as %s", name, cli)
 		}
 	}
 }

@@ -80,6 +80,7 @@ func NewWorker(c client.Client, taskQueue string, acts *activities.Activities) w
 		WorkerStopTimeout: 15 * time.Second,
 	})
 	w.RegisterWorkflowWithOptions(workflows.DeliverEvent, workflow.RegisterOptions{Name: delivery.WorkflowType})
+	w.RegisterWorkflowWithOptions(workflows.DeliverBatch, workflow.RegisterOptions{Name: delivery.BatchWorkflowType})
 	w.RegisterWorkflowWithOptions(workflows.InvoiceDue, workflow.RegisterOptions{Name: invoice.WorkflowType})
 	w.RegisterWorkflowWithOptions(workflows.AuctionClock, workflow.RegisterOptions{Name: auction.WorkflowType})
 	w.RegisterActivity(acts)

@@ -40,20 +40,41 @@ type DeliveryResult struct {
 
 var (
 	deliverRound    = (*activities.Activities)(nil).DeliverRound
+	deliverPages    = (*activities.Activities)(nil).DeliverPages
 	postponeRetries = (*activities.Activities)(nil).PostponeRetries
 )
+
+// pageOptions are a delivery page's, as a regular activity.
+var pageOptions = workflow.ActivityOptions{
+	// One page: up to PageSize requests of at most 10 s each, sent
+	// concurrently.
+	StartToCloseTimeout: 5 * time.Minute,
+	HeartbeatTimeout:    time.Minute,
+	// Infrastructure failures (database down, worker lost) are retried
+	// without limit: giving up would lose deliveries.
+	RetryPolicy: &temporal.RetryPolicy{
+		InitialInterval:        200 * time.Millisecond,
+		BackoffCoefficient:     2,
+		MaximumInterval:        time.Minute,
+		NonRetryableErrorTypes: []string{"EventNotFound"},
+	},
+}
+
+// localOptions run a page once as a local activity; on failure the caller
+// runs it again as a regular activity, whose retries are durable.
+var localOptions = workflow.LocalActivityOptions{
+	// As long as a regular page may take; past the workflow task timeout
+	// the SDK keeps the task alive with heartbeats.
+	StartToCloseTimeout: 5 * time.Minute,
+	RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
+}
 
 // localPage runs one page as a local activity and reports whether it
 // succeeded. It is tried once: on any failure the caller runs the same
 // page as a regular activity, whose retries are durable (a retried page
 // skips the recipients already reached).
 func localPage(ctx workflow.Context, in activities.RoundInput) (activities.RoundResult, bool) {
-	ctx = workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-		// As long as a regular page may take; past the workflow task
-		// timeout the SDK keeps the task alive with heartbeats.
-		StartToCloseTimeout: 5 * time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
-	})
+	ctx = workflow.WithLocalActivityOptions(ctx, localOptions)
 	var res activities.RoundResult
 	if err := workflow.ExecuteLocalActivity(ctx, deliverRound, in).Get(ctx, &res); err != nil {
 		workflow.GetLogger(ctx).Warn("local delivery page failed; retrying it as an activity", "event", in.EventID, "err", err)
@@ -80,20 +101,7 @@ func postpone(ctx workflow.Context, eventID string, pending int, wait, scheduled
 // the failed ones only on a durable, growing schedule (timers), each round
 // re-checking grants and endpoints, for at least 24 hours.
 func DeliverEvent(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error) {
-	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		// One page: up to PageSize requests of at most 10 s each, sent
-		// concurrently.
-		StartToCloseTimeout: 5 * time.Minute,
-		HeartbeatTimeout:    time.Minute,
-		// Infrastructure failures (database down, worker lost) are retried
-		// without limit: giving up would lose deliveries.
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        200 * time.Millisecond,
-			BackoffCoefficient:     2,
-			MaximumInterval:        time.Minute,
-			NonRetryableErrorTypes: []string{"EventNotFound"},
-		},
-	})
+	ctx = workflow.WithActivityOptions(ctx, pageOptions)
 	pageSize := in.PageSize
 	if pageSize <= 0 {
 		pageSize = PageSize
@@ -103,9 +111,9 @@ func DeliverEvent(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error
 
 	// round runs every page of one round and returns how many deliveries
 	// are still pending and the longest Retry-After asked for.
-	round := func(retrying bool, next time.Duration, final bool) (int, time.Duration, error) {
+	round := func(retrying bool, after string, next time.Duration, final bool) (int, time.Duration, error) {
 		total.Rounds++
-		pending, after := 0, ""
+		pending := 0
 		var wait time.Duration
 		local := in.LocalFirstPage && !retrying && total.Rounds == 1
 		for {
@@ -137,18 +145,25 @@ func DeliverEvent(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error
 	}
 
 	n := in.Round
-	pending, wait := 1, time.Duration(0) // when resuming, look for pending deliveries at once
+	pending, wait := 1, in.RetryAfter // when resuming, look for pending deliveries at once
 	if !in.Resume {
 		var err error
-		if pending, wait, err = round(false, RetryDelay(in.EventID, 1), false); err != nil {
+		if pending, wait, err = round(false, in.After, RetryDelay(in.EventID, 1), false); err != nil {
 			return total, err
 		}
+		// A batch workflow sent the round's first page.
+		pending += in.Pending
+		wait = max(wait, in.RetryAfter)
 		if err := postpone(ctx, in.EventID, pending, wait, RetryDelay(in.EventID, 1)); err != nil {
 			return total, err
 		}
 		n = 1
-	} else if n < 1 {
-		n = 1
+	} else {
+		n = max(n, 1)
+		// Only a batch workflow's hand-over resumes with a Retry-After.
+		if err := postpone(ctx, in.EventID, 1, in.RetryAfter, RetryDelay(in.EventID, n)); err != nil {
+			return total, err
+		}
 	}
 	for ; pending > 0 && n <= Retries; n++ {
 		if in.Now && total.Rounds == 0 {
@@ -165,7 +180,7 @@ func DeliverEvent(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error
 		}
 		final := n == Retries
 		var err error
-		if pending, wait, err = round(true, RetryDelay(in.EventID, n+1), final); err != nil {
+		if pending, wait, err = round(true, "", RetryDelay(in.EventID, n+1), final); err != nil {
 			return total, err
 		}
 		if err := postpone(ctx, in.EventID, pending, wait, RetryDelay(in.EventID, n+1)); err != nil {
@@ -180,7 +195,7 @@ func DeliverEvent(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error
 	// Drain a retry request that arrived during the last round so it is
 	// not lost with the run: the buyer's requeued delivery gets a round.
 	for retry.ReceiveAsync(nil) {
-		if _, _, err := round(true, 0, true); err != nil {
+		if _, _, err := round(true, "", 0, true); err != nil {
 			return total, err
 		}
 	}

@@ -173,7 +173,7 @@ func (d *demo) run(ctx context.Context, uiURL, namespace string) error {
 		return err
 	}
 	if uiURL != "" {
-		q := url.Values{"query": {fmt.Sprintf("DealId=%q", deal.ID)}}
+		q := url.Values{"query": {fmt.Sprintf("DealIds=%q", deal.ID)}}
 		d.say("\nEach change ran as a Temporal workflow; see them in the Temporal UI:\n  %s/namespaces/%s/workflows?%s",
 			strings.TrimRight(uiURL, "/"), namespace, q.Encode())
 		d.say("The auction's clock is the workflow auction-%s:\n  %s/namespaces/%s/workflows/auction-%s",

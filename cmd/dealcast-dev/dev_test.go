@@ -77,7 +77,7 @@ func TestDevStackDemoReadinessAndShutdown(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"deal.created v1", "deal.updated v2", "deal.updated v3", "northwind got invoice.issued INV-000001",
-		"acme got invoice.issued INV-000001", "/pdf", "Contoso, not authorised, received nothing", "DealId%3D%22"} {
+		"acme got invoice.issued INV-000001", "/pdf", "Contoso, not authorised, received nothing", "DealIds%3D%22"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q", want)
 		}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,16 +24,30 @@ import (
 	"github.com/dealcast/dealcast/internal/store"
 )
 
-// Search attributes set on every delivery workflow, so operators find a
-// deal's deliveries in the Temporal UI (DealId = "…").
+// Search attributes set on Dealcast's workflows, so operators find a
+// deal's deliveries, auctions and invoices in the Temporal UI. DealIds
+// holds every deal of a batch and is set on every workflow (DealIds =
+// "…" finds them all); DealId and EventType on those of one deal or event.
 var (
 	DealIDAttr       = temporal.NewSearchAttributeKeyKeyword("DealId")
+	DealIDsAttr      = temporal.NewSearchAttributeKeyKeywordList("DealIds")
 	EventTypeAttr    = temporal.NewSearchAttributeKeyKeyword("EventType")
 	SearchAttributes = map[string]enumspb.IndexedValueType{
 		"DealId":    enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		"DealIds":   enumspb.INDEXED_VALUE_TYPE_KEYWORD_LIST,
 		"EventType": enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 	}
 )
+
+// DealAttributes are the search attributes of a workflow of one deal.
+func DealAttributes(dealID string) temporal.SearchAttributes {
+	return temporal.NewSearchAttributes(DealIDAttr.ValueSet(dealID), DealIDsAttr.ValueSet([]string{dealID}))
+}
+
+// EventAttributes are the search attributes of an event's delivery workflow.
+func EventAttributes(dealID, eventType string) temporal.SearchAttributes {
+	return temporal.NewSearchAttributes(DealIDAttr.ValueSet(dealID), DealIDsAttr.ValueSet([]string{dealID}), EventTypeAttr.ValueSet(eventType))
+}
 
 // Dispatcher starts delivery workflows.
 type Dispatcher struct {
@@ -99,22 +114,69 @@ func (d *Dispatcher) Dispatch(ctx context.Context, ev store.EventRef) {
 // both. A workflow that already exists (started before, even finished)
 // counts as success.
 func (d *Dispatcher) Start(ctx context.Context, ev store.EventRef) error {
-	_, err := d.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       WorkflowID(ev.ID),
-		TaskQueue:                d.taskQueue,
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		EnableEagerStart:         d.eager,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			DealIDAttr.ValueSet(ev.DealID),
-			EventTypeAttr.ValueSet(ev.Type),
-		),
-	}, WorkflowType, WorkflowInput{EventID: ev.ID, EventType: ev.Type, DealID: ev.DealID, LocalFirstPage: true})
-	if err != nil && !temporal.IsWorkflowExecutionAlreadyStartedError(err) {
+	err := d.startDelivery(ctx, WorkflowID(ev.ID), EventAttributes(ev.DealID, ev.Type), WorkflowType,
+		WorkflowInput{EventID: ev.ID, EventType: ev.Type, DealID: ev.DealID, LocalFirstPage: true})
+	if err != nil {
 		return err
 	}
 	// After the delivery's start, so the invoice's or the auction's
 	// workflow does not delay the event's delivery.
+	return d.followUp(ctx, ev)
+}
+
+// StartBatch starts one workflow that delivers every event of evs (one
+// event alone gets its own, as Start does), then does what each event
+// asks of its invoice's or auction's workflow.
+func (d *Dispatcher) StartBatch(ctx context.Context, evs []store.EventRef) error {
+	if len(evs) == 1 {
+		if err := d.Start(ctx, evs[0]); err != nil {
+			return err
+		}
+		recordBatch(ctx, 1)
+		return nil
+	}
+	in := BatchInput{Events: make([]WorkflowInput, len(evs))}
+	ids := make([]string, len(evs))
+	var deals []string
+	for i, ev := range evs {
+		in.Events[i] = WorkflowInput{EventID: ev.ID, EventType: ev.Type, DealID: ev.DealID}
+		ids[i] = ev.ID
+		if !slices.Contains(deals, ev.DealID) {
+			deals = append(deals, ev.DealID)
+		}
+	}
+	err := d.startDelivery(ctx, BatchWorkflowID(ids), temporal.NewSearchAttributes(DealIDsAttr.ValueSet(deals)), BatchWorkflowType, in)
+	if err != nil {
+		return err
+	}
+	recordBatch(ctx, len(evs))
+	for _, ev := range evs {
+		if err := d.followUp(ctx, ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startDelivery starts a delivery workflow once: one that already exists
+// (started before, even finished) counts as success.
+func (d *Dispatcher) startDelivery(ctx context.Context, id string, attrs temporal.SearchAttributes, workflowType string, input any) error {
+	_, err := d.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       id,
+		TaskQueue:                d.taskQueue,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		EnableEagerStart:         d.eager,
+		TypedSearchAttributes:    attrs,
+	}, workflowType, input)
+	if err != nil && !temporal.IsWorkflowExecutionAlreadyStartedError(err) {
+		return err
+	}
+	return nil
+}
+
+// followUp does what ev asks of its auction's or invoice's workflow.
+func (d *Dispatcher) followUp(ctx context.Context, ev store.EventRef) error {
 	if ev.AuctionID != "" {
 		return d.driveAuction(ctx, ev)
 	}
@@ -173,7 +235,7 @@ func (d *Dispatcher) startOnce(ctx context.Context, id, dealID, workflowType str
 		TaskQueue:                d.taskQueue,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		TypedSearchAttributes:    temporal.NewSearchAttributes(DealIDAttr.ValueSet(dealID)),
+		TypedSearchAttributes:    DealAttributes(dealID),
 	}, workflowType, input)
 	if err != nil && !temporal.IsWorkflowExecutionAlreadyStartedError(err) {
 		return err
@@ -205,13 +267,20 @@ func (d *Dispatcher) Run(ctx context.Context, workers int) {
 				case <-ctx.Done():
 					return
 				case q := <-d.queue:
-					ev := q.ev
-					if err := d.Start(trace.ContextWithSpanContext(ctx, q.span), ev); err != nil {
-						d.log.Warn("starting delivery failed; the sweeper will retry", "event", ev.ID, "err", err)
+					batch := d.take(q)
+					evs := make([]store.EventRef, len(batch))
+					for i, b := range batch {
+						evs[i] = b.ev
+					}
+					// The batch joins the trace of its first request.
+					if err := d.StartBatch(trace.ContextWithSpanContext(ctx, q.span), evs); err != nil {
+						d.log.Warn("starting delivery failed; the sweeper will retry", "events", len(evs), "first", evs[0].ID, "err", err)
 						continue
 					}
 					d.mu.Lock()
-					d.started = append(d.started, ev.ID)
+					for _, ev := range evs {
+						d.started = append(d.started, ev.ID)
+					}
 					d.mu.Unlock()
 				}
 			}
@@ -229,6 +298,23 @@ func (d *Dispatcher) Run(ctx context.Context, workers int) {
 			d.flush(ctx)
 		}
 	}
+}
+
+// take returns first and every event waiting behind it, up to MaxBatch:
+// alone when changes are rare, so a change is started at once, and in
+// batches when they come faster than starts, so starts stop being the
+// bound.
+func (d *Dispatcher) take(first queued) []queued {
+	batch := []queued{first}
+	for len(batch) < MaxBatch {
+		select {
+		case q := <-d.queue:
+			batch = append(batch, q)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // flush marks started events dispatched in one statement. If it fails the
@@ -299,9 +385,10 @@ func (d *Dispatcher) SweepOnce(ctx context.Context, grace time.Duration) (int, e
 	}
 }
 
-// startAll starts events' workflows, sweepParallelism at a time, and
-// returns the IDs of those started. After the first failure (Temporal is
-// most likely down) it starts no more and returns that error.
+// startAll starts events' workflows in batches of up to MaxBatch,
+// sweepParallelism batches at a time, and returns the IDs of those
+// started. After the first failure (Temporal is most likely down) it
+// starts no more and returns that error.
 func (d *Dispatcher) startAll(ctx context.Context, events []store.EventRef) ([]string, error) {
 	var (
 		mu      sync.Mutex
@@ -309,16 +396,18 @@ func (d *Dispatcher) startAll(ctx context.Context, events []store.EventRef) ([]s
 	)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(sweepParallelism)
-	for _, ev := range events {
+	for batch := range slices.Chunk(events, MaxBatch) {
 		if gctx.Err() != nil {
 			break
 		}
 		g.Go(func() error {
-			if err := d.Start(gctx, ev); err != nil {
+			if err := d.StartBatch(gctx, batch); err != nil {
 				return err
 			}
 			mu.Lock()
-			started = append(started, ev.ID)
+			for _, ev := range batch {
+				started = append(started, ev.ID)
+			}
 			mu.Unlock()
 			return nil
 		})
@@ -335,10 +424,7 @@ func (d *Dispatcher) Redeliver(ctx context.Context, ev store.EventRef) error {
 		client.StartWorkflowOptions{
 			TaskQueue:             d.taskQueue,
 			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-			TypedSearchAttributes: temporal.NewSearchAttributes(
-				DealIDAttr.ValueSet(ev.DealID),
-				EventTypeAttr.ValueSet(ev.Type),
-			),
+			TypedSearchAttributes: EventAttributes(ev.DealID, ev.Type),
 		}, WorkflowType, WorkflowInput{EventID: ev.ID, EventType: ev.Type, DealID: ev.DealID, Resume: true, Now: true})
 	return err
 }

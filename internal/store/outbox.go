@@ -332,6 +332,14 @@ func (s *Store) OldestUndispatched(ctx context.Context) (*time.Time, error) {
 	return t, translate(err)
 }
 
+// UndispatchedCount counts the committed events not yet handed to
+// delivery (the outbox backlog).
+func (s *Store) UndispatchedCount(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM events WHERE dispatched_at IS NULL`).Scan(&n)
+	return n, translate(err)
+}
+
 // PendingDeliveries counts deliveries waiting for a retry: the retry
 // queue depth operators watch.
 func (s *Store) PendingDeliveries(ctx context.Context) (int64, error) {

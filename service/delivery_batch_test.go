@@ -1,0 +1,138 @@
+package service_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/api/workflowservice/v1"
+
+	"github.com/dealcast/dealcast/internal/delivery"
+	"github.com/dealcast/dealcast/internal/store"
+	"github.com/dealcast/dealcast/internal/webhooktest"
+)
+
+// A burst of changes committed while the dispatcher is busy shares batch
+// workflows, and every (event, endpoint) pair still arrives: the healthy
+// receiver's in the batch's first round, the failing receiver's through the
+// event's own workflow that the batch hands it to, on the retry schedule.
+// Every deal stays findable by DealIds.
+func TestBurstOfChangesSharesWorkflows(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	seller, sellerTok := s.account(store.RoleSeller)
+	healthy, healthyTok := s.account(store.RoleBuyer)
+	flaky, flakyTok := s.account(store.RoleBuyer)
+	s.grant(seller, sellerTok, healthy)
+	s.grant(seller, sellerTok, flaky)
+	rHealthy := webhooktest.NewReceiver(t)
+	// The flaky receiver refuses the first attempt of every event.
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	rFlaky := webhooktest.NewReceiver(t, webhooktest.WithHandler(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		first := !seen[r.Header.Get("webhook-id")]
+		seen[r.Header.Get("webhook-id")] = true
+		mu.Unlock()
+		if first {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	_, healthySecret := s.endpoint(healthyTok, rHealthy.URL())
+	_, flakySecret := s.endpoint(flakyTok, rFlaky.URL())
+
+	// The changes queue up behind a dispatcher that is not running yet, as
+	// they do behind a busy one.
+	d := delivery.NewDispatcher(s.client, s.store, quietLogger(), delivery.Options{TaskQueue: s.taskQueue, Eager: true})
+	s.swapDelivery(d)
+	const deals = 40
+	dealIDs := make([]string, deals)
+	for i := range dealIDs {
+		dealIDs[i] = s.createDeal(sellerTok, int64(1000+i)).ID
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx, 2); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	ids := func(r *webhooktest.Receiver, secret string) map[string]bool {
+		got := map[string]bool{}
+		for _, a := range r.Arrivals() {
+			if !webhooktest.Verify(secret, a) {
+				t.Fatalf("signature %q does not verify", a.Signature())
+			}
+			got[a.ID()] = true
+		}
+		return got
+	}
+	eventually(t, 10*time.Second, "every deal at the healthy receiver", func() bool { return len(ids(rHealthy, healthySecret)) == deals })
+	// The flaky receiver's retries wait for the schedule's first delay.
+	eventually(t, 30*time.Second, "every deal at the flaky receiver", func() bool {
+		return len(ids(rFlaky, flakySecret)) == deals && len(rFlaky.Arrivals()) >= 2*deals
+	})
+	want := ids(rHealthy, healthySecret)
+	for id := range ids(rFlaky, flakySecret) {
+		if !want[id] {
+			t.Fatalf("event %s reached the flaky receiver only", id)
+		}
+	}
+	if n := len(rHealthy.Arrivals()); n != deals {
+		t.Errorf("healthy receiver got %d requests for %d events", n, deals)
+	}
+
+	// Every delivery ends succeeded in the log, each pair once.
+	for _, tok := range []string{healthyTok, flakyTok} {
+		var log struct {
+			Data []struct {
+				Status string `json:"status"`
+			} `json:"data"`
+		}
+		eventually(t, 10*time.Second, "the delivery log", func() bool {
+			s.call(http.MethodGet, "/v1/webhook-deliveries?limit=100", tok, nil, http.StatusOK, &log)
+			ok := 0
+			for _, e := range log.Data {
+				if e.Status == "succeeded" {
+					ok++
+				}
+			}
+			return len(log.Data) == deals && ok == deals
+		})
+	}
+
+	// The first round shared workflows: far fewer batches than changes.
+	batches := s.workflows(t, fmt.Sprintf("WorkflowType = %q", delivery.BatchWorkflowType))
+	if len(batches) == 0 || len(batches) > deals/4 {
+		t.Fatalf("%d batch workflows for %d changes, want between 1 and %d", len(batches), deals, deals/4)
+	}
+	// Each deal is found by DealIds: its batch and its retrying workflow.
+	for _, id := range []string{dealIDs[0], dealIDs[deals/2], dealIDs[deals-1]} {
+		eventually(t, 10*time.Second, "the deal's workflows by DealIds", func() bool {
+			found := s.workflows(t, fmt.Sprintf("DealIds = %q", id))
+			types := map[string]int{}
+			for _, w := range found {
+				types[w]++
+			}
+			return types[delivery.BatchWorkflowType] == 1 && types[delivery.WorkflowType] == 1
+		})
+	}
+}
+
+// workflows lists the types of the workflows on s's task queue that match
+// query.
+func (s *stack) workflows(t *testing.T, query string) []string {
+	t.Helper()
+	resp, err := s.client.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{
+		Query: fmt.Sprintf("TaskQueue = %q AND %s", s.taskQueue, query),
+	})
+	if err != nil {
+		t.Fatalf("list workflows %q: %v", query, err)
+	}
+	var types []string
+	for _, e := range resp.GetExecutions() {
+		types = append(types, e.GetType().GetName())
+	}
+	return types
+}
