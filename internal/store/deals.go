@@ -461,6 +461,6 @@ func (s *Store) listDeals(ctx context.Context, query string, args []any, limit i
 // returns how many went. Expired keys are already ignored by CreateDeal;
 // this only keeps the table small.
 func (s *Store) DeleteExpiredIdempotencyKeys(ctx context.Context) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE created_at < $1`, s.timestamp().Add(-IdempotencyTTL))
+	tag, err := s.exec(ctx, `DELETE FROM idempotency_keys WHERE created_at < $1`, s.timestamp().Add(-IdempotencyTTL))
 	return tag.RowsAffected(), translate(err)
 }
