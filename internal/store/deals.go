@@ -231,8 +231,17 @@ func (s *Store) PatchDeal(ctx context.Context, id, seller string, ifMatch *int64
 	// without If-Match it applies to the newer version, with If-Match it
 	// fails on the check.
 	for {
-		var live bool
-		cur, err := scanDeal(s.pool.QueryRow(ctx, `SELECT `+dealColumns+`, live_auction_id IS NOT NULL FROM deals WHERE id = $1 AND seller_id = $2`, id, seller), &live)
+		var (
+			live bool
+			cur  deal.Deal
+		)
+		// Retried like the write: under SERIALIZABLE a read can be a
+		// serialization failure's victim too.
+		err := crdb.ExecuteCtx(ctx, func(ctx context.Context, _ ...any) error {
+			var err error
+			cur, err = scanDeal(s.pool.QueryRow(ctx, `SELECT `+dealColumns+`, live_auction_id IS NOT NULL FROM deals WHERE id = $1 AND seller_id = $2`, id, seller), &live)
+			return err
+		})
 		if err != nil {
 			return deal.Deal{}, nil, translate(err)
 		}
