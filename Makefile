@@ -12,7 +12,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: help
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: run
 run: build ## Run everything locally (dealcast-dev dev): database, migrations, embedded Temporal and its UI, worker, API
@@ -33,10 +33,21 @@ build: ## Build bin/dealcast (the product) and bin/dealcast-dev (dev stack, demo
 # dependencies.
 MODULES := . sdk/go/dealcast deploy
 
-test: ## Run every test against the local PostgreSQL, with the race detector
+test: ## Run every test against the local PostgreSQL, with the race detector, then test-serializable
 	$(GO) test -race -count=1 ./...
 	cd sdk/go/dealcast && $(GO) test -count=1 ./...
 	cd deploy && $(GO) test -count=1 ./...
+	$(MAKE) --no-print-directory test-serializable
+
+# Production runs on CockroachDB, where every transaction is SERIALIZABLE
+# and may fail with a 40001 retry error; PostgreSQL's default read
+# committed never raises one. TEST_ISOLATION makes each test database
+# SERIALIZABLE (internal/dbtest), so the store's retry paths run.
+SERIALIZABLE_PACKAGES := ./internal/store/... ./api/...
+
+.PHONY: test-serializable
+test-serializable: ## Run the store and API tests with every transaction SERIALIZABLE, as on CockroachDB
+	TEST_ISOLATION=serializable $(GO) test -race -count=1 $(SERIALIZABLE_PACKAGES)
 
 .PHONY: lint
 lint: ## gofmt, go vet and staticcheck

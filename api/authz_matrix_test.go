@@ -72,7 +72,7 @@ func newWorld(e *env) *world {
 	draft := dealDraft(600, 400)
 	draft["name"] = "Matrix deal " + uuid.NewString()
 	e.do(http.MethodPost, "/v1/deals", owner, draft).want(http.StatusCreated).decode(&w.deal)
-	if err := testDB.Pool.QueryRow(context.Background(), `SELECT id FROM events WHERE deal_id = $1`, w.deal.ID).Scan(&w.eventID); err != nil {
+	if err := scanOwnRow(context.Background(), `SELECT id FROM events WHERE deal_id = $1`, []any{w.deal.ID}, &w.eventID); err != nil {
 		e.t.Fatalf("event of deal %s: %v", w.deal.ID, err)
 	}
 	e.do(http.MethodPost, endpointsPath, w.tokens[grantedBuyer], map[string]any{"url": "https://hooks.example.com/" + uuid.NewString()}).

@@ -559,7 +559,7 @@ func dealEvent(e *env, seller string) store.EventRef {
 	var d deal.Deal
 	r.decode(&d)
 	ev := store.EventRef{DealID: d.ID}
-	if err := testDB.Pool.QueryRow(context.Background(), `SELECT id, type FROM events WHERE deal_id = $1`, d.ID).Scan(&ev.ID, &ev.Type); err != nil {
+	if err := scanOwnRow(context.Background(), `SELECT id, type FROM events WHERE deal_id = $1`, []any{d.ID}, &ev.ID, &ev.Type); err != nil {
 		e.t.Fatalf("event of deal %s: %v", d.ID, err)
 	}
 	if err := e.store.MarkDispatched(context.Background(), []string{ev.ID}); err != nil {

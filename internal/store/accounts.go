@@ -37,7 +37,7 @@ func table(role Role) string {
 // CreateAccount adds a seller or a buyer.
 func (s *Store) CreateAccount(ctx context.Context, role Role, name string) (Account, error) {
 	a := Account{ID: uuid.NewString(), Name: name, CreatedAt: s.timestamp()}
-	_, err := s.pool.Exec(ctx, `INSERT INTO `+table(role)+` (id, name, created_at) VALUES ($1, $2, $3)`, a.ID, a.Name, a.CreatedAt)
+	_, err := s.exec(ctx, `INSERT INTO `+table(role)+` (id, name, created_at) VALUES ($1, $2, $3)`, a.ID, a.Name, a.CreatedAt)
 	return a, translate(err)
 }
 

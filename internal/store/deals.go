@@ -231,8 +231,17 @@ func (s *Store) PatchDeal(ctx context.Context, id, seller string, ifMatch *int64
 	// without If-Match it applies to the newer version, with If-Match it
 	// fails on the check.
 	for {
-		var live bool
-		cur, err := scanDeal(s.pool.QueryRow(ctx, `SELECT `+dealColumns+`, live_auction_id IS NOT NULL FROM deals WHERE id = $1 AND seller_id = $2`, id, seller), &live)
+		var (
+			live bool
+			cur  deal.Deal
+		)
+		// Retried like the write: under SERIALIZABLE a read can be a
+		// serialization failure's victim too.
+		err := crdb.ExecuteCtx(ctx, func(ctx context.Context, _ ...any) error {
+			var err error
+			cur, err = scanDeal(s.pool.QueryRow(ctx, `SELECT `+dealColumns+`, live_auction_id IS NOT NULL FROM deals WHERE id = $1 AND seller_id = $2`, id, seller), &live)
+			return err
+		})
 		if err != nil {
 			return deal.Deal{}, nil, translate(err)
 		}
@@ -461,6 +470,6 @@ func (s *Store) listDeals(ctx context.Context, query string, args []any, limit i
 // returns how many went. Expired keys are already ignored by CreateDeal;
 // this only keeps the table small.
 func (s *Store) DeleteExpiredIdempotencyKeys(ctx context.Context) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE created_at < $1`, s.timestamp().Add(-IdempotencyTTL))
+	tag, err := s.exec(ctx, `DELETE FROM idempotency_keys WHERE created_at < $1`, s.timestamp().Add(-IdempotencyTTL))
 	return tag.RowsAffected(), translate(err)
 }

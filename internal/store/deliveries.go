@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cockroachdb/cockroach-go/v2/crdb"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -107,10 +108,15 @@ func (s *Store) DeliveryFor(ctx context.Context, owner Viewer, id string) (Deliv
 // so the next delivery round sends it again.
 func (s *Store) RequeueDelivery(ctx context.Context, owner Viewer, id string) (Delivery, error) {
 	now := s.timestamp()
-	d, err := scanDelivery(s.pool.QueryRow(ctx, `
-		UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $3, updated_at = $3
-		WHERE id = $1 AND `+ownerColumn(owner)+` = $2
-		RETURNING `+deliveryColumns, id, owner.ID, now))
+	var d Delivery
+	err := crdb.ExecuteCtx(ctx, func(ctx context.Context, _ ...any) error {
+		var err error
+		d, err = scanDelivery(s.pool.QueryRow(ctx, `
+			UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $3, updated_at = $3
+			WHERE id = $1 AND `+ownerColumn(owner)+` = $2
+			RETURNING `+deliveryColumns, id, owner.ID, now))
+		return err
+	})
 	return d, translate(err)
 }
 
@@ -119,7 +125,7 @@ func (s *Store) RequeueDelivery(ctx context.Context, owner Viewer, id string) (D
 // otherwise it would show "pending" with nothing left to attempt it. It
 // leaves a delivery that a round has touched since alone.
 func (s *Store) RestoreDelivery(ctx context.Context, before Delivery, requeuedAt time.Time) error {
-	_, err := s.pool.Exec(ctx, `
+	_, err := s.exec(ctx, `
 		UPDATE webhook_deliveries SET status = $2, next_attempt_at = $3
 		WHERE id = $1 AND status = 'pending' AND next_attempt_at = $4`,
 		before.ID, before.Status, before.NextAttemptAt, requeuedAt)

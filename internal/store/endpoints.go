@@ -45,7 +45,7 @@ func (s *Store) CreateEndpoint(ctx context.Context, e Endpoint) (Endpoint, error
 	now := s.timestamp()
 	e.CreatedAt, e.UpdatedAt, e.Enabled = now, now, true
 	buyer, seller := ownerColumns(e.Owner)
-	_, err := s.pool.Exec(ctx, `
+	_, err := s.exec(ctx, `
 		INSERT INTO webhook_endpoints (id, buyer_id, seller_id, url, description, event_types, enabled, secret, created_at, updated_at)
 		VALUES ($1, $2, $3, $4, $5, $6, true, $7, $8, $9)`,
 		e.ID, buyer, seller, e.URL, e.Description, e.EventTypes, e.Secret, now, now)
@@ -110,7 +110,7 @@ func (s *Store) UpdateEndpoint(ctx context.Context, owner Viewer, id string, cha
 
 // DeleteEndpoint removes one of owner's endpoints; its delivery log stays.
 func (s *Store) DeleteEndpoint(ctx context.Context, owner Viewer, id string) error {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM webhook_endpoints WHERE id = $1 AND `+ownerColumn(owner)+` = $2`, id, owner.ID)
+	tag, err := s.exec(ctx, `DELETE FROM webhook_endpoints WHERE id = $1 AND `+ownerColumn(owner)+` = $2`, id, owner.ID)
 	if err == nil && tag.RowsAffected() == 0 {
 		return ErrNotFound
 	}

@@ -16,7 +16,7 @@ type Grant struct {
 // PutGrant lets buyer see seller's deals. Granting twice changes nothing.
 // ErrNotFound when either account is missing.
 func (s *Store) PutGrant(ctx context.Context, seller, buyer string) error {
-	_, err := s.pool.Exec(ctx,
+	_, err := s.exec(ctx,
 		`INSERT INTO grants (seller_id, buyer_id, created_at) VALUES ($1, $2, $3) ON CONFLICT (seller_id, buyer_id) DO NOTHING`,
 		seller, buyer, s.timestamp())
 	return translate(err)
@@ -25,7 +25,7 @@ func (s *Store) PutGrant(ctx context.Context, seller, buyer string) error {
 // DeleteGrant revokes buyer's access to seller's deals. Revoking an absent
 // grant is not an error: the outcome the caller wants already holds.
 func (s *Store) DeleteGrant(ctx context.Context, seller, buyer string) error {
-	_, err := s.pool.Exec(ctx, `DELETE FROM grants WHERE seller_id = $1 AND buyer_id = $2`, seller, buyer)
+	_, err := s.exec(ctx, `DELETE FROM grants WHERE seller_id = $1 AND buyer_id = $2`, seller, buyer)
 	return translate(err)
 }
 

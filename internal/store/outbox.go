@@ -320,7 +320,7 @@ func (s *Store) MarkDispatched(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	_, err := s.pool.Exec(ctx, `UPDATE events SET dispatched_at = $2 WHERE id = ANY ($1::TEXT[]) AND dispatched_at IS NULL`, ids, s.timestamp())
+	_, err := s.exec(ctx, `UPDATE events SET dispatched_at = $2 WHERE id = ANY ($1::TEXT[]) AND dispatched_at IS NULL`, ids, s.timestamp())
 	return translate(err)
 }
 
@@ -351,7 +351,7 @@ func (s *Store) PendingDeliveries(ctx context.Context) (int64, error) {
 // PostponePending moves the next attempt of the event's pending
 // deliveries to until, where that is later than what they show.
 func (s *Store) PostponePending(ctx context.Context, eventID string, until time.Time) error {
-	_, err := s.pool.Exec(ctx, `
+	_, err := s.exec(ctx, `
 		UPDATE webhook_deliveries SET next_attempt_at = $2
 		WHERE event_id = $1 AND status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at < $2)`,
 		eventID, until.UTC())

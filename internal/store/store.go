@@ -1,10 +1,11 @@
 // Package store keeps Dealcast's state in PostgreSQL or CockroachDB. It is
 // the only package that speaks SQL: every query is one both engines accept,
-// every multi-statement write runs in crdbpgxv5.ExecuteTx (and a write
-// that is one statement in crdb.ExecuteCtx) so CockroachDB's serialization
-// retries are handled, the writes that decide money in a SERIALIZABLE
-// transaction retried whole (inSerializableTx), and driver errors are translated here
-// so no pgx type leaks upward.
+// every multi-statement write runs in a transaction retried whole after a
+// serialization failure (inTx, and inSerializableTx for the writes that
+// decide money, SERIALIZABLE whatever the database's default), a write that
+// is one statement in crdb.ExecuteCtx, so CockroachDB's serialization
+// retries are handled, and driver errors are translated here so no pgx
+// type leaks upward.
 package store
 
 import (
@@ -12,9 +13,10 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net"
+	"sync/atomic"
 	"time"
 
-	crdbpgx "github.com/cockroachdb/cockroach-go/v2/crdb/crdbpgxv5"
+	"github.com/cockroachdb/cockroach-go/v2/crdb"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -43,6 +45,9 @@ type Store struct {
 	// A transaction that started earlier may commit later; waiting this long
 	// keeps the feed from skipping such an event once a buyer has read past it.
 	FeedSettle time.Duration
+	// retried counts the transactions run again after a serialization
+	// failure, so tests can tell that contention took the retry path.
+	retried atomic.Int64
 }
 
 // New returns a store on pool.
@@ -59,10 +64,16 @@ func (s *Store) Ping(ctx context.Context) error { return translate(s.pool.Ping(c
 // timestamp is the store's clock in the precision the database keeps.
 func (s *Store) timestamp() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
 
-// inTx runs fn in a transaction that is retried on serialization failures.
-// fn may run more than once: it must have no effects outside the transaction.
+// inTx runs fn in a transaction at the database's default isolation
+// (SERIALIZABLE on CockroachDB), run again whole after a serialization
+// failure as inSerializableTx does. crdbpgx.ExecuteTx is not used: its
+// retries roll back to a savepoint, which on a PostgreSQL database running
+// SERIALIZABLE keeps the failed snapshot and fails again, and it ignores
+// the COMMIT's error, so a transaction that failed serialization at COMMIT
+// would be reported as written. fn may run more than once: it must have no
+// effects outside the transaction.
 func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
-	return translate(crdbpgx.ExecuteTx(ctx, s.pool, pgx.TxOptions{}, fn))
+	return s.retryTx(ctx, pgx.TxOptions{}, fn)
 }
 
 // translate maps driver errors to the store's own.
@@ -106,13 +117,21 @@ func translate(err error) error {
 // error, which holds on CockroachDB but not on PostgreSQL, where a
 // serializable transaction can still fail at COMMIT.
 func (s *Store) inSerializableTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	return s.retryTx(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable}, fn)
+}
+
+// retryTx runs fn in a transaction with opts, and runs the whole
+// transaction again, in a new one with a new snapshot, after a
+// serialization failure at any statement or at COMMIT.
+func (s *Store) retryTx(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
 	const attempts = 40
 	pause := 2 * time.Millisecond
 	for i := 1; ; i++ {
-		err := s.serializableOnce(ctx, fn)
+		err := s.txOnce(ctx, opts, fn)
 		if err == nil || !isSerializationFailure(err) || i == attempts {
 			return translate(err)
 		}
+		s.retried.Add(1)
 		select {
 		case <-ctx.Done():
 			return translate(ctx.Err())
@@ -122,10 +141,9 @@ func (s *Store) inSerializableTx(ctx context.Context, fn func(pgx.Tx) error) err
 	}
 }
 
-// serializableOnce is one attempt of inSerializableTx: fn, then COMMIT,
-// whose error counts.
-func (s *Store) serializableOnce(ctx context.Context, fn func(pgx.Tx) error) error {
-	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable})
+// txOnce is one attempt of retryTx: fn, then COMMIT, whose error counts.
+func (s *Store) txOnce(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
+	tx, err := s.pool.BeginTx(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -147,4 +165,18 @@ func isSerializationFailure(err error) bool {
 func isUniqueViolation(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}
+
+// exec runs a write that is one statement on its own, run again after a
+// serialization failure (crdb.ExecuteCtx): CockroachDB retries most such
+// statements itself, but not all, and PostgreSQL under SERIALIZABLE never
+// does.
+func (s *Store) exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	var tag pgconn.CommandTag
+	err := crdb.ExecuteCtx(ctx, func(ctx context.Context, _ ...any) error {
+		var err error
+		tag, err = s.pool.Exec(ctx, sql, args...)
+		return err
+	})
+	return tag, err
 }
