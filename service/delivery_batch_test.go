@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -103,26 +104,40 @@ func TestBurstOfChangesSharesWorkflows(t *testing.T) {
 	}
 
 	// The first round shared workflows: far fewer batches than changes.
-	batches := s.workflows(t, fmt.Sprintf("WorkflowType = %q", delivery.BatchWorkflowType))
+	batches := s.workflowIDs(t, fmt.Sprintf("WorkflowType = %q", delivery.BatchWorkflowType))
 	if len(batches) == 0 || len(batches) > deals/4 {
 		t.Fatalf("%d batch workflows for %d changes, want between 1 and %d", len(batches), deals, deals/4)
 	}
 	// Each deal is found by DealIds: its batch and its retrying workflow.
 	for _, id := range []string{dealIDs[0], dealIDs[deals/2], dealIDs[deals-1]} {
 		eventually(t, 10*time.Second, "the deal's workflows by DealIds", func() bool {
-			found := s.workflows(t, fmt.Sprintf("DealIds = %q", id))
 			types := map[string]int{}
-			for _, w := range found {
-				types[w]++
+			for _, typ := range s.workflowIDs(t, fmt.Sprintf("DealIds = %q", id)) {
+				types[typ]++
 			}
 			return types[delivery.BatchWorkflowType] == 1 && types[delivery.WorkflowType] == 1
 		})
 	}
+	// These runs (a batch that hands its events over, and an event's
+	// retry after the hand-over) are histories the replay tests in package
+	// workflows check determinism against.
+	if path := os.Getenv("WRITE_BATCH_HISTORY"); path != "" {
+		for id := range batches {
+			writeHistory(t, id, path)
+			break
+		}
+	}
+	if path := os.Getenv("WRITE_HANDED_OVER_HISTORY"); path != "" {
+		for id := range s.workflowIDs(t, fmt.Sprintf("WorkflowType = %q", delivery.WorkflowType)) {
+			writeHistory(t, id, path)
+			break
+		}
+	}
 }
 
-// workflows lists the types of the workflows on s's task queue that match
-// query.
-func (s *stack) workflows(t *testing.T, query string) []string {
+// workflowIDs returns the IDs and types of the workflows on s's task
+// queue that match query.
+func (s *stack) workflowIDs(t *testing.T, query string) map[string]string {
 	t.Helper()
 	resp, err := s.client.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{
 		Query: fmt.Sprintf("TaskQueue = %q AND %s", s.taskQueue, query),
@@ -130,9 +145,9 @@ func (s *stack) workflows(t *testing.T, query string) []string {
 	if err != nil {
 		t.Fatalf("list workflows %q: %v", query, err)
 	}
-	var types []string
+	found := map[string]string{}
 	for _, e := range resp.GetExecutions() {
-		types = append(types, e.GetType().GetName())
+		found[e.GetExecution().GetWorkflowId()] = e.GetType().GetName()
 	}
-	return types
+	return found
 }

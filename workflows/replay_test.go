@@ -7,6 +7,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/dealcast/dealcast/internal/auction"
+	"github.com/dealcast/dealcast/internal/delivery"
 	"github.com/dealcast/dealcast/internal/invoice"
 )
 
@@ -23,6 +24,27 @@ func TestReplayRecordedHistory(t *testing.T) {
 		t.Run(file, func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
 			r.RegisterWorkflow(DeliverEvent)
+			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, "testdata/"+file); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestReplayBatchHistories replays recorded runs of the batched design: a
+// DeliverBatch that sent forty events' first pages in one local activity
+// and handed every one to its own workflow (a receiver refused each first
+// attempt), and one such DeliverEvent, resumed by the hand-over, retrying
+// on its timer. Re-record with:
+// WRITE_BATCH_HISTORY=$PWD/workflows/testdata/deliver_batch_history.json
+// WRITE_HANDED_OVER_HISTORY=$PWD/workflows/testdata/deliver_event_handed_over_history.json
+// go test -run TestBurstOfChangesSharesWorkflows ./service/
+func TestReplayBatchHistories(t *testing.T) {
+	for _, file := range []string{"deliver_batch_history.json", "deliver_event_handed_over_history.json"} {
+		t.Run(file, func(t *testing.T) {
+			r := worker.NewWorkflowReplayer()
+			r.RegisterWorkflowWithOptions(DeliverBatch, workflow.RegisterOptions{Name: delivery.BatchWorkflowType})
+			r.RegisterWorkflowWithOptions(DeliverEvent, workflow.RegisterOptions{Name: delivery.WorkflowType})
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, "testdata/"+file); err != nil {
 				t.Fatal(err)
 			}
