@@ -146,6 +146,19 @@ func (d *Dispatcher) StartBatch(ctx context.Context, evs []store.EventRef) error
 		}
 	}
 	err := d.startDelivery(ctx, BatchWorkflowID(ids), temporal.NewSearchAttributes(DealIDsAttr.ValueSet(deals)), BatchWorkflowType, in)
+	var invalid *serviceerror.InvalidArgument
+	if errors.As(err, &invalid) {
+		// A batch the server refuses as such (a limit set lower than
+		// Temporal's defaults) must not hold its events back: one by one.
+		d.log.Warn("batch start refused; starting its events one by one", "events", len(evs), "err", err)
+		for _, ev := range evs {
+			if err := d.Start(ctx, ev); err != nil {
+				return err
+			}
+			recordBatch(ctx, 1)
+		}
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -25,9 +25,11 @@ const WorkflowType = "DeliverEvent"
 const BatchWorkflowType = "DeliverBatch"
 
 // MaxBatch is the most events one batch workflow takes: enough that a
-// busy dispatcher pays a workflow start for dozens of changes, few enough
-// that one batch's first round stays a short local activity.
-const MaxBatch = 64
+// busy dispatcher pays a workflow start for dozens of changes, and few
+// enough that the batch's DealIds (at most one deal per event, 39 bytes
+// each as JSON) stay under Temporal's default 2 KiB limit on a search
+// attribute's value.
+const MaxBatch = 48
 
 // RetrySignal makes a running delivery workflow start its next round now.
 const RetrySignal = "retry-now"
