@@ -1,87 +1,66 @@
-// Package bench measures Dealcast against the database's own limit. It
-// starts the service in this process (API, dispatcher, delivery worker and
-// an embedded Temporal server) on a fresh database, seeds its own data,
-// drives real HTTP with real JWTs through vegeta, receives webhooks on real
-// HTTP servers, and runs pgbench beside the API for the baselines.
+// Package bench measures Dealcast, run in this process on a fresh database,
+// with vegeta and real webhook receivers, against pgbench beside it.
 // `dealcast-dev bench` runs it and writes latest.json.
 package bench
 
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/procfs"
+	vegeta "github.com/tsenart/vegeta/v12/lib"
 )
 
-// scenario is one measurement: run fills its Result.
-type scenario struct {
-	name string
-	run  func(*runner, context.Context, *Result) error
+// scenarios in running order: those that leave a delivery backlog come last.
+var scenarios = []struct {
+	name, goal string
+	run        func(*runner, context.Context, *Result) error
+}{
+	{"read", rwGoal, (*runner).read},
+	{"list", "p99_ms <= 50; api_rps reported", (*runner).list},
+	{"webhook_latency", "p50_ms <= 25, p99_ms <= 100, lost = 0", (*runner).webhookLatency},
+	{"webhook_throughput", "deliveries_per_s >= 5000 with lost = 0", (*runner).webhookThroughput},
+	{"fanout", "seconds <= 5 to the last arrival, lost = 0", (*runner).fanout},
+	{"hot_auction", "ratio = bids_per_s / pgbench_tps >= 0.5, p99_ms <= 100, accepted amounts increasing", (*runner).hotAuction},
+	{"auction_close", "every auction closed within 1 s of closes_at (p99_ms <= 1000), one invoice each", (*runner).auctionClose},
+	{"write", rwGoal + "; delivered_per_s >= 0.8 * api_rps and drain_s <= 5", (*runner).write},
+	{"concurrency", "errors = 0 and p99_ms <= 150", (*runner).concurrency},
 }
 
-// scenarios in running order: those that leave a delivery backlog behind
-// (writes outpace the embedded Temporal server) come last.
-var scenarios = []scenario{
-	{"read", (*runner).read},
-	{"list", (*runner).list},
-	{"webhook_latency", (*runner).webhookLatency},
-	{"webhook_throughput", (*runner).webhookThroughput},
-	{"fanout", (*runner).fanout},
-	{"hot_auction", (*runner).hotAuction},
-	{"auction_close", (*runner).auctionClose},
-	{"write", (*runner).write},
-	{"concurrency", (*runner).concurrency},
-}
+const rwGoal = "ratio = api_rps / pgbench_tps >= 0.7"
 
-// Config sizes a run. Default gives the sizes of the performance goals;
-// Tiny a smoke run that only proves every scenario works.
+// Config sizes a run. RateLimitRPS is far above any caller's rate: the
+// limiter runs, and costs what it costs, but never refuses.
 type Config struct {
-	Seconds int // each measured phase
-	// DatabaseURL names the PostgreSQL server; the run creates its own
-	// databases there and drops them at the end.
+	Seconds      int // each measured phase
 	DatabaseURL  string
 	PoolMaxConns int
-	// RateLimitRPS is far above any caller's rate: the limiter runs, and
-	// costs what it costs, but never refuses.
 	RateLimitRPS float64
 	Only         []string // scenarios to run; empty means all
-	// CPUProfile, when set, gets one CPU profile per scenario: cpu.pprof
-	// becomes cpu-write.pprof and so on.
-	CPUProfile string
-	// Grace is how long a webhook scenario waits for arrivals after its
-	// last change before counting the rest lost.
-	Grace time.Duration
-	// DrainTimeout bounds the wait for the previous scenario's deliveries;
-	// a backlog still there is thrown away with a fresh delivery side.
-	DrainTimeout time.Duration
+	CPUProfile   string   // cpu.pprof becomes cpu-write.pprof and so on
+	// Grace bounds the wait for arrivals, DrainTimeout for a backlog.
+	Grace, DrainTimeout time.Duration
 
-	PgbenchClients, PgbenchJobs int
-	ReadConns, ReadSellers      int
-	WriteConns                  int
-	ListSellers, ListDeals      int
-	ListConns, ListLimit        int
-	ConcurrencyConns            int
-	ConcurrencyRate             int
-	LatencyRate, LatencyBuyers  int
-	ThroughputBuyers            int
-	ThroughputStartRate         int
-	ThroughputSteps             int
-	ThroughputStepSeconds       int
-	FanoutBuyers                int
-	FanoutReceivers             int
-	AuctionBidders              int // hot_auction
-	AuctionCloses               int // auction_close
-	FloorStarters               int // workflow floor
+	PgbenchClients, PgbenchJobs, ReadConns, ReadSellers, WriteConns, ListSellers, ListDeals, ListConns, ListLimit int
+	ConcurrencyConns, ConcurrencyRate, LatencyRate, LatencyBuyers, FanoutBuyers, FanoutReceivers                  int
+	ThroughputBuyers, ThroughputStartRate, ThroughputSteps, ThroughputStepSeconds                                 int
+	AuctionBidders, AuctionCloses, FloorStarters                                                                  int // hot_auction, auction_close, workflow floor
 }
 
-// Default is the full benchmark, at the sizes of the goals.
 func Default() Config {
 	return Config{
 		Seconds: 30, DatabaseURL: "postgres://root@127.0.0.1:5432/postgres?sslmode=disable",
@@ -106,19 +85,10 @@ func Tiny() Config {
 	return c
 }
 
-// Validate reports settings that cannot run.
 func (c Config) Validate() error {
 	for _, s := range c.Only {
 		if !slices.Contains(ScenarioNames(), s) {
 			return fmt.Errorf("unknown scenario %q (have %s)", s, strings.Join(ScenarioNames(), ", "))
-		}
-	}
-	for _, v := range []int{c.Seconds, c.PoolMaxConns, c.PgbenchClients, c.PgbenchJobs, c.ReadConns, c.ReadSellers,
-		c.WriteConns, c.ListSellers, c.ListDeals, c.ListConns, c.ListLimit, c.ConcurrencyConns, c.ConcurrencyRate,
-		c.LatencyRate, c.LatencyBuyers, c.ThroughputBuyers, c.ThroughputStartRate, c.ThroughputSteps,
-		c.ThroughputStepSeconds, c.FanoutBuyers, c.FanoutReceivers, c.AuctionBidders, c.AuctionCloses, c.FloorStarters} {
-		if v <= 0 {
-			return errors.New("every size must be positive")
 		}
 	}
 	if c.ListLimit > 100 {
@@ -138,32 +108,27 @@ func ScenarioNames() []string {
 
 func (c Config) duration() time.Duration { return time.Duration(c.Seconds) * time.Second }
 
-// Run starts the stack, runs the selected scenarios in order and returns
-// their results. A scenario that fails is recorded with its error and the
-// run goes on; the returned error joins every such failure.
+// Run runs the selected scenarios; one that fails is recorded with its
+// error and the run goes on.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Results, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	began := time.Now()
-	var selected []scenario
-	for _, s := range scenarios {
-		if len(cfg.Only) == 0 || slices.Contains(cfg.Only, s.name) {
-			selected = append(selected, s)
-		}
-	}
-	res := &Results{Machine: machine(), Settings: Settings{
-		Seconds: cfg.Seconds, PoolMaxConns: cfg.PoolMaxConns, RateLimitRPS: cfg.RateLimitRPS, GraceSeconds: cfg.Grace.Seconds(),
-		Layout: "one process: API, dispatcher (eager starts), delivery worker, sweeper and an embedded Temporal " +
+	// temporal_starts: one, one more per run without delivery or backlog thrown away.
+	res := &Results{Machine: machine(), scenarios: map[string]*Result{}, Settings: map[string]any{
+		"seconds": cfg.Seconds, "pool_max_conns": cfg.PoolMaxConns, "rate_limit_rps": cfg.RateLimitRPS, "grace_seconds": cfg.Grace.Seconds(),
+		"layout": "one process: API, dispatcher (eager starts), delivery worker, sweeper and an embedded Temporal " +
 			"server (SQLite), with the load generator and the webhook receivers; PostgreSQL on the same machine",
 	}}
-	log.Info("bench: starting the stack", "pool_max_conns", cfg.PoolMaxConns)
 	st, err := startStack(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
 	defer st.Close()
-	res.Machine.PostgresVersion = st.serverVersion(ctx)
+	var version string
+	_ = st.pool.QueryRow(ctx, `SHOW server_version`).Scan(&version)
+	res.Machine["postgres_version"] = version
 	r := &runner{cfg: cfg, st: st, log: log, res: res}
 	if r.pgbench, err = newPgbench(ctx, cfg.DatabaseURL); err != nil {
 		r.note("no pgbench baselines: %v", err)
@@ -171,41 +136,37 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Results, error) {
 		defer r.pgbench.Close()
 	}
 	var failures []error
-	for i, s := range selected {
+	for _, s := range scenarios {
+		if len(cfg.Only) > 0 && !slices.Contains(cfg.Only, s.name) {
+			continue
+		}
 		if ctx.Err() != nil {
 			failures = append(failures, ctx.Err())
 			break
 		}
+		if len(res.order) > 0 {
+			r.settle(ctx, res.order[len(res.order)-1])
+		}
 		log.Info("bench: scenario", "name", s.name)
-		t0 := time.Now()
-		out := &Result{Figures: map[string]any{}}
+		out := &Result{Goal: s.goal, Figures: map[string]any{}}
 		if err := s.run(r, ctx, out); err != nil {
 			out.Error = err.Error()
-			log.Error("bench: scenario failed", "name", s.name, "err", err)
 			failures = append(failures, fmt.Errorf("%s: %w", s.name, err))
 		}
-		res.add(s.name, out)
-		log.Info("bench: scenario done", "name", s.name, "took", time.Since(t0).Round(time.Second))
-		if i+1 < len(selected) {
-			r.settle(ctx, s.name)
-		}
+		res.scenarios[s.name], res.order = out, append(res.order, s.name)
 	}
-	res.Settings.Scenarios = strings.Join(res.order, ",")
-	res.Settings.TemporalStarts = st.temporalStarts
-	res.Machine.LoadAverageEnd = loadAverage()
-	res.Settings.DurationSeconds = round(time.Since(began).Seconds())
+	res.Settings["scenarios"], res.Settings["temporal_starts"] = strings.Join(res.order, ","), st.temporalStarts
+	res.Machine["load_average_end"], res.Settings["duration_seconds"] = loadAverage(), round(time.Since(began).Seconds())
 	return res, errors.Join(failures...)
 }
 
-// runner runs scenarios on one stack.
 type runner struct {
-	cfg     Config
-	st      *Stack
-	log     *slog.Logger
-	res     *Results
-	pgbench *Pgbench
-	// skipDrain says the scenario already waited for its backlog.
-	skipDrain bool
+	cfg       Config
+	st        *Stack
+	log       *slog.Logger
+	res       *Results
+	pgbench   *Pgbench
+	skipDrain bool // the scenario already waited for its backlog
 }
 
 func (r *runner) note(format string, args ...any) {
@@ -214,54 +175,204 @@ func (r *runner) note(format string, args ...any) {
 	r.res.Notes = append(r.res.Notes, msg)
 }
 
-// settle waits for the deliveries of the scenario before the next one;
-// when they do not finish in time the backlog is noted and thrown away
-// with a fresh delivery side.
-func (r *runner) settle(ctx context.Context, scenario string) {
+// settle waits for the previous scenario's deliveries, so its tail does not weigh on the next.
+func (r *runner) settle(ctx context.Context, previous string) {
 	timeout := r.cfg.DrainTimeout
 	if r.skipDrain {
 		timeout, r.skipDrain = 0, false
 	}
-	_, err := r.st.drain(ctx, timeout)
-	var backlog *BacklogError
-	switch {
-	case err == nil:
-	case !errors.As(err, &backlog):
-		r.note("after %s: %v", scenario, err)
-	default:
-		r.note("after %s: %v; restarted the delivery side without them", scenario, err)
+	if b := r.st.drain(ctx, timeout); b.err != nil {
+		r.note("after %s: %v", previous, b.err)
+	} else if !b.drained() {
+		r.note("after %s: %v; restarted the delivery side without them", previous, b)
 		if err := r.st.restartDelivery(ctx); err != nil {
 			r.note("restarting the delivery side failed: %v", err)
 		}
 	}
 }
 
-// measure starts a scenario's measured phase: a CPU reading and, when
-// asked for, a CPU profile of the process. The function it returns ends
-// both and stores the CPU in out.
-func (r *runner) measure(ctx context.Context, name string, out *Result) func() {
+// phase runs a measured load with a CPU reading and, if asked, a CPU profile.
+func phase[T any](r *runner, ctx context.Context, name string, res *Result, load func() T) T {
 	meter := r.st.startCPUMeter(ctx)
-	stopProfile := func() {}
 	if base := r.cfg.CPUProfile; base != "" {
 		path := strings.TrimSuffix(base, filepath.Ext(base)) + "-" + name + cmp.Or(filepath.Ext(base), ".pprof")
-		if f, err := createFile(path); err != nil {
+		f, err := os.Create(path)
+		if err == nil {
+			defer f.Close()
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
 			r.note("cpu profile: %v", err)
-		} else if err := pprof.StartCPUProfile(f); err != nil {
-			_ = f.Close()
-			r.note("cpu profile %s: %v", path, err)
 		} else {
-			stopProfile = func() { pprof.StopCPUProfile(); _ = f.Close() }
+			defer pprof.StopCPUProfile()
 		}
 	}
-	return func() {
-		stopProfile()
-		out.CPU = meter.stop(ctx)
+	defer func() { res.CPU = meter.stop(ctx) }()
+	return load()
+}
+
+// Results is latest.json: each scenario's Result under its name beside the rest.
+type Results struct {
+	Machine, Settings, WorkflowFloor map[string]any
+	Notes                            []string
+	scenarios                        map[string]*Result
+	order                            []string
+}
+
+// Scenario is the result of one scenario, nil if it did not run.
+func (r *Results) Scenario(name string) *Result { return r.scenarios[name] }
+
+func (r *Results) MarshalJSON() ([]byte, error) {
+	out := map[string]any{"machine": r.Machine, "settings": r.Settings, "workflow_floor": r.WorkflowFloor, "notes": r.Notes}
+	for name, res := range r.scenarios {
+		out[name] = res
+	}
+	return json.Marshal(out)
+}
+
+// Result is one scenario's JSON object; Figure is its key figure for the
+// console. Latencies are of HTTP requests, or webhooks from commit to arrival.
+type Result struct {
+	Goal, Figure, Error        string
+	Met                        bool
+	P50Ms, P90Ms, P99Ms, MaxMs float64
+	CPU                        *CPUUse
+	Figures                    map[string]any
+}
+
+func (r *Result) MarshalJSON() ([]byte, error) {
+	out := maps.Clone(r.Figures)
+	out["goal"], out["met"], out["p50_ms"], out["p90_ms"], out["p99_ms"], out["max_ms"], out["cpu"] = r.Goal, r.Met, r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs, r.CPU
+	if r.Error != "" {
+		out["error"] = r.Error
+	}
+	return json.Marshal(out)
+}
+
+func (r *Result) set(kv ...any) {
+	for i := 0; i+1 < len(kv); i += 2 {
+		r.Figures[kv[i].(string)] = kv[i+1]
 	}
 }
 
-func createFile(path string) (*os.File, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, err
+func (r *Result) load(l *load) {
+	maps.Copy(r.Figures, l.figures())
+	r.latency(l.Latencies)
+}
+
+func (r *Result) latency(l vegeta.LatencyMetrics) {
+	r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs = ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max)
+}
+
+func (r *Results) WriteJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err == nil {
+		err = os.WriteFile(path, append(b, '\n'), 0o644)
 	}
-	return os.Create(path)
+	return err
+}
+
+// Summary is each scenario's key figure against its goal, for the console.
+func (r *Results) Summary() string {
+	b := fmt.Sprintln(r.Machine["cores"], "cores,", r.Machine["cpu"], ", PostgreSQL", r.Machine["postgres_version"], r.Machine["date"])
+	for _, name := range r.order {
+		s := r.scenarios[name]
+		b += fmt.Sprintf("%-18s %-48s %-48s %s\n", name, s.Goal, s.Figure, cmp.Or(s.Error, map[bool]string{true: "met", false: "not met"}[s.Met]))
+	}
+	return b
+}
+
+// round keeps three decimals: enough for milliseconds and ratios.
+func round(v float64) float64 { return math.Round(v*1000) / 1000 }
+
+func ms(d time.Duration) float64 { return round(float64(d) / 1e6) }
+
+func perSecond(n int, d time.Duration) float64 { return ratio(float64(n), d.Seconds()) }
+
+func ratio(a, b float64) float64 {
+	if b <= 0 {
+		return 0
+	}
+	return round(a / b)
+}
+
+// CPUUse is where the CPU went in a phase: this process (service, Temporal,
+// load and receivers), the database backends, and the machine's rest.
+type CPUUse struct {
+	WallS        float64 `json:"wall_s"`
+	ProcessS     float64 `json:"process_s"`
+	PostgresS    float64 `json:"postgres_s"`
+	MachineBusyS float64 `json:"machine_busy_s"`
+	OtherS       float64 `json:"other_s"`
+	CapacityS    float64 `json:"capacity_s"` // wall × cores
+}
+
+var procFS, _ = procfs.NewDefaultFS() // without /proc every CPU figure reads 0
+
+// machineBusy is the CPU seconds all cores spent busy since boot.
+func machineBusy() float64 {
+	s, _ := procFS.Stat()
+	c := s.CPUTotal
+	return c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ + c.Steal
+}
+
+func processCPU(pid int) (float64, bool) {
+	p, err := procFS.Proc(pid)
+	if err != nil {
+		return 0, false
+	}
+	st, err := p.Stat()
+	return st.CPUTime(), err == nil
+}
+
+func selfCPU() float64 { t, _ := processCPU(os.Getpid()); return t }
+
+// cpuMeter reads the CPU at the start and end of a phase; a backend that
+// ends within it is missed (the service's pool keeps them).
+type cpuMeter struct {
+	s             *Stack
+	at            time.Time
+	process, busy float64
+	backends      map[int]float64
+}
+
+func (s *Stack) startCPUMeter(ctx context.Context) *cpuMeter {
+	return &cpuMeter{s: s, at: time.Now(), process: selfCPU(), busy: machineBusy(), backends: s.backendCPU(ctx)}
+}
+
+func (s *Stack) backendCPU(ctx context.Context) map[int]float64 {
+	out := map[int]float64{}
+	rows, _ := s.pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database()`)
+	pids, _ := pgx.CollectRows(rows, pgx.RowTo[int])
+	for _, pid := range pids {
+		out[pid], _ = processCPU(pid)
+	}
+	return out
+}
+
+func (m *cpuMeter) stop(ctx context.Context) *CPUUse {
+	wall, proc, busy, pg := time.Since(m.at).Seconds(), selfCPU()-m.process, machineBusy()-m.busy, 0.0
+	for pid, t := range m.s.backendCPU(ctx) {
+		pg += t - m.backends[pid]
+	}
+	return &CPUUse{WallS: round(wall), ProcessS: round(proc), PostgresS: round(pg), MachineBusyS: round(busy),
+		OtherS: round(max(busy-proc-pg, 0)), CapacityS: round(wall * float64(runtime.NumCPU()))}
+}
+
+// machine is where the run happens; load averages tell of other work.
+func machine() map[string]any {
+	m := map[string]any{"cores": runtime.NumCPU(), "gomaxprocs": runtime.GOMAXPROCS(0), "go_version": runtime.Version(),
+		"os": runtime.GOOS + "/" + runtime.GOARCH, "date": time.Now().UTC().Format(time.RFC3339), "load_average_start": loadAverage()}
+	if mi, err := procFS.Meminfo(); err == nil && mi.MemTotal != nil {
+		m["memory_mb"] = int(*mi.MemTotal / 1024)
+	}
+	if ci, err := procFS.CPUInfo(); err == nil && len(ci) > 0 {
+		m["cpu"] = ci[0].ModelName
+	}
+	return m
+}
+
+func loadAverage() string {
+	l, _ := procFS.LoadAvg()
+	return fmt.Sprintf("%.2f %.2f %.2f", l.Load1, l.Load5, l.Load15)
 }
