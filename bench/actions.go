@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"time"
 
-	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 )
 
@@ -35,46 +35,36 @@ func billableActions(events []*historypb.HistoryEvent) int {
 	return n + len(markerTasks)
 }
 
-// actionsPerChange sets temporal_actions_per_change: billable actions of
-// all workflows started between from and to, per change committed then.
+// actionsPerChange sets temporal_actions_per_change: the billable actions
+// of all workflows started between from and to, per change committed then.
 func (r *runner) actionsPerChange(ctx context.Context, res *Result, from, to time.Time, changes int) {
-	n, err := r.st.actions(ctx, from, to)
-	if err != nil {
-		r.note("counting Temporal actions: %v", err)
-	}
-	res.set("temporal_actions_per_change", ratio(n, float64(changes)))
-}
-
-// actions lists the workflows started between from and to and sums their actions.
-func (s *Stack) actions(ctx context.Context, from, to time.Time) (float64, error) {
-	c := s.client
+	res.set("temporal_actions_per_change", 0.0)
 	query := fmt.Sprintf("StartTime >= '%s' AND StartTime <= '%s'", from.UTC().Format(time.RFC3339Nano), to.UTC().Format(time.RFC3339Nano))
-	var runs []*commonpb.WorkflowExecution
+	var runs []*workflowpb.WorkflowExecutionInfo
 	for token := []byte(nil); ; {
-		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-			Namespace: s.cfg.TemporalNamespace, PageSize: 1000, NextPageToken: token, Query: query})
+		resp, err := r.st.client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Namespace: r.st.cfg.TemporalNamespace, PageSize: 1000, NextPageToken: token, Query: query})
 		if err != nil {
-			return 0, fmt.Errorf("list workflows: %w", err)
+			r.note("listing workflows: %v", err)
+			return
 		}
-		for _, e := range resp.GetExecutions() {
-			runs = append(runs, e.GetExecution())
-		}
-		if token = resp.GetNextPageToken(); len(token) == 0 {
+		if runs, token = append(runs, resp.GetExecutions()...), resp.GetNextPageToken(); len(token) == 0 {
 			break
 		}
 	}
 	stride, actions, read := (len(runs)+maxHistories-1)/maxHistories, 0, 0
 	for i := 0; i < len(runs); i += stride {
 		var events []*historypb.HistoryEvent
-		it := c.GetWorkflowHistory(ctx, runs[i].GetWorkflowId(), runs[i].GetRunId(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-		for it.HasNext() {
+		run := runs[i].GetExecution()
+		for it := r.st.client.GetWorkflowHistory(ctx, run.GetWorkflowId(), run.GetRunId(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT); it.HasNext(); {
 			e, err := it.Next()
 			if err != nil {
-				return 0, fmt.Errorf("history of %s: %w", runs[i].GetWorkflowId(), err)
+				r.note("history of %s: %v", run.GetWorkflowId(), err)
+				return
 			}
 			events = append(events, e)
 		}
 		actions, read = actions+billableActions(events), read+1
 	}
-	return ratio(float64(actions*len(runs)), float64(read)), nil
+	res.set("temporal_actions_per_change", ratio(float64(actions*len(runs)), float64(read*changes)))
 }

@@ -42,7 +42,7 @@ func TestTinyRun(t *testing.T) {
 		t.Errorf("temporal started %d times, want 3 and one per thrown-away backlog (notes: %q)", n, res.Notes)
 	}
 	for _, name := range ScenarioNames() {
-		r := res.Scenario(name)
+		r := res.scenarios[name]
 		if r == nil || r.Error != "" || r.CPU == nil || r.CPU.ProcessS <= 0 {
 			t.Errorf("%s: %+v", name, r)
 		}
@@ -58,30 +58,30 @@ func TestTinyRun(t *testing.T) {
 	}
 	positive["write"] = append(positive["write"], "delivered_per_s")
 	for _, k := range []string{"drain_s", "undelivered"} {
-		if _, ok := res.Scenario("write").Figures[k]; !ok {
+		if _, ok := res.scenarios["write"].Figures[k]; !ok {
 			t.Errorf("write has no %s", k)
 		}
 	}
 	for name, keys := range positive {
 		for _, k := range keys {
-			if v := number(res.Scenario(name).Figures[k]); v <= 0 {
-				t.Errorf("%s.%s = %v, want > 0", name, k, res.Scenario(name).Figures[k])
+			if v := number(res.scenarios[name].Figures[k]); v <= 0 {
+				t.Errorf("%s.%s = %v, want > 0", name, k, res.scenarios[name].Figures[k])
 			}
 		}
 	}
 	for _, name := range []string{"read", "write", "list", "concurrency", "webhook_latency", "fanout", "hot_auction"} {
-		if v := number(res.Scenario(name).Figures["errors"]) + number(res.Scenario(name).Figures["lost"]); v != 0 {
+		if v := number(res.scenarios[name].Figures["errors"]) + number(res.scenarios[name].Figures["lost"]); v != 0 {
 			t.Errorf("%s: %v errors or lost deliveries", name, v)
 		}
 	}
-	if r := res.Scenario("hot_auction"); r.Figures["accepted_increasing"] != true {
+	if r := res.scenarios["hot_auction"]; r.Figures["accepted_increasing"] != true {
 		t.Errorf("hot_auction: accepted bids not strictly increasing in commit order: %+v", r.Figures)
 	}
-	if r := res.Scenario("auction_close"); number(r.Figures["closed"]) != float64(cfg.AuctionCloses) ||
+	if r := res.scenarios["auction_close"]; number(r.Figures["closed"]) != float64(cfg.AuctionCloses) ||
 		number(r.Figures["invoices"]) != float64(cfg.AuctionCloses) {
 		t.Errorf("auction_close: %+v", r.Figures)
 	}
-	if r := res.Scenario("fanout"); number(r.Figures["received"]) != float64(cfg.FanoutBuyers) {
+	if r := res.scenarios["fanout"]; number(r.Figures["received"]) != float64(cfg.FanoutBuyers) {
 		t.Errorf("fanout: %+v", r.Figures)
 	}
 	if f := res.WorkflowFloor; number(f["workflows"]) <= 0 || number(f["machine_cpu_us_per_workflow"]) <= 0 {

@@ -51,13 +51,13 @@ func (r *runner) read(ctx context.Context, res *Result) error {
 	if err := closedLoop(ctx, hc, conns, min(2*time.Second, r.cfg.duration()), tr).err(); err != nil {
 		return err
 	}
-	r.readWrite(res, phase(r, ctx, "read", res, func() *load { return closedLoop(ctx, hc, conns, r.cfg.duration(), tr) }), conns, tps)
+	r.readWrite(res, phase(r, ctx, res, func() *load { return closedLoop(ctx, hc, conns, r.cfg.duration(), tr) }), conns, tps)
 	res.set("http_floor", r.httpFloor(ctx, hc, conns, tps))
 	return nil
 }
 
-// write: POST /v1/deals by sellers that each authorised one buyer with an
-// endpoint on a receiver, beside pgbench -N; then again without delivery.
+// write: POST /v1/deals by sellers each with one buyer whose endpoint is on a
+// receiver, beside pgbench -N; then again without delivery.
 func (r *runner) write(ctx context.Context, res *Result) error {
 	conns, hc := r.cfg.WriteConns, newClient(r.cfg.WriteConns)
 	defer hc.CloseIdleConnections()
@@ -76,16 +76,15 @@ func (r *runner) write(ctx context.Context, res *Result) error {
 		return err
 	}
 	if b := r.st.drain(ctx, r.cfg.DrainTimeout); !b.drained() {
-		r.note("write: warm-up deliveries still running at the start: %v %v", b, b.err)
+		r.note("write: %d events and %d workflows of the warm-up still undelivered (%v)", b.undispatched, b.running, b.err)
 	}
 	// The floors first: after the writes their backlog would drain beside them.
 	res.set("http_floor", r.httpFloor(ctx, hc, conns, tps))
 	if err := r.workflowFloor(ctx); err != nil {
 		r.note("write: no workflow floor: %v", err)
 	}
-	w.recv.track()
-	from := time.Now()
-	l := phase(r, ctx, "write", res, func() *load { return closedLoop(ctx, hc, conns, r.cfg.duration(), tr) })
+	from := w.recv.track()
+	l := phase(r, ctx, res, func() *load { return closedLoop(ctx, hc, conns, r.cfg.duration(), tr) })
 	loadEnd, delivered := time.Now(), w.recv.received()
 	r.readWrite(res, l, conns, tps)
 	res.set("delivery_backlog", r.measureBacklog(ctx))
@@ -100,21 +99,6 @@ func (r *runner) write(ctx context.Context, res *Result) error {
 	r.actionsPerChange(ctx, res, from, time.Now(), l.ok())
 	res.set("without_delivery", r.withoutDelivery(ctx, tps, func() *load { return closedLoop(ctx, hc, conns, r.cfg.duration(), tr) }))
 	return nil
-}
-
-// baseline runs pgbench as long as the scenario's load; without it there is no ratio.
-func (r *runner) baseline(ctx context.Context, mode string, res *Result) float64 {
-	if r.pgbench == nil {
-		return 0
-	}
-	busy := machineBusy()
-	b, err := r.pgbench.Run(ctx, mode, r.cfg.PgbenchClients, r.cfg.PgbenchJobs, r.cfg.duration())
-	if err != nil {
-		r.note("no pgbench %s baseline: %v", mode, err)
-	}
-	b.MachineCPUUs = ratio((machineBusy()-busy)*1e6, b.TPS*float64(b.Seconds))
-	res.set("pgbench", b, "pgbench_tps", round(b.TPS))
-	return round(b.TPS)
 }
 
 // httpFloor is the closed loop on GET /healthz: no authentication, database or JSON.
@@ -133,7 +117,6 @@ func (r *runner) readWrite(res *Result, l *load, conns int, pgbenchTPS float64) 
 	res.load(l)
 	res.set("ratio", q, "connections", conns)
 	res.Met = q >= 0.7 && l.errors() == 0
-	res.Figure = fmt.Sprintf("ratio %.3f (%.0f rps / pgbench %.0f tps)", q, l.rps(), pgbenchTPS)
 }
 
 // measureBacklog counts the delivery work a write load left and times its drain.
@@ -184,11 +167,10 @@ func (r *runner) list(ctx context.Context, res *Result) error {
 	if err = cmp.Or(err, closedLoop(ctx, hc, conns, min(time.Second, r.cfg.duration()), targets(pages...)).err()); err != nil {
 		return err
 	}
-	l := phase(r, ctx, "list", res, func() *load { return closedLoop(ctx, hc, conns, r.cfg.duration(), targets(pages...)) })
+	l := phase(r, ctx, res, func() *load { return closedLoop(ctx, hc, conns, r.cfg.duration(), targets(pages...)) })
 	res.load(l)
 	res.set("pages", l.ok(), "passes", l.ok()/len(pages), "deals", r.cfg.ListDeals, "sellers", r.cfg.ListSellers, "limit", limit, "connections", conns)
 	res.Met = res.P99Ms <= 50 && l.errors() == 0 && l.ok() > 0
-	res.Figure = fmt.Sprintf("p99 %.1f ms, %.0f pages/s", res.P99Ms, l.rps())
 	var explain []map[string]any
 	for i, page := range []string{"first", "middle"} {
 		lines, err := r.st.store.ExplainBuyerDeals(ctx, sd.buyers[0], store.DealFilter{}, cursors[i*len(cursors)/2], limit)
@@ -203,7 +185,6 @@ func (r *runner) list(ctx context.Context, res *Result) error {
 	return nil
 }
 
-// msIn reads "label: N ms" from an EXPLAIN ANALYZE plan.
 func msIn(plan, label string) float64 {
 	m := append(regexp.MustCompile(label+`: ([0-9.]+) ms`).FindStringSubmatch(plan), "", "0")
 	v, _ := strconv.ParseFloat(m[1], 64)
@@ -220,7 +201,7 @@ func (r *runner) concurrency(ctx context.Context, res *Result) error {
 		return err
 	}
 	// Requests held for half a second each open a connection, which stays.
-	if err := count(ctx, hc, conns, conns, targets(r.st.target(http.MethodGet, "/bench/hold?ms=500", "", nil))); err != nil {
+	if err := count(ctx, hc, conns, conns, targets(r.st.target(http.MethodGet, "/bench/hold", "", nil))); err != nil {
 		return err
 	}
 	r.st.peakConns.Store(r.st.openConns.Load())
@@ -245,14 +226,13 @@ func (r *runner) concurrency(ctx context.Context, res *Result) error {
 		}
 		return nil
 	}
-	l := phase(r, ctx, "concurrency", res, func() *load { return openLoop(ctx, hc, rate, r.cfg.duration(), tr) })
+	l := phase(r, ctx, res, func() *load { return openLoop(ctx, hc, rate, r.cfg.duration(), tr) })
 	b := r.st.backlog(ctx)
 	// Failed requests count in the latency too: a timeout is the slowest answer.
 	res.load(l)
 	res.set("target_rps", rate, "reads", int64(l.Requests)-writes.Load(), "writes", writes.Load(), "connections", conns,
 		"open_conns_peak", r.st.peakConns.Load(), "outstanding", map[string]any{"undispatched_events": b.undispatched, "running_workflows": b.running})
 	res.Met = l.errors() == 0 && res.P99Ms <= 150 && l.Requests > 0
-	res.Figure = fmt.Sprintf("%d errors, p99 %.1f ms, %.0f of %d rps", l.errors(), res.P99Ms, l.rps(), rate)
 	res.set("without_delivery", r.withoutDelivery(ctx, 0, func() *load { return openLoop(ctx, hc, rate, r.cfg.duration(), tr) }))
 	return nil
 }
@@ -263,7 +243,7 @@ func (r *runner) hotAuction(ctx context.Context, res *Result) error {
 	bidders, hc := r.cfg.AuctionBidders, newClient(r.cfg.AuctionBidders)
 	defer hc.CloseIdleConnections()
 	sd, err := r.st.seed(ctx, 1, bidders, 1, nil)
-	ids := []string{}
+	var ids []string
 	if err == nil {
 		ids, err = r.auctions(ctx, sd, time.Now().Add(r.cfg.duration()+time.Hour), false)
 	}
@@ -277,7 +257,7 @@ func (r *runner) hotAuction(ctx context.Context, res *Result) error {
 		t.Header.Set("Idempotency-Key", uuid.NewString())
 		return nil
 	}
-	l := phase(r, ctx, "hot_auction", res, func() *load { return closedLoop(ctx, hc, bidders, r.cfg.duration(), tr) })
+	l := phase(r, ctx, res, func() *load { return closedLoop(ctx, hc, bidders, r.cfg.duration(), tr) })
 	// A refused bid (422) is an answer too: the database decided it.
 	accepted, refused := l.StatusCodes["201"], l.StatusCodes["422"]
 	other, perS, n, increasing := int(l.Requests)-accepted-refused, perSecond(accepted+refused, l.Duration+l.Wait), 0, false
@@ -291,7 +271,6 @@ func (r *runner) hotAuction(ctx context.Context, res *Result) error {
 	res.set("bidders", bidders, "requests", l.Requests, "accepted", accepted, "refused", refused, "errors", other,
 		"bids_per_s", perS, "ratio", q, "accepted_increasing", increasing, "seconds", l.secs())
 	res.Met = q >= 0.5 && res.P99Ms <= 100 && increasing && other == 0
-	res.Figure = fmt.Sprintf("ratio %.3f (%.0f bids/s / %.0f tps), p99 %.1f ms", q, perS, tps, res.P99Ms)
 	return nil
 }
 
@@ -302,7 +281,7 @@ func (r *runner) auctionClose(ctx context.Context, res *Result) error {
 	// Time to create and bid on every auction first, at a whole second.
 	closesAt := time.Now().Add(10*time.Second + time.Duration(n)*20*time.Millisecond).Truncate(time.Second)
 	sd, err := r.st.seed(ctx, 1, 1, n, nil)
-	ids := []string{}
+	var ids []string
 	if err == nil {
 		ids, err = r.auctions(ctx, sd, closesAt, true)
 	}
@@ -310,7 +289,7 @@ func (r *runner) auctionClose(ctx context.Context, res *Result) error {
 		return fmt.Errorf("creating %d auctions before their closes_at: %v", n, err)
 	}
 	var closed, invoices int
-	err = phase(r, ctx, "auction_close", res, func() (err error) {
+	err = phase(r, ctx, res, func() (err error) {
 		until(ctx, time.Until(closesAt.Add(r.cfg.Grace)), func() bool {
 			err = r.st.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE status = 'closed'),
 				(SELECT count(*) FROM invoices WHERE auction_id = ANY($1)) FROM auctions WHERE id = ANY($1)`, ids).Scan(&closed, &invoices)
@@ -332,16 +311,15 @@ func (r *runner) auctionClose(ctx context.Context, res *Result) error {
 	res.P50Ms, res.P90Ms, res.P99Ms, res.MaxMs = round(q[0]), round(q[1]), round(q[2]), round(q[3])
 	res.set("auctions", n, "closed", closed, "invoices", invoices, "closes_at", closesAt.UTC().Format(time.RFC3339))
 	res.Met = closed == n && invoices == n && res.P99Ms <= 1000
-	res.Figure = fmt.Sprintf("%d of %d closed, p99 %.0f ms late, %d invoices", closed, n, res.P99Ms, invoices)
 	return nil
 }
 
 // auctions opens an auction on each deal and, with bid, bids on it.
 func (r *runner) auctions(ctx context.Context, sd seeded, closesAt time.Time, bid bool) (ids []string, err error) {
 	body := fmt.Sprintf(`{"start_price":100,"min_increment":1,"closes_at":%q}`, closesAt.UTC().Format(time.RFC3339Nano))
-	for _, d := range sd.deals {
+	for i := 0; i < len(sd.deals) && err == nil; i++ {
 		var a struct{ ID string }
-		if err = r.post(ctx, "/v1/deals/"+d+"/auctions", sd.sellerTokens[0], body, &a); err == nil && bid {
+		if err = r.post(ctx, "/v1/deals/"+sd.deals[i]+"/auctions", sd.sellerTokens[0], body, &a); err == nil && bid {
 			err = r.post(ctx, "/v1/auctions/"+a.ID+"/bids", sd.buyerTokens[0], `{"amount":1000}`, &struct{}{})
 		}
 		ids = append(ids, a.ID)
@@ -353,10 +331,7 @@ func (r *runner) auctions(ctx context.Context, sd seeded, closesAt time.Time, bi
 func (r *runner) post(ctx context.Context, path, token, body string, out any) error {
 	t := r.st.target(http.MethodPost, path, token, []byte(body))
 	t.Header.Set("Idempotency-Key", uuid.NewString())
-	req, err := t.Request()
-	if err != nil {
-		return err
-	}
+	req, _ := t.Request() // fails only for a bad method or URL
 	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
 	if err != nil {
 		return err
@@ -368,16 +343,13 @@ func (r *runner) post(ctx context.Context, path, token, body string, out any) er
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
-// webhookRun is receivers, sellers whose buyers each have an endpoint on
-// them, and deals to change, each change a new price on the next deal.
+// webhookRun is receivers, buyers' endpoints on them and deals to change in turn.
 type webhookRun struct {
 	*runner
 	recv        *Receivers
 	hc          *http.Client
 	sd          seeded
 	next, price atomic.Int64
-	from, to    time.Time // the last run
-	changes     int
 }
 
 // webhookStack sets up a webhookRun; warm changes each deal once first.
@@ -388,8 +360,8 @@ func (r *runner) webhookStack(ctx context.Context, sellers, buyers, deals, recei
 	}
 	w := &webhookRun{runner: r, recv: recv, hc: newClient(256)}
 	if w.sd, err = r.st.seed(ctx, sellers, buyers, deals, recv.URLs(buyers)); err == nil && warm {
-		if d, e := w.run(ctx, hits(deals), 0, r.cfg.Grace); e != nil || d.Lost > 0 {
-			err = fmt.Errorf("warm-up: %d of %d deliveries did not arrive within %v (%v)", d.Lost, d.Expected, r.cfg.Grace, e)
+		if d := w.run(ctx, hits(deals), 0, r.cfg.Grace); d.err != nil || d.Lost > 0 {
+			err = fmt.Errorf("warm-up: %d of %d deliveries did not arrive within %v (%v)", d.Lost, d.Expected, r.cfg.Grace, d.err)
 		}
 		r.st.drain(ctx, r.cfg.DrainTimeout)
 	}
@@ -410,21 +382,17 @@ func (w *webhookRun) change(t *vegeta.Target) error {
 }
 
 // run sends changes paced by p for d and waits up to grace for their deliveries.
-func (w *webhookRun) run(ctx context.Context, p vegeta.Pacer, d, grace time.Duration) (Delivery, error) {
-	w.recv.track()
-	from := time.Now()
+func (w *webhookRun) run(ctx context.Context, p vegeta.Pacer, d, grace time.Duration) Delivery {
+	from := w.recv.track()
 	l := attack(ctx, w.hc, w.change, p, d, 10, 0)
 	answered := time.Now()
 	got := w.recv.wait(ctx, l.ok()*len(w.sd.buyers), grace)
-	w.from, w.to, w.changes = from, time.Now(), l.ok()
-	got.span, got.buyers = answered.Sub(from), len(w.sd.buyers)
-	if !got.lastAt.IsZero() {
-		got.span, got.lastAfter = max(got.lastAt.Sub(from), got.span), max(got.lastAt.Sub(answered), 0)
-	}
-	return got, l.err()
+	got.from, got.to, got.changes, got.buyers, got.err = from, time.Now(), l.ok(), len(w.sd.buyers), l.err()
+	got.span = max(got.lastAt.Sub(from), answered.Sub(from))
+	got.lastAfter = max(got.lastAt.Sub(answered), 0)
+	return got
 }
 
-// figures are the keys every webhook scenario has.
 func (d Delivery) figures(res *Result) {
 	res.latency(d.Latencies)
 	res.set("expected", d.Expected, "received", d.Received, "lost", d.Lost, "duplicates", d.Duplicates, "buyers", d.buyers)
@@ -438,15 +406,13 @@ func (r *runner) webhookLatency(ctx context.Context, res *Result) error {
 		return err
 	}
 	defer w.close()
-	d := phase(r, ctx, "webhook_latency", res, func() (d Delivery) {
-		d, err = w.run(ctx, vegeta.ConstantPacer{Freq: rate, Per: time.Second}, r.cfg.duration(), r.cfg.Grace)
-		return d
+	d := phase(r, ctx, res, func() Delivery {
+		return w.run(ctx, vegeta.ConstantPacer{Freq: rate, Per: time.Second}, r.cfg.duration(), r.cfg.Grace)
 	})
 	d.figures(res)
-	res.set("change_rate", rate, "changes", w.changes, "seconds", round(d.span.Seconds()))
-	res.Met = res.P50Ms <= 25 && res.P99Ms <= 100 && d.Lost == 0 && err == nil && d.Received > 0
-	res.Figure = fmt.Sprintf("p50 %.1f ms, p99 %.1f ms, lost %d", res.P50Ms, res.P99Ms, d.Lost)
-	return err
+	res.set("change_rate", rate, "changes", d.changes, "seconds", round(d.span.Seconds()))
+	res.Met = res.P50Ms <= 25 && res.P99Ms <= 100 && d.Lost == 0 && d.err == nil && d.Received > 0
+	return d.err
 }
 
 // webhookThroughput: the change rate doubles until deliveries fall behind,
@@ -460,32 +426,25 @@ func (r *runner) webhookThroughput(ctx context.Context, res *Result) error {
 	defer w.close()
 	stepTime := time.Duration(min(r.cfg.ThroughputStepSeconds, r.cfg.Seconds)) * time.Second
 	var steps []map[string]any
-	var counted struct { // the best step, or the last when none kept up
-		from, to  time.Time
-		changes   int
-		d         Delivery
-		perS, p99 float64
-		best      int
-	}
-	lost, good, bad, stopReason := 0, 0, 0, "reached the last step"
-	counted.best = -1
+	var counted Delivery // the best step, or the last when none kept up
+	best, lost, good, bad, stopReason := -1, 0, 0, 0, "reached the last step"
 	step := func(n int) {
 		busy := machineBusy()
-		d, err := w.run(ctx, vegeta.ConstantPacer{Freq: n, Per: time.Second}, stepTime, r.cfg.Grace)
+		d := w.run(ctx, vegeta.ConstantPacer{Freq: n, Per: time.Second}, stepTime, r.cfg.Grace)
 		perS, p99 := perSecond(d.Received, d.span), ms(d.Latencies.P99)
-		keptUp := perS >= 0.9*float64(n*buyers) && d.Lost == 0 && err == nil && p99 <= 1000
+		keptUp := perS >= 0.9*float64(n*buyers) && d.Lost == 0 && d.err == nil && p99 <= 1000
 		steps, lost = append(steps, map[string]any{"change_rate": n, "offered_deliveries_per_s": n * buyers, "deliveries_per_s": perS,
-			"changes": w.changes, "expected": d.Expected, "received": d.Received, "lost": d.Lost, "duplicates": d.Duplicates,
+			"changes": d.changes, "expected": d.Expected, "received": d.Received, "lost": d.Lost, "duplicates": d.Duplicates,
 			"p50_ms": ms(d.Latencies.P50), "p99_ms": p99, "seconds": round(d.span.Seconds()), "kept_up": keptUp,
-			"machine_cpu_us_per_change": ratio((machineBusy()-busy)*1e6, float64(w.changes))}), lost+d.Lost
+			"machine_cpu_us_per_change": ratio((machineBusy()-busy)*1e6, float64(d.changes))}), lost+d.Lost
 		if !keptUp {
 			stopReason = fmt.Sprintf("at %d changes/s: %.0f of %d deliveries/s, p99 %.0f ms, %d lost, change errors: %v",
-				n, perS, n*buyers, p99, d.Lost, err)
+				n, perS, n*buyers, p99, d.Lost, d.err)
 		}
-		if counted.best < 0 || keptUp && perS > counted.perS {
-			counted.from, counted.to, counted.changes, counted.d, counted.perS, counted.p99 = w.from, w.to, w.changes, d, perS, p99
+		if best < 0 || keptUp && perS > perSecond(counted.Received, counted.span) {
+			counted = d
 			if keptUp {
-				counted.best = len(steps) - 1
+				best = len(steps) - 1
 			}
 		}
 		if r.st.drain(ctx, r.cfg.DrainTimeout); keptUp {
@@ -495,7 +454,7 @@ func (r *runner) webhookThroughput(ctx context.Context, res *Result) error {
 		}
 	}
 	// Doubling is coarse: up to three more steps bisect the last interval.
-	phase(r, ctx, "webhook_throughput", res, func() int {
+	phase(r, ctx, res, func() int {
 		for k, n := 0, r.cfg.ThroughputStartRate; k < r.cfg.ThroughputSteps && bad == 0; k, n = k+1, 2*n {
 			step(n)
 		}
@@ -504,12 +463,11 @@ func (r *runner) webhookThroughput(ctx context.Context, res *Result) error {
 		}
 		return good
 	})
-	res.P50Ms, res.P99Ms = ms(counted.d.Latencies.P50), counted.p99
-	res.set("buyers", buyers, "steps", steps, "best_step", counted.best, "stop_reason", stopReason, "lost", lost,
-		"deliveries_per_s", counted.perS, "duplicates", counted.d.Duplicates)
+	perS := perSecond(counted.Received, counted.span)
+	counted.figures(res)
+	res.set("buyers", buyers, "steps", steps, "best_step", best, "stop_reason", stopReason, "lost", lost, "deliveries_per_s", perS)
 	r.actionsPerChange(ctx, res, counted.from, counted.to, counted.changes)
-	res.Met = counted.best >= 0 && counted.perS >= 5000 && lost == 0
-	res.Figure = fmt.Sprintf("%.0f deliveries/s, lost %d", counted.perS, lost)
+	res.Met = best >= 0 && perS >= 5000 && lost == 0
 	return nil
 }
 
@@ -520,16 +478,12 @@ func (r *runner) fanout(ctx context.Context, res *Result) error {
 		return err
 	}
 	defer w.close()
-	d := phase(r, ctx, "fanout", res, func() (d Delivery) {
-		d, err = w.run(ctx, hits(1), 0, max(r.cfg.Grace, 2*time.Minute))
-		return d
-	})
+	d := phase(r, ctx, res, func() Delivery { return w.run(ctx, hits(1), 0, max(r.cfg.Grace, 2*time.Minute)) })
 	d.figures(res)
 	secs := round(d.lastAfter.Seconds())
 	res.set("receivers", r.cfg.FanoutReceivers, "seconds", secs, "deliveries_per_s", perSecond(d.Received, d.lastAfter))
-	res.Met = secs <= 5 && d.Lost == 0 && d.Received > 0 && err == nil
-	res.Figure = fmt.Sprintf("%.2f s to the last of %d, lost %d", secs, d.Received, d.Lost)
-	return err
+	res.Met = secs <= 5 && d.Lost == 0 && d.Received > 0 && d.err == nil
+	return d.err
 }
 
 // workflowFloor measures the CPU of the least workflow a change can start:
