@@ -81,9 +81,10 @@ type Config struct {
 	PgbenchClients, PgbenchJobs, ReadConns, ReadSellers, WriteConns, ListSellers, ListDeals, ListConns, ListLimit int
 	ConcurrencyConns, ConcurrencyRate, LatencyRate, LatencyBuyers, FanoutBuyers, FanoutReceivers                  int
 	ThroughputBuyers, ThroughputStartRate, ThroughputSteps, ThroughputStepSeconds                                 int
-	AuctionBidders, AuctionCloses, FloorStarters                                                                  int // hot_auction, auction_close, workflow floor
+	AuctionBidders, AuctionCloses, FloorStarters                                                                  int
 }
 
+// Default is the full benchmark, at the sizes of the goals.
 func Default() Config {
 	return Config{
 		Seconds: 30, DatabaseURL: "postgres://root@127.0.0.1:5432/postgres?sslmode=disable",
@@ -108,6 +109,7 @@ func Tiny() Config {
 	return c
 }
 
+// Validate reports unknown scenarios.
 func (c Config) Validate() error {
 	for _, s := range c.Only {
 		if !slices.Contains(ScenarioNames(), s) {
@@ -456,8 +458,7 @@ func startReceivers(n int) (*Receivers, error) {
 	for range n {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			r.Close()
-			return nil, err
+			return r, err
 		}
 		srv := &http.Server{Handler: r, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 5 * time.Minute}
 		r.servers, r.bases = append(r.servers, srv), append(r.bases, "http://"+ln.Addr().String())

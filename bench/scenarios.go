@@ -62,10 +62,10 @@ func (r *runner) write(ctx context.Context, res *Result) error {
 	conns, hc := r.cfg.WriteConns, newClient(r.cfg.WriteConns)
 	defer hc.CloseIdleConnections()
 	w, err := r.webhookStack(ctx, conns, 1, 0, 1, false)
+	defer w.close()
 	if err != nil {
 		return err
 	}
-	defer w.close()
 	tr := func(t *vegeta.Target) error {
 		*t = r.st.target(http.MethodPost, "/v1/deals", pick(w.sd.sellerTokens), []byte(draft))
 		return nil
@@ -153,16 +153,15 @@ func (r *runner) list(ctx context.Context, res *Result) error {
 		return err
 	}
 	// Each page's cursor, as a client paging from the start would get it.
-	cursors, pages := []string{""}, []vegeta.Target{}
-	for err == nil {
-		p, e := r.st.store.BuyerDeals(ctx, sd.buyers[0], store.DealFilter{}, cursors[len(cursors)-1], limit)
-		if err = e; p.Next == "" {
+	var cursors []string
+	var pages []vegeta.Target
+	for cursor := ""; err == nil; {
+		cursors = append(cursors, cursor)
+		pages = append(pages, r.st.target(http.MethodGet, "/v1/deals?limit="+strconv.Itoa(limit)+"&cursor="+url.QueryEscape(cursor), sd.buyerTokens[0], nil))
+		p, e := r.st.store.BuyerDeals(ctx, sd.buyers[0], store.DealFilter{}, cursor, limit)
+		if err, cursor = e, p.Next; cursor == "" {
 			break
 		}
-		cursors = append(cursors, p.Next)
-	}
-	for _, c := range cursors {
-		pages = append(pages, r.st.target(http.MethodGet, "/v1/deals?limit="+strconv.Itoa(limit)+"&cursor="+url.QueryEscape(c), pick(sd.buyerTokens), nil))
 	}
 	if err = cmp.Or(err, closedLoop(ctx, hc, conns, min(time.Second, r.cfg.duration()), targets(pages...)).err()); err != nil {
 		return err
@@ -355,21 +354,17 @@ type webhookRun struct {
 // webhookStack sets up a webhookRun; warm changes each deal once first.
 func (r *runner) webhookStack(ctx context.Context, sellers, buyers, deals, receivers int, warm bool) (*webhookRun, error) {
 	recv, err := startReceivers(receivers)
-	if err != nil {
-		return nil, err
-	}
 	w := &webhookRun{runner: r, recv: recv, hc: newClient(256)}
-	if w.sd, err = r.st.seed(ctx, sellers, buyers, deals, recv.URLs(buyers)); err == nil && warm {
+	if err == nil {
+		w.sd, err = r.st.seed(ctx, sellers, buyers, deals, recv.URLs(buyers))
+	}
+	if err == nil && warm {
 		if d := w.run(ctx, hits(deals), 0, r.cfg.Grace); d.err != nil || d.Lost > 0 {
 			err = fmt.Errorf("warm-up: %d of %d deliveries did not arrive within %v (%v)", d.Lost, d.Expected, r.cfg.Grace, d.err)
 		}
 		r.st.drain(ctx, r.cfg.DrainTimeout)
 	}
-	if err != nil {
-		w.close()
-		return nil, err
-	}
-	return w, nil
+	return w, err // the caller closes w, even on an error
 }
 
 func (w *webhookRun) close() { w.hc.CloseIdleConnections(); w.recv.Close() }
@@ -402,10 +397,10 @@ func (d Delivery) figures(res *Result) {
 func (r *runner) webhookLatency(ctx context.Context, res *Result) error {
 	rate := r.cfg.LatencyRate
 	w, err := r.webhookStack(ctx, 1, r.cfg.LatencyBuyers, 16, r.cfg.LatencyBuyers, true)
+	defer w.close()
 	if err != nil {
 		return err
 	}
-	defer w.close()
 	d := phase(r, ctx, res, func() Delivery {
 		return w.run(ctx, vegeta.ConstantPacer{Freq: rate, Per: time.Second}, r.cfg.duration(), r.cfg.Grace)
 	})
@@ -420,10 +415,10 @@ func (r *runner) webhookLatency(ctx context.Context, res *Result) error {
 func (r *runner) webhookThroughput(ctx context.Context, res *Result) error {
 	buyers := r.cfg.ThroughputBuyers
 	w, err := r.webhookStack(ctx, 1, buyers, 64, buyers, true)
+	defer w.close()
 	if err != nil {
 		return err
 	}
-	defer w.close()
 	stepTime := time.Duration(min(r.cfg.ThroughputStepSeconds, r.cfg.Seconds)) * time.Second
 	var steps []map[string]any
 	var counted Delivery // the best step, or the last when none kept up
@@ -474,10 +469,10 @@ func (r *runner) webhookThroughput(ctx context.Context, res *Result) error {
 // fanout: one change to every buyer, timed from the API's answer to the last arrival.
 func (r *runner) fanout(ctx context.Context, res *Result) error {
 	w, err := r.webhookStack(ctx, 1, r.cfg.FanoutBuyers, 1, r.cfg.FanoutReceivers, false)
+	defer w.close()
 	if err != nil {
 		return err
 	}
-	defer w.close()
 	d := phase(r, ctx, res, func() Delivery { return w.run(ctx, hits(1), 0, max(r.cfg.Grace, 2*time.Minute)) })
 	d.figures(res)
 	secs := round(d.lastAfter.Seconds())
