@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 )
 
 // TestTinyRun runs every scenario at toy sizes against PostgreSQL and an
@@ -35,11 +38,11 @@ func TestTinyRun(t *testing.T) {
 	}
 	// Once, then again after each run without delivery (write, concurrency),
 	// and once more for each backlog a slow machine did not drain in time.
-	if n := res.Settings.TemporalStarts; n < 3 || n > 3+len(res.Notes) {
+	if n := res.Settings["temporal_starts"].(int); n < 3 || n > 3+len(res.Notes) {
 		t.Errorf("temporal started %d times, want 3 and one per thrown-away backlog (notes: %q)", n, res.Notes)
 	}
 	for _, name := range ScenarioNames() {
-		r := res.Scenario(name)
+		r := res.scenarios[name]
 		if r == nil || r.Error != "" || r.CPU == nil || r.CPU.ProcessS <= 0 {
 			t.Errorf("%s: %+v", name, r)
 		}
@@ -50,29 +53,38 @@ func TestTinyRun(t *testing.T) {
 		"webhook_throughput": {"deliveries_per_s"}, "fanout": {"received", "seconds"},
 		"hot_auction": {"accepted", "refused", "bids_per_s"}, "auction_close": {"invoices"},
 	}
+	for _, name := range []string{"webhook_throughput", "write"} {
+		positive[name] = append(positive[name], "temporal_actions_per_change")
+	}
+	positive["write"] = append(positive["write"], "delivered_per_s")
+	for _, k := range []string{"drain_s", "undelivered"} {
+		if _, ok := res.scenarios["write"].Figures[k]; !ok {
+			t.Errorf("write has no %s", k)
+		}
+	}
 	for name, keys := range positive {
 		for _, k := range keys {
-			if v := number(res.Scenario(name).Figures[k]); v <= 0 {
-				t.Errorf("%s.%s = %v, want > 0", name, k, res.Scenario(name).Figures[k])
+			if v := number(res.scenarios[name].Figures[k]); v <= 0 {
+				t.Errorf("%s.%s = %v, want > 0", name, k, res.scenarios[name].Figures[k])
 			}
 		}
 	}
 	for _, name := range []string{"read", "write", "list", "concurrency", "webhook_latency", "fanout", "hot_auction"} {
-		if v := number(res.Scenario(name).Figures["errors"]) + number(res.Scenario(name).Figures["lost"]); v != 0 {
+		if v := number(res.scenarios[name].Figures["errors"]) + number(res.scenarios[name].Figures["lost"]); v != 0 {
 			t.Errorf("%s: %v errors or lost deliveries", name, v)
 		}
 	}
-	if r := res.Scenario("hot_auction"); r.Figures["accepted_increasing"] != true {
+	if r := res.scenarios["hot_auction"]; r.Figures["accepted_increasing"] != true {
 		t.Errorf("hot_auction: accepted bids not strictly increasing in commit order: %+v", r.Figures)
 	}
-	if r := res.Scenario("auction_close"); number(r.Figures["closed"]) != float64(cfg.AuctionCloses) ||
+	if r := res.scenarios["auction_close"]; number(r.Figures["closed"]) != float64(cfg.AuctionCloses) ||
 		number(r.Figures["invoices"]) != float64(cfg.AuctionCloses) {
 		t.Errorf("auction_close: %+v", r.Figures)
 	}
-	if r := res.Scenario("fanout"); number(r.Figures["received"]) != float64(cfg.FanoutBuyers) {
+	if r := res.scenarios["fanout"]; number(r.Figures["received"]) != float64(cfg.FanoutBuyers) {
 		t.Errorf("fanout: %+v", r.Figures)
 	}
-	if f := res.WorkflowFloor; f == nil || f.Workflows == 0 || f.MachineCPUUs <= 0 {
+	if f := res.WorkflowFloor; number(f["workflows"]) <= 0 || number(f["machine_cpu_us_per_workflow"]) <= 0 {
 		t.Errorf("workflow floor: %+v", f)
 	}
 	summary := res.Summary()
@@ -125,24 +137,41 @@ func jsonKeys(t *testing.T, path string) []string {
 	return slices.Compact(keys)
 }
 
-func TestBurstPacer(t *testing.T) {
-	p := burstPacer{n: 3, bursts: 2, every: 100 * time.Millisecond}
-	for _, c := range []struct {
-		elapsed time.Duration
-		hits    uint64
-		wait    time.Duration
-		stop    bool
-	}{
-		{0, 0, 0, false},
-		{0, 2, 0, false}, // the first burst goes at once
-		{10 * time.Millisecond, 3, 90 * time.Millisecond, false}, // the second waits for its tick
-		{150 * time.Millisecond, 5, 0, false},
-		{150 * time.Millisecond, 6, 0, true},
-	} {
-		wait, stop := p.Pace(c.elapsed, c.hits)
-		if wait != c.wait || stop != c.stop {
-			t.Errorf("Pace(%v, %d) = %v, %v; want %v, %v", c.elapsed, c.hits, wait, stop, c.wait, c.stop)
+func TestHits(t *testing.T) {
+	p := hits(3)
+	for sent, stop := range []bool{false, false, false, true} {
+		if wait, got := p.Pace(time.Second, uint64(sent)); wait != 0 || got != stop {
+			t.Errorf("Pace after %d = %v, %v; want 0, %v", sent, wait, got, stop)
 		}
+	}
+}
+
+func TestBillableActions(t *testing.T) {
+	ev := func(id int64, typ enumspb.EventType, task int64) *historypb.HistoryEvent {
+		e := &historypb.HistoryEvent{EventId: id, EventType: typ}
+		if typ == enumspb.EVENT_TYPE_MARKER_RECORDED {
+			e.Attributes = &historypb.HistoryEvent_MarkerRecordedEventAttributes{
+				MarkerRecordedEventAttributes: &historypb.MarkerRecordedEventAttributes{WorkflowTaskCompletedEventId: task}}
+		}
+		return e
+	}
+	history := []*historypb.HistoryEvent{
+		ev(1, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, 0),                     // 1
+		ev(2, enumspb.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, 0),                        // free
+		ev(4, enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, 0),                        // free
+		ev(5, enumspb.EVENT_TYPE_MARKER_RECORDED, 4),                                // one for task 4
+		ev(6, enumspb.EVENT_TYPE_MARKER_RECORDED, 4),                                //   however many markers
+		ev(7, enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED, 4),                        // 1
+		ev(8, enumspb.EVENT_TYPE_TIMER_STARTED, 4),                                  // 1
+		ev(9, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED, 0),                    // 1
+		ev(12, enumspb.EVENT_TYPE_MARKER_RECORDED, 11),                              // one for task 11
+		ev(13, enumspb.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES, 11),            // 1
+		ev(14, enumspb.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED, 11),     // 1
+		ev(15, enumspb.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED, 11), // 1
+		ev(16, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, 0),                  // free
+	}
+	if got := billableActions(history); got != 9 {
+		t.Errorf("billableActions = %d, want 9", got)
 	}
 }
 
@@ -161,24 +190,6 @@ func number(v any) float64 {
 		return v
 	}
 	return math.NaN()
-}
-
-func TestHistogramQuantile(t *testing.T) {
-	// 10 observations up to 5 ms, 10 more up to 10 ms, 0 above.
-	h := histogram{bounds: []float64{.005, .01, .025, math.Inf(1)}, counts: []uint64{10, 20, 20, 20}}
-	for q, want := range map[float64]float64{.25: 2.5, .5: 5, .75: 7.5, 1: 10} {
-		if got := h.quantileMs(q); got != want {
-			t.Errorf("quantile %v = %v ms, want %v", q, got, want)
-		}
-	}
-	before := histogram{bounds: h.bounds, counts: []uint64{10, 10, 10, 10}}
-	if got := h.since(before).quantileMs(.5); got != 7.5 {
-		t.Errorf("median of what came after: %v ms, want 7.5", got)
-	}
-	// Beyond the last finite bound: that bound, as histogram_quantile says.
-	if got := (histogram{bounds: h.bounds, counts: []uint64{0, 0, 0, 4}}).quantileMs(.5); got != 25 {
-		t.Errorf("in +Inf: %v ms, want 25", got)
-	}
 }
 
 func TestParsePgbench(t *testing.T) {

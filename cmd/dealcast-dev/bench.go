@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -23,7 +24,7 @@ func runBench(ctx context.Context, args []string) error {
 		tiny       = fs.Bool("tiny", false, "toy sizes: a smoke run of every scenario")
 		seconds    = fs.Int("seconds", envInt("BENCH_SECONDS"), "length of each measured phase (default 30; BENCH_SECONDS)")
 		scenarios  = fs.String("scenarios", os.Getenv("BENCH_SCENARIOS"), "comma-separated scenarios to run (default all; BENCH_SCENARIOS): "+strings.Join(bench.ScenarioNames(), ","))
-		cpuProfile = fs.String("cpuprofile", os.Getenv("BENCH_CPUPROFILE"), "a CPU profile per scenario: PATH becomes PATH-<scenario> (BENCH_CPUPROFILE)")
+		cpuProfile = fs.String("cpuprofile", os.Getenv("BENCH_CPUPROFILE"), "a CPU profile of the whole run, split by pprof labels part=api, delivery, temporal-server, receiver (BENCH_CPUPROFILE)")
 		pool       = fs.Int("pool-max-conns", envInt("BENCH_POOL_MAX_CONNS"), "the service's database pool size (default 16; BENCH_POOL_MAX_CONNS)")
 		readConns  = fs.Int("read-conns", 0, "read: connections (default 64)")
 		writeConns = fs.Int("write-conns", 0, "write: connections (default 64)")
@@ -75,7 +76,6 @@ Flags:
 			cfg.Only = append(cfg.Only, s)
 		}
 	}
-	cfg.CPUProfile = *cpuProfile
 	if *grace > 0 {
 		cfg.Grace = *grace
 	}
@@ -83,6 +83,17 @@ Flags:
 		return err
 	}
 
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			defer f.Close()
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	log := service.NewLogger(true)
 	started := time.Now()
 	res, runErr := bench.Run(ctx, cfg, log)
