@@ -649,7 +649,7 @@ func (s *Stack) startDelivery(ctx context.Context) (err error) {
 	s.dispatch.Store(d)
 	acts := service.NewActivities(cfg, s.store, s.proc.Sealer, s.proc.Telemetry)
 	acts.Delivery = d
-	s.working.Go(func() { pprof.SetGoroutineLabels(runCtx); d.Run(runCtx, 8) })
+	s.working.Go(func() { pprof.SetGoroutineLabels(runCtx); d.Run(runCtx, delivery.Starters) })
 	s.working.Go(func() {
 		pprof.SetGoroutineLabels(runCtx)
 		if err := service.RunDelivery(runCtx, s.client, d, acts, s.proc.Log); err != nil {

@@ -121,7 +121,7 @@ func (p *Process) Run(ctx context.Context) error {
 	d := delivery.NewDispatcher(p.Temporal, p.Store, log, delivery.Options{Eager: p.API && p.Worker})
 	g, ctx := errgroup.WithContext(ctx)
 	if p.API {
-		g.Go(func() error { d.Run(ctx, 8); return nil })
+		g.Go(func() error { d.Run(ctx, delivery.Starters); return nil })
 		g.Go(func() error { return ServeAPI(ctx, p.Config, p.APIDeps(d), log, p.Banner) })
 	}
 	if p.Worker {
