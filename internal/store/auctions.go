@@ -79,11 +79,14 @@ func (s *Store) CreateAuction(ctx context.Context, n NewAuction) (AuctionChange,
 	err := s.inSerializableTx(ctx, func(tx pgx.Tx) error {
 		out = AuctionChange{}
 		var (
-			live bool
-			now  time.Time
+			live, invoiced bool
+			now            time.Time
 		)
-		cur, err := scanDeal(tx.QueryRow(ctx, `SELECT `+dealColumns+`, live_auction_id IS NOT NULL, `+dbNow+`
-			FROM deals WHERE id = $1 AND seller_id = $2 FOR UPDATE`, n.DealID, n.Seller), &live, &now)
+		// A deal set available again while its invoice is open or paid
+		// cannot be sold twice: an auction on it could never close.
+		cur, err := scanDeal(tx.QueryRow(ctx, `SELECT `+dealColumns+`, live_auction_id IS NOT NULL,
+			EXISTS (SELECT 1 FROM invoices i WHERE i.deal_id = deals.id AND i.status <> 'void'), `+dbNow+`
+			FROM deals WHERE id = $1 AND seller_id = $2 FOR UPDATE`, n.DealID, n.Seller), &live, &invoiced, &now)
 		if err != nil {
 			return err
 		}
@@ -99,7 +102,7 @@ func (s *Store) CreateAuction(ctx context.Context, n NewAuction) (AuctionChange,
 			}
 		}
 		switch {
-		case cur.Status != deal.StatusAvailable:
+		case cur.Status != deal.StatusAvailable, invoiced:
 			return ErrNotForSale
 		case live:
 			return ErrAuctionLive

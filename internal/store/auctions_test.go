@@ -96,6 +96,15 @@ func TestLiveAuctionHoldsItsDeal(t *testing.T) {
 	if _, err := f.s.CreateAuction(ctx, NewAuction{DealID: other.ID, Seller: f.seller, Draft: draftClosingIn(time.Hour)}); !errors.Is(err, ErrNotForSale) {
 		t.Errorf("auctioning a sold deal: %v, want ErrNotForSale", err)
 	}
+	// Set available again while its invoice is open, it still cannot be
+	// auctioned: the auction could never sell it.
+	available := deal.StatusAvailable
+	if _, _, err := f.s.PatchDeal(ctx, other.ID, f.seller, nil, deal.Patch{Status: &available}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s.CreateAuction(ctx, NewAuction{DealID: other.ID, Seller: f.seller, Draft: draftClosingIn(time.Hour)}); !errors.Is(err, ErrNotForSale) {
+		t.Errorf("auctioning a deal whose invoice is open: %v, want ErrNotForSale", err)
+	}
 }
 
 // Bids must reach the minimum; of 20 bids of the same amount at once
