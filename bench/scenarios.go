@@ -51,7 +51,7 @@ func (r *runner) read(ctx context.Context, res *Result) error {
 	if err := closedLoop(ctx, hc, conns, min(2*time.Second, r.cfg.duration()), tr).err(); err != nil {
 		return err
 	}
-	r.readWrite(res, phase(r, ctx, res, func() *load { return closedLoop(ctx, hc, conns, r.cfg.duration(), tr) }), conns, tps)
+	r.readWrite(res, phase(r, ctx, res, func() *load { return closedLoop(ctx, hc, conns, r.cfg.duration(), tr) }), conns, tps, 0.7)
 	res.set("http_floor", r.httpFloor(ctx, hc, conns, tps))
 	return nil
 }
@@ -86,7 +86,7 @@ func (r *runner) write(ctx context.Context, res *Result) error {
 	from := w.recv.track()
 	l := phase(r, ctx, res, func() *load { return closedLoop(ctx, hc, conns, r.cfg.duration(), tr) })
 	loadEnd, delivered := time.Now(), w.recv.received()
-	r.readWrite(res, l, conns, tps)
+	r.readWrite(res, l, conns, tps, 0.3)
 	res.set("delivery_backlog", r.measureBacklog(ctx))
 	// Every deal goes to its seller's one buyer: an arrival is a delivered change.
 	d, drain := w.recv.wait(ctx, l.ok(), time.Second), time.Since(loadEnd)
@@ -112,11 +112,11 @@ func (r *runner) httpFloor(ctx context.Context, hc *http.Client, conns int, pgbe
 }
 
 // readWrite fills the figures of read and write: the API's rate over pgbench's.
-func (r *runner) readWrite(res *Result, l *load, conns int, pgbenchTPS float64) {
+func (r *runner) readWrite(res *Result, l *load, conns int, pgbenchTPS, goal float64) {
 	q := ratio(l.rps(), pgbenchTPS)
 	res.load(l)
 	res.set("ratio", q, "connections", conns)
-	res.Met = q >= 0.7 && l.errors() == 0
+	res.Met = q >= goal && l.errors() == 0
 }
 
 // measureBacklog counts the delivery work a write load left and times its drain.
@@ -406,7 +406,7 @@ func (r *runner) webhookLatency(ctx context.Context, res *Result) error {
 	})
 	d.figures(res)
 	res.set("change_rate", rate, "changes", d.changes, "seconds", round(d.span.Seconds()))
-	res.Met = res.P50Ms <= 25 && res.P99Ms <= 100 && d.Lost == 0 && d.err == nil && d.Received > 0
+	res.Met = res.P50Ms <= 10 && res.P99Ms <= 50 && d.Lost == 0 && d.err == nil && d.Received > 0
 	return d.err
 }
 
@@ -462,7 +462,8 @@ func (r *runner) webhookThroughput(ctx context.Context, res *Result) error {
 	counted.figures(res)
 	res.set("buyers", buyers, "steps", steps, "best_step", best, "stop_reason", stopReason, "lost", lost, "deliveries_per_s", perS)
 	r.actionsPerChange(ctx, res, counted.from, counted.to, counted.changes)
-	res.Met = best >= 0 && perS >= 5000 && lost == 0
+	actions, _ := res.Figures["temporal_actions_per_change"].(float64)
+	res.Met = best >= 0 && perS >= 8000 && lost == 0 && actions > 0 && actions <= 0.2
 	return nil
 }
 
@@ -477,7 +478,7 @@ func (r *runner) fanout(ctx context.Context, res *Result) error {
 	d.figures(res)
 	secs := round(d.lastAfter.Seconds())
 	res.set("receivers", r.cfg.FanoutReceivers, "seconds", secs, "deliveries_per_s", perSecond(d.Received, d.lastAfter))
-	res.Met = secs <= 5 && d.Lost == 0 && d.Received > 0 && d.err == nil
+	res.Met = secs <= 1.5 && d.Lost == 0 && d.Received > 0 && d.err == nil
 	return d.err
 }
 
