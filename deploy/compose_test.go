@@ -217,7 +217,9 @@ func TestComposeTemporalSetup(t *testing.T) {
 	}
 	// That every search attribute delivery sets is created is checked
 	// beside the service: service/compose_test.go.
-	if !strings.Contains(script, "search-attribute create") || !strings.Contains(script, "--type Keyword") {
+	// Each attribute is listed as name:Type and created with that --type.
+	if !strings.Contains(script, "search-attribute create") || !strings.Contains(script, "--type ${attr#*:}") ||
+		!strings.Contains(script, ":Keyword ") {
 		t.Errorf("temporal-setup script does not create Keyword search attributes:\n%s", script)
 	}
 	// Every file the stack mounts is in the repository.

@@ -269,9 +269,9 @@ func (d *Dispatcher) signalIfRunning(ctx context.Context, id, signal string, pay
 
 // Starters is how many workflow starts a dispatcher has in flight. Events
 // that arrive while a start is in flight join the next batch, so one
-// starter makes the largest batches under load (and the fewest Temporal
-// actions per change, measured against two and eight), while a change
-// that comes alone is still started at once.
+// starter makes the largest batches under load (the fewest Temporal
+// actions per change), while a change that comes alone is still started
+// at once.
 const Starters = 1
 
 // Run starts queued events with workers goroutines and marks them
