@@ -11,6 +11,21 @@ import (
 	"github.com/dealcast/dealcast/internal/invoice"
 )
 
+// replay replays each recorded history in testdata against the workflows
+// register adds.
+func replay(t *testing.T, register func(worker.WorkflowReplayer), files ...string) {
+	t.Helper()
+	for _, file := range files {
+		t.Run(file, func(t *testing.T) {
+			r := worker.NewWorkflowReplayer()
+			register(r)
+			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, "testdata/"+file); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
 // TestReplayRecordedHistory replays real runs (first round, two timed
 // retries, a success) recorded from the end-to-end tests; a change to
 // DeliverEvent that would break running workflows fails here. One history
@@ -20,15 +35,9 @@ import (
 // WRITE_DELIVERY_HISTORY=$PWD/workflows/testdata/deliver_event_local_history.json
 // go test -run TestFailingReceiver ./service/
 func TestReplayRecordedHistory(t *testing.T) {
-	for _, file := range []string{"deliver_event_history.json", "deliver_event_local_history.json"} {
-		t.Run(file, func(t *testing.T) {
-			r := worker.NewWorkflowReplayer()
-			r.RegisterWorkflow(DeliverEvent)
-			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, "testdata/"+file); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
+	replay(t, func(r worker.WorkflowReplayer) {
+		r.RegisterWorkflow(DeliverEvent)
+	}, "deliver_event_history.json", "deliver_event_local_history.json")
 }
 
 // TestReplayBatchHistories replays recorded runs of the batched design: a
@@ -40,16 +49,10 @@ func TestReplayRecordedHistory(t *testing.T) {
 // WRITE_HANDED_OVER_HISTORY=$PWD/workflows/testdata/deliver_event_handed_over_history.json
 // go test -run TestBurstOfChangesSharesWorkflows ./service/
 func TestReplayBatchHistories(t *testing.T) {
-	for _, file := range []string{"deliver_batch_history.json", "deliver_event_handed_over_history.json"} {
-		t.Run(file, func(t *testing.T) {
-			r := worker.NewWorkflowReplayer()
-			r.RegisterWorkflowWithOptions(DeliverBatch, workflow.RegisterOptions{Name: delivery.BatchWorkflowType})
-			r.RegisterWorkflowWithOptions(DeliverEvent, workflow.RegisterOptions{Name: delivery.WorkflowType})
-			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, "testdata/"+file); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
+	replay(t, func(r worker.WorkflowReplayer) {
+		r.RegisterWorkflowWithOptions(DeliverBatch, workflow.RegisterOptions{Name: delivery.BatchWorkflowType})
+		r.RegisterWorkflowWithOptions(DeliverEvent, workflow.RegisterOptions{Name: delivery.WorkflowType})
+	}, "deliver_batch_history.json", "deliver_event_handed_over_history.json")
 }
 
 // TestReplayInvoiceHistory replays recorded runs of InvoiceDue: one left
@@ -60,15 +63,9 @@ func TestReplayBatchHistories(t *testing.T) {
 // WRITE_INVOICE_SETTLED_HISTORY=$PWD/workflows/testdata/invoice_settled_history.json
 // go test -run TestSettledInvoicesWorkflowsEndEarly ./service/
 func TestReplayInvoiceHistory(t *testing.T) {
-	for _, file := range []string{"invoice_due_history.json", "invoice_settled_history.json"} {
-		t.Run(file, func(t *testing.T) {
-			r := worker.NewWorkflowReplayer()
-			r.RegisterWorkflowWithOptions(InvoiceDue, workflow.RegisterOptions{Name: invoice.WorkflowType})
-			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, "testdata/"+file); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
+	replay(t, func(r worker.WorkflowReplayer) {
+		r.RegisterWorkflowWithOptions(InvoiceDue, workflow.RegisterOptions{Name: invoice.WorkflowType})
+	}, "invoice_due_history.json", "invoice_settled_history.json")
 }
 
 // TestReplayAuctionHistory replays recorded runs of AuctionClock: one
@@ -80,13 +77,7 @@ func TestReplayInvoiceHistory(t *testing.T) {
 // WRITE_AUCTION_SIGNALLED_HISTORY=$PWD/workflows/testdata/auction_signalled_history.json
 // go test -run TestCloseNowAndCancelEndTheWorkflow ./service/
 func TestReplayAuctionHistory(t *testing.T) {
-	for _, file := range []string{"auction_clock_history.json", "auction_signalled_history.json"} {
-		t.Run(file, func(t *testing.T) {
-			r := worker.NewWorkflowReplayer()
-			r.RegisterWorkflowWithOptions(AuctionClock, workflow.RegisterOptions{Name: auction.WorkflowType})
-			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, "testdata/"+file); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
+	replay(t, func(r worker.WorkflowReplayer) {
+		r.RegisterWorkflowWithOptions(AuctionClock, workflow.RegisterOptions{Name: auction.WorkflowType})
+	}, "auction_clock_history.json", "auction_signalled_history.json")
 }
