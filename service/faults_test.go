@@ -66,31 +66,8 @@ func TestAPIKilledBeforeStartIsSweptAndDeliveredOnce(t *testing.T) {
 	go func() { survivor.Sweep(ctx, 100*time.Millisecond, 300*time.Millisecond); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	eventually(t, 20*time.Second, "every (event, endpoint) pair", func() bool {
-		for _, b := range buyers {
-			if len(b.arrivals(t)) < events {
-				return false
-			}
-		}
-		return true
-	})
 	// Later sweeps must not start the events again.
-	time.Sleep(500 * time.Millisecond)
-	for i, b := range buyers {
-		got := b.arrivals(t)
-		for id, n := range got {
-			if !want[id] {
-				t.Fatalf("buyer %d got event %s, which the crash did not leave behind", i, id)
-			}
-			if n != 1 {
-				t.Fatalf("buyer %d got event %s %d times, want once", i, id, n)
-			}
-		}
-		if len(got) != events {
-			t.Fatalf("buyer %d got %d events, want %d", i, len(got), events)
-		}
-		b.wantLog(t, s, events)
-	}
+	everyPairOnce(t, s, buyers, want, 500*time.Millisecond)
 	if left := s.undispatchedIDs(t); len(left) != 0 {
 		t.Fatalf("%d events still undispatched after the sweep", len(left))
 	}
@@ -224,26 +201,34 @@ func TestFullDispatchQueueLeavesTheRestToTheSweeper(t *testing.T) {
 	if left := s.undispatchedIDs(t); len(left) != 0 {
 		t.Fatalf("%d events still undispatched after the sweep", len(left))
 	}
+	everyPairOnce(t, s, buyers, want, 300*time.Millisecond)
+}
+
+// everyPairOnce waits until each buyer has every event of want, then, after
+// settle (for late repeats to show), checks that each arrived exactly once,
+// that no other event did, and that the buyer's delivery log agrees.
+func everyPairOnce(t *testing.T, s *stack, buyers []buyer, want map[string]bool, settle time.Duration) {
+	t.Helper()
 	eventually(t, 20*time.Second, "every (event, endpoint) pair", func() bool {
 		for _, b := range buyers {
-			if len(b.arrivals(t)) < deals {
+			if len(b.arrivals(t)) < len(want) {
 				return false
 			}
 		}
 		return true
 	})
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(settle)
 	for i, b := range buyers {
 		got := b.arrivals(t)
 		for id, n := range got {
 			if !want[id] || n != 1 {
-				t.Fatalf("buyer %d got event %s %d times; want each event of the burst once", i, id, n)
+				t.Fatalf("buyer %d got event %s %d times; want each expected event once and no other", i, id, n)
 			}
 		}
-		if len(got) != deals {
-			t.Fatalf("buyer %d got %d events, want %d", i, len(got), deals)
+		if len(got) != len(want) {
+			t.Fatalf("buyer %d got %d events, want %d", i, len(got), len(want))
 		}
-		b.wantLog(t, s, deals)
+		b.wantLog(t, s, len(want))
 	}
 }
 
