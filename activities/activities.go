@@ -147,10 +147,11 @@ func (a *Activities) DeliverRound(ctx context.Context, in RoundInput) (RoundResu
 // workflow's first pages) and returns their results in the same order. An
 // event deleted since it was committed has nothing to deliver. Any other
 // failure fails the whole call, whose retry resumes every event: the
-// recipients already reached are skipped.
+// recipients already reached are skipped. A failing event does not cut
+// the others short, so their outcomes are recorded and not sent again.
 func (a *Activities) DeliverPages(ctx context.Context, pages []RoundInput) ([]RoundResult, error) {
 	out := make([]RoundResult, len(pages))
-	g, ctx := errgroup.WithContext(ctx)
+	var g errgroup.Group
 	g.SetLimit(pagesInFlight)
 	for i, p := range pages {
 		g.Go(func() error {
