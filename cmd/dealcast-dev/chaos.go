@@ -48,6 +48,7 @@ func runChaos(ctx context.Context, args []string) error {
 		return err
 	}
 	logDir := filepath.Join(filepath.Dir(*out), "logs")
+	_ = os.RemoveAll(logDir) // the logs of this run only
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return err
 	}
@@ -162,6 +163,7 @@ type chaos struct {
 	mu      sync.Mutex
 	deals   []*chaosDeal
 	acks    []time.Time // each change acknowledged with 2xx
+	retries []time.Time // each request retried after a connection error or 5xx
 	windows []chaosWindow
 }
 
@@ -519,6 +521,9 @@ func (c *chaos) retry(ctx context.Context, try func() (int, error)) bool {
 			fmt.Fprintf(os.Stderr, "chaos: change refused: %v\n", err)
 			return false
 		}
+		c.mu.Lock()
+		c.retries = append(c.retries, time.Now())
+		c.mu.Unlock()
 		sleepCtx(ctx, wait)
 	}
 	return false
@@ -573,6 +578,7 @@ type chaosReceiver struct {
 	modes     sync.Map          // path → *atomic.Int32
 	mu        sync.Mutex
 	seen      map[string]int // webhook-id + " " + endpoint ID → 2xx answers
+	refused   []time.Time    // each delivery answered 503 or held past the sender's timeout
 }
 
 func newChaosReceiver() *chaosReceiver {
@@ -597,15 +603,15 @@ func (r *chaosReceiver) listen() error {
 
 func (r *chaosReceiver) serve(w http.ResponseWriter, req *http.Request) {
 	_, _ = io.Copy(io.Discard, io.LimitReader(req.Body, 1<<20))
-	switch r.mode(req.URL.Path).Load() {
-	case recv503:
-		w.WriteHeader(http.StatusServiceUnavailable)
-		return
-	case recvHang:
-		for r.mode(req.URL.Path).Load() == recvHang && req.Context().Err() == nil {
+	if m := r.mode(req.URL.Path).Load(); m != recvOK {
+		for m == recvHang && r.mode(req.URL.Path).Load() == recvHang && req.Context().Err() == nil {
 			time.Sleep(100 * time.Millisecond)
 		}
-		w.WriteHeader(http.StatusServiceUnavailable) // the sender has gone: not an acknowledgement
+		// After a hang the sender has gone: this is no acknowledgement.
+		w.WriteHeader(http.StatusServiceUnavailable)
+		r.mu.Lock()
+		r.refused = append(r.refused, time.Now())
+		r.mu.Unlock()
 		return
 	}
 	r.mu.Lock()
@@ -619,9 +625,11 @@ type chaosCount struct {
 	Window     string `json:"window"`
 	Seconds    int    `json:"seconds"`
 	Acked      int    `json:"changes_acknowledged"`
+	Retried    int    `json:"requests_retried"`
 	Events     int    `json:"events_committed"`
 	Expected   int    `json:"pairs_expected"`
 	Delivered  int    `json:"pairs_delivered"`
+	Refused    int    `json:"deliveries_refused"`
 	Duplicates int    `json:"duplicate_deliveries"`
 	Lost       int    `json:"pairs_lost"`
 }
@@ -727,6 +735,12 @@ func (c *chaos) settle(ctx context.Context, pool *pgxpool.Pool, max time.Duratio
 	for _, at := range c.acks {
 		rows[window(at)].Acked++
 	}
+	for _, at := range c.retries {
+		rows[window(at)].Retried++
+	}
+	for _, at := range c.recv.refused {
+		rows[window(at)].Refused++
+	}
 	for _, at := range events {
 		rows[window(at)].Events++
 	}
@@ -751,9 +765,11 @@ func (c *chaos) settle(ctx context.Context, pool *pgxpool.Pool, max time.Duratio
 	for _, r := range rows {
 		res.Total.Seconds += r.Seconds
 		res.Total.Acked += r.Acked
+		res.Total.Retried += r.Retried
 		res.Total.Events += r.Events
 		res.Total.Expected += r.Expected
 		res.Total.Delivered += r.Delivered
+		res.Total.Refused += r.Refused
 		res.Total.Duplicates += r.Duplicates
 		res.Total.Lost += r.Lost
 	}
@@ -762,9 +778,10 @@ func (c *chaos) settle(ctx context.Context, pool *pgxpool.Pool, max time.Duratio
 }
 
 func (r *chaosResults) print(w io.Writer) {
-	fmt.Fprintf(w, "\n%-22s %5s %6s %6s %8s %9s %5s %4s\n", "window", "s", "acked", "events", "expected", "delivered", "dupes", "lost")
+	fmt.Fprintf(w, "\n%-22s %4s %6s %7s %6s %8s %7s %9s %5s %4s\n", "window", "s", "acked", "retried", "events", "expected", "refused", "delivered", "dupes", "lost")
 	for _, row := range append(append([]chaosCount{}, r.Windows...), r.Total) {
-		fmt.Fprintf(w, "%-22s %5d %6d %6d %8d %9d %5d %4d\n", row.Window, row.Seconds, row.Acked, row.Events, row.Expected, row.Delivered, row.Duplicates, row.Lost)
+		fmt.Fprintf(w, "%-22s %4d %6d %7d %6d %8d %7d %9d %5d %4d\n", row.Window, row.Seconds, row.Acked, row.Retried, row.Events, row.Expected, row.Refused, row.Delivered, row.Duplicates, row.Lost)
 	}
-	fmt.Fprintf(w, "settled in %s; deliveries of no expected pair: %d\n", r.SettledIn, r.Unexpected)
+	fmt.Fprintf(w, "retried: API requests repeated after a connection error or 5xx; refused: deliveries a receiver answered 503 or held\n")
+	fmt.Fprintf(w, "settled %s after the load; deliveries of no expected pair: %d\n", r.SettledIn, r.Unexpected)
 }
