@@ -79,7 +79,7 @@ clean: ## Remove build output and local dev state
 	rm -rf bin .data
 
 .PHONY: chaos
-chaos: build ## Fault run on this machine (~6 min; CHAOS_FLAGS=--short for ~3): kills and restarts APIs, workers, Temporal and PostgreSQL under load; fails if a webhook is lost: chaos/results.json
+chaos: build ## Fault run on this machine (~4 min; CHAOS_FLAGS=--short ~2.5): kills and restarts APIs, workers, Temporal and PostgreSQL under load; fails if a webhook is lost: chaos/results.json
 	./$(DEV_BIN) chaos $(CHAOS_FLAGS)
 
 .PHONY: bench
