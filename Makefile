@@ -78,6 +78,10 @@ docs-ui: ## Replace the /docs page's Swagger UI (api/reference/swagger-ui) with 
 clean: ## Remove build output and local dev state
 	rm -rf bin .data
 
+.PHONY: chaos
+chaos: build ## Fault run on this machine (~4 min; CHAOS_FLAGS=--short ~2.5): kills and restarts APIs, workers, Temporal and PostgreSQL under load; fails if a webhook is lost: chaos/results.json
+	./$(DEV_BIN) chaos $(CHAOS_FLAGS)
+
 .PHONY: bench
 bench: build ## Benchmark against pgbench (needs PostgreSQL and pgbench; BENCH_SECONDS shortens it): bench/results/latest.json
 	./$(DEV_BIN) bench

@@ -1,6 +1,6 @@
 // Command dealcast-dev holds Dealcast's development and measurement
 // tools: the one-process stack with an embedded Temporal server and Web
-// UI, the guided demo and the benchmark. None of it ships in the product
+// UI, the guided demo, the benchmark and the fault run. None of it ships in the product
 // binary, cmd/dealcast.
 package main
 
@@ -23,6 +23,12 @@ Commands:
             dealcast-dev dev [--temporal-port 7233] [--ui-port 8233]
   demo      a guided tour against a running dev stack: dealcast-dev demo [--api URL]
   bench     run the performance benchmark: dealcast-dev bench [-tiny] [-seconds N] (see -h)
+  temporal  only the embedded Temporal server, no UI, until stopped:
+            dealcast-dev temporal [--port 7233] [--data-dir ./.data]
+  chaos     a fault run against separate api, worker and Temporal processes on
+            this machine (kills, restarts, a PostgreSQL restart, failing
+            receivers); counts lost and duplicate webhooks:
+            dealcast-dev chaos [--short] [--out chaos/results.json]
 
 Settings come from the same environment as dealcast's (see README.md).
 `
@@ -41,6 +47,10 @@ func run(ctx context.Context, args []string) error {
 		return runDemo(ctx, rest, os.Stdout)
 	case "bench":
 		return runBench(ctx, rest)
+	case "temporal":
+		return runTemporal(ctx, rest)
+	case "chaos":
+		return runChaos(ctx, rest)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return nil
