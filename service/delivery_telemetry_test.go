@@ -111,6 +111,10 @@ func TestOneTraceFromRequestToDelivery(t *testing.T) {
 		"dealcast_webhook_attempts_total",
 		"dealcast_webhook_commit_to_delivery_seconds",
 		"dealcast_outbox_lag_seconds",
+		"dealcast_outbox_backlog",
+		"dealcast_delivery_behind",
+		"dealcast_outbox_dispatched_total",
+		"dealcast_delivery_batch_size",
 		"dealcast_webhook_retry_queue",
 	} {
 		if _, ok := families[name]; !ok {
@@ -146,6 +150,37 @@ func TestOneTraceFromRequestToDelivery(t *testing.T) {
 			names = append(names, n)
 		}
 		t.Logf("metrics served: %v", names)
+	}
+
+	// Delivery falls behind (no dispatcher hands events over, and the
+	// oldest waits longer than BehindAfter): writes are still accepted,
+	// and the gauges say so.
+	s.swapDelivery(delivery.NewDispatcher(c, s.store, quietLogger(), delivery.Options{TaskQueue: s.taskQueue}))
+	late := s.createDeal(sellerTok, 900)
+	if _, err := testDB.Pool.Exec(context.Background(), `UPDATE events SET created_at = created_at - $2::INTERVAL WHERE deal_id = $1`,
+		late.ID, (2 * delivery.BehindAfter).String()); err != nil {
+		t.Fatal(err)
+	}
+	rec = httptest.NewRecorder()
+	tel.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if families, err = parser.TextToMetricFamilies(rec.Body); err != nil {
+		t.Fatal(err)
+	}
+	gauge := func(name string) float64 {
+		if f := families[name]; f != nil && len(f.GetMetric()) == 1 {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+		t.Fatalf("gauge %s missing", name)
+		return 0
+	}
+	if got := gauge("dealcast_delivery_behind"); got != 1 {
+		t.Errorf("dealcast_delivery_behind = %v with an event waiting %v, want 1", got, 2*delivery.BehindAfter)
+	}
+	if got := gauge("dealcast_outbox_backlog"); got < 1 {
+		t.Errorf("dealcast_outbox_backlog = %v, want at least the waiting event", got)
+	}
+	if got := gauge("dealcast_outbox_lag_seconds"); got < (2 * delivery.BehindAfter).Seconds() {
+		t.Errorf("dealcast_outbox_lag_seconds = %v, want at least %v", got, (2 * delivery.BehindAfter).Seconds())
 	}
 }
 
