@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -532,34 +531,8 @@ func (c *chaos) retry(ctx context.Context, try func() (int, error)) bool {
 // call sends a JSON request to the next API and decodes its answer; it
 // returns the status (0 without an answer) and an error unless it is 2xx.
 func (c *chaos) call(ctx context.Context, method, path, token string, body, out any, headers ...string) (int, error) {
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
 	base := c.apiURLs[c.next.Add(1)%uint64(len(c.apiURLs))]
-	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode >= 300 {
-		return resp.StatusCode, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(b))
-	}
-	if out != nil && len(b) > 0 {
-		return resp.StatusCode, json.Unmarshal(b, out)
-	}
-	return resp.StatusCode, nil
+	return apiCall(ctx, c.http, base, method, path, token, body, out, headers...)
 }
 
 // The modes of a receiver's path.
