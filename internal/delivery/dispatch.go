@@ -212,6 +212,7 @@ func (d *Dispatcher) Deliver(ctx context.Context, ev store.EventRef) error {
 	if err := d.Start(ctx, ev); err != nil {
 		return err
 	}
+	recordBatch(ctx, 1)
 	return d.store.MarkDispatched(ctx, []string{ev.ID})
 }
 

@@ -46,7 +46,7 @@ func RegisterGauges(st *store.Store) error {
 	_, err = m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		oldest, err := st.OldestUndispatched(ctx)
+		waiting, oldest, err := st.Outbox(ctx)
 		if err != nil {
 			return err
 		}
@@ -60,10 +60,6 @@ func RegisterGauges(st *store.Store) error {
 			late = 1
 		}
 		o.ObserveInt64(behind, late)
-		waiting, err := st.UndispatchedCount(ctx)
-		if err != nil {
-			return err
-		}
 		o.ObserveInt64(backlog, waiting)
 		n, err := st.PendingDeliveries(ctx)
 		if err != nil {

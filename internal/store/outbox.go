@@ -324,20 +324,11 @@ func (s *Store) MarkDispatched(ctx context.Context, ids []string) error {
 	return translate(err)
 }
 
-// OldestUndispatched returns the creation time of the oldest event not yet
-// handed to delivery, or nil: the outbox lag operators watch.
-func (s *Store) OldestUndispatched(ctx context.Context) (*time.Time, error) {
-	var t *time.Time
-	err := s.pool.QueryRow(ctx, `SELECT min(created_at) FROM events WHERE dispatched_at IS NULL`).Scan(&t)
-	return t, translate(err)
-}
-
-// UndispatchedCount counts the committed events not yet handed to
-// delivery (the outbox backlog).
-func (s *Store) UndispatchedCount(ctx context.Context) (int64, error) {
-	var n int64
-	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM events WHERE dispatched_at IS NULL`).Scan(&n)
-	return n, translate(err)
+// Outbox reports the committed events not yet handed to delivery: how
+// many, and when the oldest was written (nil when none waits).
+func (s *Store) Outbox(ctx context.Context) (waiting int64, oldest *time.Time, err error) {
+	err = s.pool.QueryRow(ctx, `SELECT count(*), min(created_at) FROM events WHERE dispatched_at IS NULL`).Scan(&waiting, &oldest)
+	return waiting, oldest, translate(err)
 }
 
 // PendingDeliveries counts deliveries waiting for a retry: the retry
