@@ -26,16 +26,11 @@ var (
 // seller's close or a cancellation (ChangedSignal) wakes it early to read
 // the auction and end. It returns the auction's final status.
 func AuctionClock(ctx workflow.Context, in auction.WorkflowInput) (auction.Status, error) {
-	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		// Each is one short transaction; an attempt lost with a killed
-		// worker is retried after this, so it bounds a close's delay then.
-		StartToCloseTimeout: 10 * time.Second,
-		// Retried until the database answers: an auction must close.
-		RetryPolicy: &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
-	})
+	tx := transactions(ctx, "auction-local-activities", 10*time.Second, clockRetry)
+	run := func(act any, clock *store.AuctionClock) error { return tx(act, in.AuctionID, clock) }
 	changed := workflow.GetSignalChannel(ctx, auction.ChangedSignal)
 	var clock store.AuctionClock
-	if err := workflow.ExecuteActivity(ctx, readAuctionClock, in.AuctionID).Get(ctx, &clock); err != nil {
+	if err := run(readAuctionClock, &clock); err != nil {
 		return "", err
 	}
 	for clock.Status.Live() {
@@ -53,7 +48,7 @@ func AuctionClock(ctx workflow.Context, in auction.WorkflowInput) (auction.Statu
 			}
 		}
 		before := clock
-		if err := workflow.ExecuteActivity(ctx, act, in.AuctionID).Get(ctx, &clock); err != nil {
+		if err := run(act, &clock); err != nil {
 			return "", err
 		}
 		same := clock.Status == before.Status && clock.OpensAt.Equal(before.OpensAt) && clock.ClosesAt.Equal(before.ClosesAt)
@@ -67,3 +62,8 @@ func AuctionClock(ctx workflow.Context, in auction.WorkflowInput) (auction.Statu
 	}
 	return clock.Status, nil
 }
+
+// clockRetry retries an auction's transactions until the database answers:
+// an auction must close. An attempt lost with a killed worker is retried
+// after the 10 s timeout, so that bounds a close's delay then.
+var clockRetry = &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second}

@@ -57,27 +57,32 @@ func TestReplayBatchHistories(t *testing.T) {
 
 // TestReplayInvoiceHistory replays recorded runs of InvoiceDue: one left
 // unpaid (read, timer, overdue notice), one paid while it slept (read,
-// timer, signal, timer cancelled). Re-record with:
-// WRITE_INVOICE_HISTORY=$PWD/workflows/testdata/invoice_due_history.json
+// timer, signal, timer cancelled); each with regular activities (before
+// version 1) and with local ones. Re-record the local ones with:
+// WRITE_INVOICE_HISTORY=$PWD/workflows/testdata/invoice_due_local_history.json
 // go test -run TestUnpaidInvoiceGetsOneOverdueNotice ./service/
-// WRITE_INVOICE_SETTLED_HISTORY=$PWD/workflows/testdata/invoice_settled_history.json
+// WRITE_INVOICE_SETTLED_HISTORY=$PWD/workflows/testdata/invoice_settled_local_history.json
 // go test -run TestSettledInvoicesWorkflowsEndEarly ./service/
 func TestReplayInvoiceHistory(t *testing.T) {
 	replay(t, func(r worker.WorkflowReplayer) {
 		r.RegisterWorkflowWithOptions(InvoiceDue, workflow.RegisterOptions{Name: invoice.WorkflowType})
-	}, "invoice_due_history.json", "invoice_settled_history.json")
+	}, "invoice_due_history.json", "invoice_settled_history.json",
+		"invoice_due_local_history.json", "invoice_settled_local_history.json")
 }
 
 // TestReplayAuctionHistory replays recorded runs of AuctionClock: one
 // closed by its timers after a late bid moved closes_at (read, timer, a
 // close that finds the deadline moved, timer, close), one closed by the
-// seller while it slept (read, timer, signal, read). Re-record with:
-// WRITE_AUCTION_HISTORY=$PWD/workflows/testdata/auction_clock_history.json
+// seller while it slept (read, timer, signal, read); each with regular
+// activities (before version 1) and with local ones. Re-record the local
+// ones with:
+// WRITE_AUCTION_HISTORY=$PWD/workflows/testdata/auction_clock_local_history.json
 // go test -run TestAuctionClosesOnTimeByItsWorkflow ./service/
-// WRITE_AUCTION_SIGNALLED_HISTORY=$PWD/workflows/testdata/auction_signalled_history.json
+// WRITE_AUCTION_SIGNALLED_HISTORY=$PWD/workflows/testdata/auction_signalled_local_history.json
 // go test -run TestCloseNowAndCancelEndTheWorkflow ./service/
 func TestReplayAuctionHistory(t *testing.T) {
 	replay(t, func(r worker.WorkflowReplayer) {
 		r.RegisterWorkflowWithOptions(AuctionClock, workflow.RegisterOptions{Name: auction.WorkflowType})
-	}, "auction_clock_history.json", "auction_signalled_history.json")
+	}, "auction_clock_history.json", "auction_signalled_history.json",
+		"auction_clock_local_history.json", "auction_signalled_local_history.json")
 }
