@@ -158,16 +158,11 @@ func claimIdempotencyKey(ctx context.Context, tx pgx.Tx, account string, idem *I
 	if tag.RowsAffected() == 1 {
 		return nil, true, nil
 	}
-	var storedHash []byte
-	err = tx.QueryRow(ctx, `SELECT request_hash, response::TEXT FROM idempotency_keys WHERE seller_id = $1 AND key = $2`,
-		account, idem.Key).Scan(&storedHash, &first)
-	if err != nil {
-		return nil, false, err
+	first, found, err := recordedResponse(ctx, tx, account, idem, now)
+	if err == nil && !found {
+		err = pgx.ErrNoRows // unreachable: the record the insert met is live
 	}
-	if string(storedHash) != string(hash[:]) {
-		return nil, false, ErrIdempotencyConflict
-	}
-	return first, false, nil
+	return first, false, err
 }
 
 // setIdempotentResponse replaces the response recorded for a key this

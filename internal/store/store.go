@@ -48,11 +48,15 @@ type Store struct {
 	// retried counts the transactions run again after a serialization
 	// failure, so tests can tell that contention took the retry path.
 	retried atomic.Int64
+	// bids lines up this process's bids on each auction (bids.go);
+	// bidTxs counts the transactions that decided them, retries included.
+	bids   bidQueue
+	bidTxs atomic.Int64
 }
 
 // New returns a store on pool.
 func New(pool *pgxpool.Pool) *Store {
-	return &Store{pool: pool, now: time.Now, FeedSettle: 5 * time.Second}
+	return &Store{pool: pool, now: time.Now, FeedSettle: 5 * time.Second, bids: bidQueue{waiting: map[string][]*queuedBid{}}}
 }
 
 // Pool returns the connection pool, for health checks.

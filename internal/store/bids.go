@@ -1,0 +1,277 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/dealcast/dealcast/internal/auction"
+)
+
+const (
+	// maxBidsPerTx bounds how many queued bids one transaction decides.
+	maxBidsPerTx = 64
+	// bidTxTimeout bounds a transaction deciding a batch, retries included.
+	bidTxTimeout = 30 * time.Second
+)
+
+// bidQueue lines up this process's bids on each auction. One transaction
+// at a time per auction decides every bid waiting for it, in arrival
+// order, under one row lock and one commit. Without it, each of many
+// concurrent bids holds or waits for the auction's lock in a transaction
+// of its own, and under SERIALIZABLE every waiter fails with 40001 when
+// the holder commits and starts again: a hot auction spent most of its
+// time in retries. Other processes' bids still queue on the row lock, so
+// the database stays the judge.
+type bidQueue struct {
+	mu sync.Mutex
+	// waiting holds the undecided bids of each auction that has a leader:
+	// the bid whose request is running a transaction for it.
+	waiting map[string][]*queuedBid
+}
+
+type queuedBid struct {
+	req  PlaceBidRequest
+	res  BidResult
+	err  error
+	lead chan struct{} // this bid's request is to run the next transaction
+	done chan struct{} // res and err are set
+}
+
+// BidResult is an accepted bid (or the replay of one), the auction after
+// it and its events.
+type BidResult struct {
+	Bid      auction.Bid
+	Replayed bool
+	Events   []EventRef
+}
+
+// PlaceBid decides a bid in a serializable transaction that holds the
+// auction's row lock, so bids and the close are linearised by commit:
+// ErrNotFound unless the seller authorises the buyer, ErrAuctionNotOpen
+// unless the auction is open by the database's clock, *BidTooLowError
+// under the minimum. An accepted bid becomes the best, may move closes_at
+// (extend_seconds), and writes bid.placed to the seller, bid.outbid to the
+// buyer it displaced and auction.updated to everyone. A refused bid
+// writes nothing. Bids on one auction that arrive while a transaction is
+// deciding earlier ones are decided together by the next, in arrival
+// order, each exactly as it would be alone.
+//
+// Once queued, a bid is decided even if ctx ends: like a transaction
+// whose answer is lost, the buyer learns the outcome by repeating the
+// request with its Idempotency-Key.
+func (s *Store) PlaceBid(ctx context.Context, r PlaceBidRequest) (BidResult, error) {
+	b := &queuedBid{req: r, lead: make(chan struct{}, 1), done: make(chan struct{})}
+	q := &s.bids
+	q.mu.Lock()
+	waiting, led := q.waiting[r.AuctionID]
+	q.waiting[r.AuctionID] = append(waiting, b)
+	q.mu.Unlock()
+	if !led {
+		b.lead <- struct{}{}
+	}
+	select {
+	case <-b.lead:
+		// The batch is other requests' too: it must not end with this one.
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bidTxTimeout)
+		s.leadBids(bctx, r.AuctionID)
+		cancel()
+	case <-b.done:
+	}
+	<-b.done
+	return b.res, b.err
+}
+
+// leadBids decides the bids at the head of the auction's queue (the
+// leader's own first), then hands the lead to the next waiting bid.
+func (s *Store) leadBids(ctx context.Context, auctionID string) {
+	q := &s.bids
+	q.mu.Lock()
+	waiting := q.waiting[auctionID]
+	n := min(len(waiting), maxBidsPerTx)
+	batch := waiting[:n:n]
+	q.waiting[auctionID] = waiting[n:]
+	q.mu.Unlock()
+
+	if err := s.decideBids(ctx, auctionID, batch); err != nil {
+		for _, b := range batch {
+			b.res, b.err = BidResult{}, err
+		}
+	}
+
+	q.mu.Lock()
+	if rest := q.waiting[auctionID]; len(rest) > 0 {
+		rest[0].lead <- struct{}{}
+	} else {
+		delete(q.waiting, auctionID)
+	}
+	q.mu.Unlock()
+	for _, b := range batch {
+		close(b.done)
+	}
+}
+
+// decideBids decides batch, bids on one auction in arrival order, in one
+// serializable transaction. A bid's own refusal is its err; an error
+// returned fails them all (nothing was written).
+func (s *Store) decideBids(ctx context.Context, auctionID string, batch []*queuedBid) error {
+	return s.inSerializableTx(ctx, func(tx pgx.Tx) error {
+		s.bidTxs.Add(1)
+		a, now, err := lockAuction(ctx, tx, auctionID, "TRUE")
+		if errors.Is(err, pgx.ErrNoRows) {
+			for _, b := range batch {
+				b.res, b.err = BidResult{}, ErrNotFound
+			}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		granted, err := grantedBuyers(ctx, tx, a.Seller, batch)
+		if err != nil {
+			return err
+		}
+		version := a.Version
+		for _, b := range batch {
+			b.res, b.err = BidResult{}, nil
+			if !granted[b.req.Buyer] {
+				b.err = ErrNotFound
+				continue
+			}
+			if a, err = s.decideBid(ctx, tx, a, now, b); err != nil {
+				return err
+			}
+		}
+		if a.Version == version {
+			return nil // every bid refused or replayed: nothing changed
+		}
+		return writeAuction(ctx, tx, a)
+	})
+}
+
+// grantedBuyers returns which of the batch's bidders the seller authorises.
+func grantedBuyers(ctx context.Context, tx pgx.Tx, seller string, batch []*queuedBid) (map[string]bool, error) {
+	var ids []string
+	for _, b := range batch {
+		// Not an ID: a buyer no grant names (and no bad UUID for the query).
+		if _, err := uuid.Parse(b.req.Buyer); err == nil {
+			ids = append(ids, b.req.Buyer)
+		}
+	}
+	granted := map[string]bool{}
+	rows, err := tx.Query(ctx, `SELECT buyer_id::TEXT FROM grants WHERE seller_id = $1 AND buyer_id = ANY($2::UUID[])`, seller, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		granted[id] = true
+	}
+	// The IDs come back in canonical form; the bidders' as they sent them.
+	for _, b := range batch {
+		if u, err := uuid.Parse(b.req.Buyer); err == nil && granted[u.String()] {
+			granted[b.req.Buyer] = true
+		}
+	}
+	return granted, rows.Err()
+}
+
+// decideBid decides one bid on a (the auction as the bids before it in the
+// transaction left it) and returns the auction after it. The bid's
+// refusal is b.err; a returned error fails the transaction.
+func (s *Store) decideBid(ctx context.Context, tx pgx.Tx, a auction.Auction, now time.Time, b *queuedBid) (auction.Auction, error) {
+	r := b.req
+	var refusal error
+	if !a.Status.Live() || now.Before(a.OpensAt) || !now.Before(a.ClosesAt) {
+		refusal = ErrAuctionNotOpen
+	} else if min := a.Minimum(); r.Amount < min {
+		refusal = &BidTooLowError{Minimum: min}
+	}
+	if refusal != nil {
+		// A refused bid leaves no key, unless it repeats an accepted one.
+		first, found, err := recordedResponse(ctx, tx, r.Buyer, &r.Idem, now)
+		if err != nil {
+			if errors.Is(err, ErrIdempotencyConflict) {
+				b.err = err
+				return a, nil
+			}
+			return a, err
+		}
+		if !found {
+			b.err = refusal
+			return a, nil
+		}
+		b.res.Replayed = true
+		return a, json.Unmarshal(first, &b.res.Bid)
+	}
+
+	// Strictly after the auction's last change, so placed_at orders the
+	// bids as their commits do.
+	placed := now
+	if !placed.After(a.UpdatedAt) {
+		placed = a.UpdatedAt.Add(time.Microsecond)
+	}
+	bid := auction.Bid{ID: uuid.NewString(), AuctionID: a.ID, Amount: r.Amount, PlacedAt: placed, Leading: true}
+	response, err := json.Marshal(bid)
+	if err != nil {
+		return a, err
+	}
+	first, claimed, err := claimIdempotencyKey(ctx, tx, r.Buyer, &r.Idem, response, now)
+	if errors.Is(err, ErrIdempotencyConflict) {
+		b.err = err
+		return a, nil
+	}
+	if err != nil {
+		return a, err
+	}
+	if !claimed {
+		b.res.Replayed = true
+		return a, json.Unmarshal(first, &b.res.Bid)
+	}
+	next := a
+	next.BidCount++
+	next.BestBid, next.Leader = &r.Amount, &r.Buyer
+	next.ClosesAt = a.Extended(placed)
+	next.Status = auction.StatusOpen
+	next.Version++
+	next.UpdatedAt = placed
+	next.Refresh()
+	if _, err := tx.Exec(ctx, `INSERT INTO bids (id, auction_id, buyer_id, seq, amount, placed_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+		bid.ID, a.ID, r.Buyer, next.BidCount, r.Amount, placed); err != nil {
+		return a, err
+	}
+	events, err := bidEvents(ctx, tx, a, next, bid, r.Buyer, placed)
+	if err != nil {
+		return a, err
+	}
+	b.res.Bid, b.res.Events = bid, events
+	return next, nil
+}
+
+// recordedResponse returns the live response recorded for account's key,
+// if any, or ErrIdempotencyConflict when it was for another request.
+func recordedResponse(ctx context.Context, tx pgx.Tx, account string, idem *Idempotency, now time.Time) (response []byte, found bool, err error) {
+	var storedHash []byte
+	err = tx.QueryRow(ctx, `SELECT request_hash, response::TEXT FROM idempotency_keys
+		WHERE seller_id = $1 AND key = $2 AND created_at >= $3`, account, idem.Key, now.Add(-IdempotencyTTL)).Scan(&storedHash, &response)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if hash := sha256.Sum256(idem.Request); string(storedHash) != string(hash[:]) {
+		return nil, false, ErrIdempotencyConflict
+	}
+	return response, true, nil
+}

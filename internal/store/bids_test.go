@@ -1,0 +1,114 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// Bids that queue behind a held auction lock are decided together, in
+// few transactions, each as it would be alone: a request repeated with
+// its Idempotency-Key while both are queued answers the one bid, a refused
+// bid leaves no key (repeated, it is refused again, not replayed), a bid
+// from a buyer the seller does not authorise is not found, and the
+// accepted amounts rise in commit order.
+func TestQueuedBidsShareTransactionsAndActAlone(t *testing.T) {
+	t.Parallel()
+	const buyers = 24
+	f := newTradingFixture(t, buyers)
+	a := f.auction(t, f.deal(t), draftClosingIn(time.Hour))
+	ctx := context.Background()
+
+	// Hold the auction's row so the bids queue up behind the first.
+	hold, err := testDB.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hold.Exec(ctx, `SELECT 1 FROM auctions WHERE id = $1 FOR UPDATE`, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	type outcome struct {
+		res BidResult
+		err error
+	}
+	// Buyer i bids 1000 + 100*(i%12) twice with one key, so each amount is
+	// sent by two buyers: one of them is refused.
+	results := make([]outcome, 2*buyers+1)
+	done := make(chan struct{})
+	go func() {
+		together(len(results), func(i int) {
+			if i == 2*buyers {
+				results[i].res, results[i].err = f.bid(a.ID, "00000000-0000-4000-8000-000000000000", 5000, "stranger")
+				return
+			}
+			b := i / 2
+			results[i].res, results[i].err = f.bid(a.ID, f.buyers[b], int64(1000+100*(b%12)), fmt.Sprintf("k%d", b))
+		})
+		close(done)
+	}()
+	waitFor(t, func() bool {
+		f.s.bids.mu.Lock()
+		defer f.s.bids.mu.Unlock()
+		return len(f.s.bids.waiting[a.ID]) == len(results)-1 // all but the leader's, taken already
+	})
+	if err := hold.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+
+	if n := f.s.bidTxs.Load(); n > 3 {
+		t.Errorf("%d bids took %d transactions; queued bids should share them", len(results), n)
+	}
+	if !errors.Is(results[2*buyers].err, ErrNotFound) {
+		t.Errorf("a buyer the seller does not authorise: %v", results[2*buyers].err)
+	}
+	accepted := 0
+	for b := range buyers {
+		x, y := results[2*b], results[2*b+1]
+		if (x.err == nil) != (y.err == nil) {
+			t.Fatalf("buyer %d: one request accepted, its repeat not: %v / %v", b, x.err, y.err)
+		}
+		if x.err != nil {
+			var low *BidTooLowError
+			if !errors.As(x.err, &low) || !errors.As(y.err, &low) {
+				t.Fatalf("buyer %d refused with %v / %v", b, x.err, y.err)
+			}
+			// The refused request left no key: repeated, it is decided again.
+			if _, err := f.bid(a.ID, f.buyers[b], int64(1000+100*(b%12)), fmt.Sprintf("k%d", b)); !errors.As(err, &low) {
+				t.Errorf("buyer %d's refused bid repeated: %v", b, err)
+			}
+			continue
+		}
+		accepted++
+		if x.res.Bid.ID != y.res.Bid.ID || x.res.Replayed == y.res.Replayed {
+			t.Errorf("buyer %d's two requests: bids %s (replayed %v) and %s (replayed %v)", b, x.res.Bid.ID, x.res.Replayed, y.res.Bid.ID, y.res.Replayed)
+		}
+	}
+	got := acceptedAmounts(t, a.ID)
+	if len(got) != accepted || accepted == 0 {
+		t.Fatalf("%d accepted, rows %v", accepted, got)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i] <= got[i-1] {
+			t.Fatalf("accepted amounts not rising in commit order: %v", got)
+		}
+	}
+	var keys int
+	if err := testDB.Pool.QueryRow(ctx, `SELECT count(*) FROM idempotency_keys WHERE key LIKE 'k%' AND seller_id = ANY($1)`, f.buyers).Scan(&keys); err != nil {
+		t.Fatal(err)
+	}
+	if keys != accepted {
+		t.Errorf("%d idempotency keys for %d accepted bids: a refused bid kept one", keys, accepted)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+	}
+}
