@@ -251,6 +251,7 @@ func bidEvents(ctx context.Context, tx pgx.Tx, prev, next auction.Auction, bid a
 // closed auction again returns it as it is (the clock) or
 // ErrAuctionNotOpen (a seller).
 func (s *Store) CloseAuction(ctx context.Context, id string, by *Viewer, terms time.Duration) (AuctionChange, error) {
+	defer s.lockSales(ctx, "auctions", id)()
 	var out AuctionChange
 	err := s.inSerializableTx(ctx, func(tx pgx.Tx) error {
 		out = AuctionChange{}

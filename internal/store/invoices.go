@@ -82,6 +82,7 @@ func scanInvoice(row pgx.Row, extra ...any) (invoice.Invoice, error) {
 // others get ErrNotForSale. A repeat with the same Idempotency-Key and
 // request returns the first invoice.
 func (s *Store) Purchase(ctx context.Context, p Purchase) (Sale, error) {
+	defer s.lockSales(ctx, "deals", p.DealID)()
 	var sale Sale
 	err := s.inSerializableTx(ctx, func(tx pgx.Tx) error {
 		sale = Sale{}

@@ -69,14 +69,38 @@ func together(n int, fn func(i int)) {
 	done.Wait()
 }
 
-// Concurrent sales of one seller's deals all queue on the seller's invoice
-// counter row. Under SERIALIZABLE the losers fail with 40001 and are run
-// again: every sale succeeds, the numbers are 1…n with no gap or
-// duplicate, and at least one transaction took the retry path.
+// Concurrent sales of one seller's deals, through four stores as four
+// processes would, all queue on the seller's invoice counter row. Under
+// SERIALIZABLE the losers fail with 40001 and are run again: every sale
+// succeeds, the numbers are 1…n with no gap or duplicate, and at least one
+// transaction took the retry path. Through one store, the sales queue in
+// the process before their transactions begin, and none is retried.
 func TestSerializableSalesRetryAndNumberWithoutGaps(t *testing.T) {
 	t.Parallel()
-	const n = 24
-	f := serializableFixture(t, 3)
+	for _, processes := range []int{4, 1} {
+		t.Run(fmt.Sprintf("%d processes", processes), func(t *testing.T) {
+			t.Parallel()
+			f := serializableFixture(t, 3)
+			stores := []*Store{f.s}
+			for len(stores) < processes {
+				stores = append(stores, New(f.s.pool))
+			}
+			retried := sellConcurrently(t, f, stores, 24)
+			switch {
+			case processes > 1 && retried == 0:
+				t.Errorf("24 concurrent sales on one invoice counter from %d processes, and no transaction was retried", processes)
+			case processes == 1 && retried > 0:
+				t.Errorf("24 concurrent sales of one seller in one process: %d transactions retried", retried)
+			}
+		})
+	}
+}
+
+// sellConcurrently sells n deals of f's seller at once, sale i through
+// stores[i%len(stores)], checks that they took the numbers 1…n, and
+// returns how many transactions were retried.
+func sellConcurrently(t *testing.T, f tradingFixture, stores []*Store, n int) (retried int64) {
+	t.Helper()
 	deals := make([]string, n)
 	for i := range deals {
 		deals[i] = f.deal(t).ID
@@ -84,7 +108,8 @@ func TestSerializableSalesRetryAndNumberWithoutGaps(t *testing.T) {
 	numbers := make([]string, n)
 	errs := make([]error, n)
 	together(n, func(i int) {
-		sale, err := f.purchase(deals[i], f.buyers[i%len(f.buyers)], fmt.Sprint("k", i))
+		sale, err := stores[i%len(stores)].Purchase(context.Background(), Purchase{DealID: deals[i], Buyer: f.buyers[i%len(f.buyers)],
+			Terms: time.Hour, Idem: Idempotency{Key: fmt.Sprint("k", i), Request: []byte(deals[i])}})
 		numbers[i], errs[i] = sale.Invoice.Number, err
 	})
 	for i, err := range errs {
@@ -110,14 +135,14 @@ func TestSerializableSalesRetryAndNumberWithoutGaps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if count != n || lowest != 1 || highest != n || last != n {
+	if count != int64(n) || lowest != 1 || highest != int64(n) || last != int64(n) {
 		t.Errorf("stored: %d distinct numbers from %d to %d, counter at %d; want %d from 1 to %d", count, lowest, highest, last, n, n)
 	}
-	if r := f.s.retried.Load(); r == 0 {
-		t.Errorf("%d concurrent sales on one invoice counter, and no transaction was retried", n)
-	} else {
-		t.Logf("%d transactions retried", r)
+	for _, s := range stores {
+		retried += s.retried.Load()
 	}
+	t.Logf("%d transactions retried", retried)
+	return retried
 }
 
 // Many buyers bid on one auction at once under SERIALIZABLE, through four

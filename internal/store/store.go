@@ -52,6 +52,8 @@ type Store struct {
 	// bidTxs counts the transactions that decided them, retries included.
 	bids   bidQueue
 	bidTxs atomic.Int64
+	// sales serialises this process's sales of each seller (sales.go).
+	sales saleLocks
 }
 
 // New returns a store on pool.
