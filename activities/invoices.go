@@ -5,17 +5,18 @@ import (
 	"errors"
 	"time"
 
-	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/dealcast/dealcast/internal/invoice"
 	"github.com/dealcast/dealcast/internal/store"
 )
 
-// Delivery starts an event's delivery and marks it dispatched
-// (delivery.Dispatcher's Deliver).
+// Delivery queues an event for the start of its delivery without blocking
+// (delivery.Dispatcher's Dispatch), so events of many activities share
+// workflow starts; an event it cannot take stays in the outbox for the
+// sweeper.
 type Delivery interface {
-	Deliver(context.Context, store.EventRef) error
+	Dispatch(context.Context, store.EventRef)
 }
 
 // InvoiceDue is what the invoice workflow needs to know of its invoice.
@@ -55,9 +56,7 @@ func (a *Activities) handOver(ctx context.Context, events ...store.EventRef) {
 		return
 	}
 	for _, ev := range events {
-		if err := a.Delivery.Deliver(ctx, ev); err != nil {
-			activity.GetLogger(ctx).Warn("handing an event to delivery failed; the sweeper will", "event", ev.ID, "type", ev.Type, "err", err)
-		}
+		a.Delivery.Dispatch(ctx, ev)
 	}
 }
 

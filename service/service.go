@@ -120,14 +120,16 @@ func (p *Process) Run(ctx context.Context) error {
 	// workflow starts can be eager: the first task goes straight to it.
 	d := delivery.NewDispatcher(p.Temporal, p.Store, log, delivery.Options{Eager: p.API && p.Worker})
 	g, ctx := errgroup.WithContext(ctx)
+	// The API's writes and the worker's activities queue their events on
+	// d; its starters batch them.
+	g.Go(func() error { d.Run(ctx, delivery.Starters); return nil })
 	if p.API {
-		g.Go(func() error { d.Run(ctx, delivery.Starters); return nil })
 		g.Go(func() error { return ServeAPI(ctx, p.Config, p.APIDeps(d), log, p.Banner) })
 	}
 	if p.Worker {
 		acts := NewActivities(p.Config, p.Store, p.Sealer, p.Telemetry)
-		// Events written by activities (invoice.overdue) start their
-		// delivery at once instead of waiting for the sweeper.
+		// Events written by activities (an auction's close, invoice.overdue)
+		// start their delivery at once instead of waiting for the sweeper.
 		acts.Delivery = d
 		g.Go(func() error { return RunDelivery(ctx, p.Temporal, d, acts, log) })
 		g.Go(func() error { Housekeep(ctx, p.Store, log); return nil })

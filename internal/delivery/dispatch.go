@@ -205,17 +205,6 @@ func (d *Dispatcher) followUp(ctx context.Context, ev store.EventRef) error {
 	return nil
 }
 
-// Deliver starts ev's delivery now and marks it dispatched: for an
-// activity that wrote ev and can wait for the start, where no dispatch
-// queue may be running. On failure the sweeper starts it.
-func (d *Dispatcher) Deliver(ctx context.Context, ev store.EventRef) error {
-	if err := d.Start(ctx, ev); err != nil {
-		return err
-	}
-	recordBatch(ctx, 1)
-	return d.store.MarkDispatched(ctx, []string{ev.ID})
-}
-
 // startInvoice starts the workflow that keeps the due date of the invoice
 // ev announces.
 func (d *Dispatcher) startInvoice(ctx context.Context, ev store.EventRef) error {
