@@ -30,7 +30,8 @@ func (a *Activities) OpenAuction(ctx context.Context, auctionID string) (store.A
 
 // CloseAuction closes an auction whose closes_at has passed by the
 // database's clock: the outcome, the sale and the invoice in one
-// transaction, then its events to delivery. It returns the auction's clock
+// transaction, with every other auction of the seller already due, then
+// the events of all of them to delivery. It returns the auction's clock
 // after it: still open, with a later closes_at, when a bid extended it or
 // the worker's timer fired early. Safe to repeat: a closed auction stays
 // as it closed.
@@ -39,7 +40,8 @@ func (a *Activities) CloseAuction(ctx context.Context, auctionID string) (store.
 	if terms <= 0 {
 		terms = config.DefaultInvoiceTerms
 	}
-	ch, err := a.Store.CloseAuction(ctx, auctionID, nil, terms)
+	ch, events, err := a.Store.CloseDueAuctions(ctx, auctionID, terms)
+	ch.Events = events
 	return a.afterChange(ctx, ch, err)
 }
 

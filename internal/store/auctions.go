@@ -254,7 +254,6 @@ func (s *Store) CloseAuction(ctx context.Context, id string, by *Viewer, terms t
 	defer s.lockSales(ctx, "auctions", id)()
 	var out AuctionChange
 	err := s.inSerializableTx(ctx, func(tx pgx.Tx) error {
-		out = AuctionChange{}
 		cond, args := "true", []any(nil)
 		if by != nil {
 			cond, args = "a.seller_id = $2", []any{by.ID}
@@ -263,46 +262,99 @@ func (s *Store) CloseAuction(ctx context.Context, id string, by *Viewer, terms t
 		if err != nil {
 			return err
 		}
-		out.Auction = a.SellerCopy()
-		if !a.Status.Live() {
-			if by != nil {
-				return ErrAuctionNotOpen
-			}
-			return nil
-		}
-		if by == nil && now.Before(a.ClosesAt) {
-			return nil
-		}
-		next := a
-		outcome := a.Decide()
-		next.Status, next.Outcome, next.Version, next.UpdatedAt = auction.StatusClosed, &outcome, a.Version+1, now
-		d, err := scanDeal(tx.QueryRow(ctx, `SELECT `+dealColumns+` FROM deals WHERE id = $1 FOR UPDATE`, a.DealID))
+		out, err = s.closeLocked(ctx, tx, a, now, by != nil, terms)
+		return err
+	})
+	return out, err
+}
+
+// maxClosesPerTx bounds how many due auctions one close takes with it.
+const maxClosesPerTx = 64
+
+// CloseDueAuctions is the auction's clock closing auction id, as
+// CloseAuction with no seller does, and in the same transaction every
+// other auction of its seller whose closes_at has passed by the
+// database's clock (up to maxClosesPerTx): when many close in the same
+// second, the first workflow to wake closes them all in one commit, and
+// the others find theirs closed. It returns the auction id's change and
+// the events of every close.
+func (s *Store) CloseDueAuctions(ctx context.Context, id string, terms time.Duration) (own AuctionChange, events []EventRef, err error) {
+	defer s.lockSales(ctx, "auctions", id)()
+	err = s.inSerializableTx(ctx, func(tx pgx.Tx) error {
+		own, events = AuctionChange{}, nil
+		a, now, err := lockAuction(ctx, tx, id, "true")
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE deals SET live_auction_id = NULL WHERE id = $1`, a.DealID); err != nil {
+		// In ID order, so two processes' closes cannot wait on each other.
+		rows, err := tx.Query(ctx, `SELECT `+auctionColumns+` FROM auctions a
+			WHERE a.seller_id = $1 AND a.status IN ('scheduled', 'open') AND a.closes_at <= `+dbNow+` AND a.id <> $2
+			ORDER BY a.id LIMIT $3 FOR UPDATE`, a.Seller, a.ID, maxClosesPerTx-1)
+		if err != nil {
 			return err
 		}
-		if outcome == auction.OutcomeWon {
-			inv, events, err := s.sell(ctx, tx, d, *a.Leader, *a.BestBid, &a.ID, now, terms)
+		due, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (auction.Auction, error) { return scanAuction(r) })
+		if err != nil {
+			return err
+		}
+		if own, err = s.closeLocked(ctx, tx, a, now, false, terms); err != nil {
+			return err
+		}
+		events = own.Events
+		for _, d := range due {
+			ch, err := s.closeLocked(ctx, tx, d, now, false, terms)
 			if err != nil {
 				return err
 			}
-			next.InvoiceID = &inv.ID
-			out.Events = events
+			events = append(events, ch.Events...)
 		}
-		next.Refresh()
-		if err := writeAuction(ctx, tx, next); err != nil {
-			return err
-		}
-		closed, err := announce(ctx, tx, auction.EventClosed, next, nil, now)
-		if err != nil {
-			return err
-		}
-		out.Auction, out.Events = next.SellerCopy(), append(closed, out.Events...)
 		return nil
 	})
-	return out, err
+	return own, events, err
+}
+
+// closeLocked closes a, locked by tx, at the transaction's time now: by
+// its seller (bySeller) or by its clock, which closes only once closes_at
+// has passed and otherwise returns a unchanged.
+func (s *Store) closeLocked(ctx context.Context, tx pgx.Tx, a auction.Auction, now time.Time, bySeller bool, terms time.Duration) (AuctionChange, error) {
+	out := AuctionChange{Auction: a.SellerCopy()}
+	if !a.Status.Live() {
+		if bySeller {
+			return out, ErrAuctionNotOpen
+		}
+		return out, nil
+	}
+	if !bySeller && now.Before(a.ClosesAt) {
+		return out, nil
+	}
+	next := a
+	outcome := a.Decide()
+	next.Status, next.Outcome, next.Version, next.UpdatedAt = auction.StatusClosed, &outcome, a.Version+1, now
+	d, err := scanDeal(tx.QueryRow(ctx, `SELECT `+dealColumns+` FROM deals WHERE id = $1 FOR UPDATE`, a.DealID))
+	if err != nil {
+		return out, err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE deals SET live_auction_id = NULL WHERE id = $1`, a.DealID); err != nil {
+		return out, err
+	}
+	if outcome == auction.OutcomeWon {
+		inv, events, err := s.sell(ctx, tx, d, *a.Leader, *a.BestBid, &a.ID, now, terms)
+		if err != nil {
+			return out, err
+		}
+		next.InvoiceID = &inv.ID
+		out.Events = events
+	}
+	next.Refresh()
+	if err := writeAuction(ctx, tx, next); err != nil {
+		return out, err
+	}
+	closed, err := announce(ctx, tx, auction.EventClosed, next, nil, now)
+	if err != nil {
+		return out, err
+	}
+	out.Auction, out.Events = next.SellerCopy(), append(closed, out.Events...)
+	return out, nil
 }
 
 // OpenAuction opens a scheduled auction once opens_at has passed by the

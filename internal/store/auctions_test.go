@@ -391,3 +391,72 @@ func TestCancelAndRevokedBidder(t *testing.T) {
 		t.Errorf("the revoked winner cannot read its invoice: %v", err)
 	}
 }
+
+// The clock's close of one auction takes every other auction of the
+// seller already due with it, in one transaction: each is closed with its
+// outcome and, when won, its invoice; an auction not yet due and another
+// seller's stay open; and their own clocks then find them closed.
+func TestCloseDueAuctionsClosesTheSellersDueOnes(t *testing.T) {
+	t.Parallel()
+	f := newTradingFixture(t, 2)
+	other := newTradingFixture(t, 1)
+	ctx := context.Background()
+	var due []string
+	for i := range 4 {
+		a := f.auction(t, f.deal(t), draftClosingIn(time.Second))
+		if i%2 == 0 {
+			if _, err := f.bid(a.ID, f.buyers[0], 1000, fmt.Sprint("due", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		due = append(due, a.ID)
+	}
+	later := f.auction(t, f.deal(t), draftClosingIn(time.Hour))
+	elsewhere := other.auction(t, other.deal(t), draftClosingIn(time.Second))
+	time.Sleep(1100 * time.Millisecond)
+
+	own, events, err := f.s.CloseDueAuctions(ctx, due[0], time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if own.Auction.ID != due[0] || own.Auction.Status != auction.StatusClosed {
+		t.Fatalf("own auction after the close: %+v", own.Auction)
+	}
+	closed := map[string]int{}
+	for _, ev := range events {
+		if ev.Type == string(auction.EventClosed) {
+			closed[ev.DealID]++
+		}
+	}
+	if len(closed) != len(due) {
+		t.Errorf("auction.closed for %d deals, want the %d due auctions'", len(closed), len(due))
+	}
+	seller := Viewer{Role: RoleSeller, ID: f.seller}
+	for i, id := range due {
+		a, err := f.s.Auction(ctx, seller, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := auction.OutcomeNoBids
+		if i%2 == 0 {
+			want = auction.OutcomeWon
+		}
+		if a.Status != auction.StatusClosed || a.Outcome == nil || *a.Outcome != want || (want == auction.OutcomeWon) != (a.InvoiceID != nil) {
+			t.Errorf("due auction %d: %s, outcome %v, invoice %v", i, a.Status, a.Outcome, a.InvoiceID)
+		}
+		// Its own clock finds it closed and changes nothing.
+		if ch, evs, err := f.s.CloseDueAuctions(ctx, id, time.Hour); err != nil || ch.Auction.Version != a.Version || len(evs) != 0 {
+			t.Errorf("due auction %d closed again: version %d (was %d), %d events, %v", i, ch.Auction.Version, a.Version, len(evs), err)
+		}
+	}
+	if a, err := f.s.Auction(ctx, seller, later.ID); err != nil || a.Status != auction.StatusOpen {
+		t.Errorf("the auction not yet due: %s, %v", a.Status, err)
+	}
+	if a, err := other.s.Auction(ctx, Viewer{Role: RoleSeller, ID: other.seller}, elsewhere.ID); err != nil || a.Status != auction.StatusOpen {
+		t.Errorf("another seller's due auction: %s, %v", a.Status, err)
+	}
+	var invoices int
+	if err := testDB.Pool.QueryRow(ctx, `SELECT count(*) FROM invoices WHERE seller_id = $1`, f.seller).Scan(&invoices); err != nil || invoices != 2 {
+		t.Errorf("%d invoices of the seller (%v), want 2", invoices, err)
+	}
+}
