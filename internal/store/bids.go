@@ -137,6 +137,10 @@ func (s *Store) decideBids(ctx context.Context, auctionID string, batch []*queue
 		if err != nil {
 			return err
 		}
+		recorded, err := recordedResponses(ctx, tx, batch, granted, now)
+		if err != nil {
+			return err
+		}
 		version := a.Version
 		for _, b := range batch {
 			b.res, b.err = BidResult{}, nil
@@ -144,7 +148,7 @@ func (s *Store) decideBids(ctx context.Context, auctionID string, batch []*queue
 				b.err = ErrNotFound
 				continue
 			}
-			if a, err = s.decideBid(ctx, tx, a, now, b); err != nil {
+			if a, err = s.decideBid(ctx, tx, a, now, b, recorded); err != nil {
 				return err
 			}
 		}
@@ -187,32 +191,28 @@ func grantedBuyers(ctx context.Context, tx pgx.Tx, seller string, batch []*queue
 }
 
 // decideBid decides one bid on a (the auction as the bids before it in the
-// transaction left it) and returns the auction after it. The bid's
-// refusal is b.err; a returned error fails the transaction.
-func (s *Store) decideBid(ctx context.Context, tx pgx.Tx, a auction.Auction, now time.Time, b *queuedBid) (auction.Auction, error) {
+// transaction left it) and returns the auction after it. recorded holds
+// the live keys of the batch's bidders. The bid's refusal is b.err; a
+// returned error fails the transaction.
+func (s *Store) decideBid(ctx context.Context, tx pgx.Tx, a auction.Auction, now time.Time, b *queuedBid, recorded map[recordKey]record) (auction.Auction, error) {
 	r := b.req
-	var refusal error
-	if !a.Status.Live() || now.Before(a.OpensAt) || !now.Before(a.ClosesAt) {
-		refusal = ErrAuctionNotOpen
-	} else if min := a.Minimum(); r.Amount < min {
-		refusal = &BidTooLowError{Minimum: min}
-	}
-	if refusal != nil {
-		// A refused bid leaves no key, unless it repeats an accepted one.
-		first, found, err := recordedResponse(ctx, tx, r.Buyer, &r.Idem, now)
-		if err != nil {
-			if errors.Is(err, ErrIdempotencyConflict) {
-				b.err = err
-				return a, nil
-			}
-			return a, err
-		}
-		if !found {
-			b.err = refusal
+	hash := sha256.Sum256(r.Idem.Request)
+	if rec, ok := recorded[recordKey{r.Buyer, r.Idem.Key}]; ok {
+		if rec.hash != string(hash[:]) {
+			b.err = ErrIdempotencyConflict
 			return a, nil
 		}
 		b.res.Replayed = true
-		return a, json.Unmarshal(first, &b.res.Bid)
+		return a, json.Unmarshal(rec.response, &b.res.Bid)
+	}
+	// A refused bid leaves no key: repeated, it is decided again.
+	if !a.Status.Live() || now.Before(a.OpensAt) || !now.Before(a.ClosesAt) {
+		b.err = ErrAuctionNotOpen
+		return a, nil
+	}
+	if min := a.Minimum(); r.Amount < min {
+		b.err = &BidTooLowError{Minimum: min}
+		return a, nil
 	}
 
 	// Strictly after the auction's last change, so placed_at orders the
@@ -255,7 +255,56 @@ func (s *Store) decideBid(ctx context.Context, tx pgx.Tx, a auction.Auction, now
 		return a, err
 	}
 	b.res.Bid, b.res.Events = bid, events
+	// A repeat of this request later in the batch replays it.
+	recorded[recordKey{r.Buyer, r.Idem.Key}] = record{hash: string(hash[:]), response: response}
 	return next, nil
+}
+
+type recordKey struct{ account, key string }
+
+type record struct {
+	hash     string
+	response []byte
+}
+
+// recordedResponses reads, in one query, the live idempotency records of
+// the keys of the batch's authorised bidders.
+func recordedResponses(ctx context.Context, tx pgx.Tx, batch []*queuedBid, granted map[string]bool, now time.Time) (map[recordKey]record, error) {
+	var accounts, keys []string
+	for _, b := range batch {
+		if granted[b.req.Buyer] {
+			accounts, keys = append(accounts, b.req.Buyer), append(keys, b.req.Idem.Key)
+		}
+	}
+	recorded := map[recordKey]record{}
+	if len(keys) == 0 {
+		return recorded, nil
+	}
+	// Every pair of the two lists matches; the bids' own pairs are picked below.
+	rows, err := tx.Query(ctx, `SELECT seller_id::TEXT, key, request_hash, response::TEXT FROM idempotency_keys
+		WHERE seller_id = ANY($1::UUID[]) AND key = ANY($2::TEXT[]) AND created_at >= $3`, accounts, keys, now.Add(-IdempotencyTTL))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	found := map[recordKey]record{}
+	for rows.Next() {
+		var k recordKey
+		var hash, response []byte
+		if err := rows.Scan(&k.account, &k.key, &hash, &response); err != nil {
+			return nil, err
+		}
+		found[k] = record{hash: string(hash), response: response}
+	}
+	for _, b := range batch {
+		// The bidder's ID as it sent it, which the query returns canonical.
+		if u, err := uuid.Parse(b.req.Buyer); err == nil && granted[b.req.Buyer] {
+			if rec, ok := found[recordKey{u.String(), b.req.Idem.Key}]; ok {
+				recorded[recordKey{b.req.Buyer, b.req.Idem.Key}] = rec
+			}
+		}
+	}
+	return recorded, rows.Err()
 }
 
 // recordedResponse returns the live response recorded for account's key,
