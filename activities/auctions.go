@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"errors"
+	"time"
 
 	"go.temporal.io/sdk/temporal"
 
@@ -39,6 +40,17 @@ func (a *Activities) CloseAuction(ctx context.Context, auctionID string) (store.
 	terms := a.InvoiceTerms
 	if terms <= 0 {
 		terms = config.DefaultInvoiceTerms
+	}
+	// Woken up to CloseLead early: wait for the deadline here, so the
+	// close starts on time.
+	if c, err := a.Store.AuctionClockOf(ctx, auctionID); err == nil && c.Status.Live() {
+		if wait := time.Until(c.ClosesAt); wait > 0 && wait <= 2*auction.CloseLead {
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return store.AuctionClock{}, ctx.Err()
+			}
+		}
 	}
 	ch, events, err := a.Store.CloseDueAuctions(ctx, auctionID, terms)
 	ch.Events = events

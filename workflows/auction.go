@@ -33,14 +33,21 @@ func AuctionClock(ctx workflow.Context, in auction.WorkflowInput) (auction.Statu
 	if err := run(readAuctionClock, &clock); err != nil {
 		return "", err
 	}
+	// Since version 1 a close wakes CloseLead early and its activity
+	// waits for the deadline.
+	early := workflow.GetVersion(ctx, "auction-local-activities", workflow.DefaultVersion, 1) == 1
 	for clock.Status.Live() {
-		deadline, act := clock.ClosesAt, closeAuction
-		if clock.Status == auction.StatusScheduled && clock.OpensAt.Before(clock.ClosesAt) {
-			deadline, act = clock.OpensAt, openAuction
+		deadline, act, wake := clock.ClosesAt, closeAuction, clock.ClosesAt
+		if early {
+			wake = deadline.Add(-auction.CloseLead)
 		}
-		if wait := deadline.Sub(workflow.Now(ctx)); wait > 0 {
-			woken, err := signalledBefore(ctx, changed, wait)
-			if err != nil {
+		if clock.Status == auction.StatusScheduled && clock.OpensAt.Before(clock.ClosesAt) {
+			deadline, act, wake = clock.OpensAt, openAuction, clock.OpensAt
+		}
+		woken := false
+		if wait := wake.Sub(workflow.Now(ctx)); wait > 0 {
+			var err error
+			if woken, err = signalledBefore(ctx, changed, wait); err != nil {
 				return "", err
 			}
 			if woken {
@@ -52,9 +59,14 @@ func AuctionClock(ctx workflow.Context, in auction.WorkflowInput) (auction.Statu
 			return "", err
 		}
 		same := clock.Status == before.Status && clock.OpensAt.Equal(before.OpensAt) && clock.ClosesAt.Equal(before.ClosesAt)
-		if same && !deadline.After(workflow.Now(ctx)) {
-			// Nothing changed at a deadline that passed by the timer's
-			// clock: the database's is behind. A short pause, not a busy loop.
+		// Nothing changed at a deadline that passed (by the timer's clock,
+		// or, since version 1, by the activity's wait): the database's
+		// clock is behind. A short pause, not a busy loop.
+		pause := same && !deadline.After(workflow.Now(ctx))
+		if early {
+			pause = same && !woken
+		}
+		if pause {
 			if err := workflow.Sleep(ctx, 100*time.Millisecond); err != nil {
 				return "", err
 			}

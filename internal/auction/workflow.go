@@ -1,5 +1,7 @@
 package auction
 
+import "time"
+
 // The auction workflow as its starter sees it: package workflows
 // implements it under WorkflowType; the dispatcher starts it when it hands
 // over the seller's copy of auction.created, and signals it when it hands
@@ -20,3 +22,9 @@ func WorkflowID(auctionID string) string { return "auction-" + auctionID }
 type WorkflowInput struct {
 	AuctionID string
 }
+
+// CloseLead is how long before closes_at the auction's workflow wakes to
+// close it; the close activity waits out the rest itself, so the close
+// starts at closes_at, not after the timer's and the workflow task's own
+// delays.
+const CloseLead = 500 * time.Millisecond
