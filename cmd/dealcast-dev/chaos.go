@@ -30,10 +30,11 @@ import (
 
 // runChaos is the fault run: a fresh database, an embedded Temporal server,
 // two API and two worker processes of bin/dealcast, buyers with loopback
-// receivers, and a steady load of deal changes while a timeline of faults
-// runs. It then waits for the deliveries to settle and counts, per fault
-// window, every (event, endpoint) pair expected, delivered, duplicated and
-// lost; it fails if any is lost.
+// receivers, and a steady load of deal changes and trades while a timeline
+// of faults runs. It then waits for the auctions and deliveries to settle,
+// counts per fault window every (event, endpoint) pair expected,
+// delivered, duplicated and lost, and checks the trading in the database;
+// it fails if a pair is lost or a trading check is violated.
 func runChaos(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
 	short := fs.Bool("short", false, "about two minutes of load with fewer faults (no PostgreSQL restart, no hanging receiver)")

@@ -67,6 +67,9 @@ func (c *chaos) count(op string, code int) {
 type chaosTold struct {
 	Purchases []chaosSale
 	Bids      []string // IDs of bids answered 201
+	// SetAside counts the deals the load stopped using after answers that
+	// left unclear whether they were sold or auctioned.
+	SetAside int
 }
 
 // chaosSale is a purchase answered 201: the invoice the buyer was given.
@@ -196,11 +199,21 @@ func (c *chaos) purchase(ctx context.Context, d *chaosDeal) {
 		})
 	}
 	concurrently(fns...)
-	// Only a clear refusal of every buyer leaves the deal for sale; a 409
-	// of a deal the load holds idle would be an anomaly, counted as such.
-	if !slices.ContainsFunc(codes, func(code int) bool { return code == 0 || ok2xx(code) || code == http.StatusConflict }) {
+	switch {
+	case slices.ContainsFunc(codes, ok2xx):
+	case slices.ContainsFunc(codes, func(code int) bool { return code == 0 || code == http.StatusConflict }):
+		// No answer, or a 409 for a deal the load holds idle: sold or
+		// not, the deal is no longer the load's to use.
+		c.setAside()
+	default:
 		c.release(d)
 	}
+}
+
+func (c *chaos) setAside() {
+	c.mu.Lock()
+	c.told.SetAside++
+	c.mu.Unlock()
 }
 
 // chaosAuctionView is what the load reads of an auction.
@@ -227,8 +240,9 @@ func (c *chaos) auction(ctx context.Context, d *chaosDeal, wg *sync.WaitGroup) {
 		return c.call(ctx, http.MethodPost, "/v1/deals/"+d.id+"/auctions", c.sellerTok, body, &a, "Idempotency-Key", key)
 	})
 	if !ok2xx(code) {
-		// A retry past closes_at is 422 though an attempt may have
-		// committed: the deal stays out of the pool unless told it has none.
+		// A retry past closes_at is 422 though an earlier attempt may have
+		// committed: the deal may be under an auction the load never saw.
+		c.setAside()
 		return
 	}
 	c.ack()
@@ -320,6 +334,7 @@ func (c *chaos) end(ctx context.Context, x *chaosAuction) {
 // chaosTrading is what the trading checks found in the run's database.
 type chaosTrading struct {
 	PurchasesAcked int             `json:"purchases_acknowledged"`
+	SetAside       int             `json:"deals_set_aside"`
 	BidsAcked      int             `json:"bids_acknowledged"`
 	Sold           int             `json:"deals_sold"`
 	Invoices       int             `json:"invoices"`
@@ -359,7 +374,7 @@ func (v chaosViolations) total() int {
 // told. The load never voids an invoice nor sets a status by PATCH, so
 // here a deal is sold exactly when it has one invoice that is not void.
 func checkTrading(ctx context.Context, pool *pgxpool.Pool, seller string, told chaosTold) (chaosTrading, error) {
-	t := chaosTrading{PurchasesAcked: len(told.Purchases), BidsAcked: len(told.Bids)}
+	t := chaosTrading{PurchasesAcked: len(told.Purchases), BidsAcked: len(told.Bids), SetAside: told.SetAside}
 	v := &t.Violations
 	if err := pool.QueryRow(ctx, `
 		SELECT count(*) FILTER (WHERE d.status = 'sold'),
@@ -465,8 +480,8 @@ func checkTrading(ctx context.Context, pool *pgxpool.Pool, seller string, told c
 
 func (t chaosTrading) print(w io.Writer) {
 	v := t.Violations
-	fmt.Fprintf(w, "\ntrading: %d purchases and %d bids acknowledged; %d deals sold, %d invoices\n",
-		t.PurchasesAcked, t.BidsAcked, t.Sold, t.Invoices)
+	fmt.Fprintf(w, "\ntrading: %d purchases and %d bids acknowledged; %d deals sold, %d invoices; %d deals set aside\n",
+		t.PurchasesAcked, t.BidsAcked, t.Sold, t.Invoices, t.SetAside)
 	fmt.Fprintf(w, "auctions: %d (%d won, %d reserve not met, %d no bids, %d cancelled), %d extended by a late bid;\n"+
 		"  %d closed over 2 s after closes_at, at most %s\n",
 		t.Auctions, t.Won, t.ReserveNotMet, t.NoBids, t.Cancelled, t.Extended, t.Late, t.MaxLag)
@@ -496,4 +511,5 @@ func printOps(w io.Writer, ops []chaosOps) {
 	for _, o := range ops {
 		fmt.Fprintf(w, "%-15s %6d %5d %5d %5d %7d\n", o.Op, o.OK, o.Conflict, o.Invalid, o.Other, o.GaveUp)
 	}
+	fmt.Fprintf(w, "409 and 422: the loser of two buyers racing, a bid outbid or late, an auction that ended first\n")
 }
