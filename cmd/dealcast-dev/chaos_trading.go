@@ -480,7 +480,7 @@ func checkTrading(ctx context.Context, pool *pgxpool.Pool, seller string, told c
 
 func (t chaosTrading) print(w io.Writer) {
 	v := t.Violations
-	fmt.Fprintf(w, "\ntrading: %d purchases and %d bids acknowledged; %d deals sold, %d invoices; %d deals set aside\n",
+	fmt.Fprintf(w, "\ntrading: %d purchases and %d bids acknowledged; %d deals sold, %d invoices; deals set aside: %d\n",
 		t.PurchasesAcked, t.BidsAcked, t.Sold, t.Invoices, t.SetAside)
 	fmt.Fprintf(w, "auctions: %d (%d won, %d reserve not met, %d no bids, %d cancelled), %d extended by a late bid;\n"+
 		"  %d closed over 2 s after closes_at, at most %s\n",
@@ -511,5 +511,6 @@ func printOps(w io.Writer, ops []chaosOps) {
 	for _, o := range ops {
 		fmt.Fprintf(w, "%-15s %6d %5d %5d %5d %7d\n", o.Op, o.OK, o.Conflict, o.Invalid, o.Other, o.GaveUp)
 	}
-	fmt.Fprintf(w, "409 and 422: the loser of two buyers racing, a bid outbid or late, an auction that ended first\n")
+	fmt.Fprintf(w, "409 and 422: the loser of two buyers racing, a bid outbid or late, an auction that ended first;\n"+
+		"gave up: no final answer after a minute of retries or when the load stopped\n")
 }
