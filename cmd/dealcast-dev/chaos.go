@@ -41,7 +41,7 @@ func runChaos(ctx context.Context, args []string) error {
 	out := fs.String("out", "chaos/results.json", "where to write the results")
 	bin := fs.String("bin", "bin/dealcast", "the product binary")
 	rate := fs.Int("rate", 20, "requests a second: deal changes, purchases, auctions, bids")
-	settle := fs.Duration("settle", 3*time.Minute, "the longest wait for deliveries after the load")
+	settle := fs.Duration("settle", 3*time.Minute, "the longest wait for auctions to close and deliveries to arrive after the load")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
