@@ -33,11 +33,12 @@ build: ## Build bin/dealcast (the product) and bin/dealcast-dev (dev stack, demo
 # dependencies.
 MODULES := . sdk/go/dealcast deploy
 
-test: ## Run every test against the local PostgreSQL, with the race detector, then test-serializable
+test: ## Run every test against the local PostgreSQL, with the race detector, then test-serializable and test-chaos
 	$(GO) test -race -count=1 ./...
 	cd sdk/go/dealcast && $(GO) test -count=1 ./...
 	cd deploy && $(GO) test -count=1 ./...
 	$(MAKE) --no-print-directory test-serializable
+	$(MAKE) --no-print-directory test-chaos
 
 # Production runs on CockroachDB, where every transaction is SERIALIZABLE
 # and may fail with a 40001 retry error; PostgreSQL's default read
@@ -79,8 +80,14 @@ clean: ## Remove build output and local dev state
 	rm -rf bin .data
 
 .PHONY: chaos
-chaos: build ## Fault run on this machine (~4 min; CHAOS_FLAGS=--short ~2.5): kills and restarts APIs, workers, Temporal and PostgreSQL under load; fails if a webhook is lost: chaos/results.json
+chaos: build ## Fault run on this machine (~4 min; CHAOS_FLAGS=--short ~2.5): kills and restarts APIs, workers, Temporal and PostgreSQL under deal and trading load; fails if a webhook is lost or a trading check breaks: chaos/results.json
 	./$(DEV_BIN) chaos $(CHAOS_FLAGS)
+
+# The last step of `make test`, after every other: it kills and restarts
+# processes under load, so no other test shares the machine with it.
+.PHONY: test-chaos
+test-chaos: ## The short fault run (~2.5 min, no PostgreSQL restart): fails only on a lost webhook or a trading check
+	$(MAKE) --no-print-directory chaos CHAOS_FLAGS=--short
 
 .PHONY: bench
 bench: build ## Benchmark against pgbench (needs PostgreSQL and pgbench; BENCH_SECONDS shortens it): bench/results/latest.json

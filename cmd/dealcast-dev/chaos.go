@@ -6,12 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -28,17 +30,18 @@ import (
 
 // runChaos is the fault run: a fresh database, an embedded Temporal server,
 // two API and two worker processes of bin/dealcast, buyers with loopback
-// receivers, and a steady load of deal changes while a timeline of faults
-// runs. It then waits for the deliveries to settle and counts, per fault
-// window, every (event, endpoint) pair expected, delivered, duplicated and
-// lost; it fails if any is lost.
+// receivers, and a steady load of deal changes and trades while a timeline
+// of faults runs. It then waits for the auctions and deliveries to settle,
+// counts per fault window every (event, endpoint) pair expected,
+// delivered, duplicated and lost, and checks the trading in the database;
+// it fails if a pair is lost or a trading check is violated.
 func runChaos(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
 	short := fs.Bool("short", false, "about two minutes of load with fewer faults (no PostgreSQL restart, no hanging receiver)")
 	out := fs.String("out", "chaos/results.json", "where to write the results")
 	bin := fs.String("bin", "bin/dealcast", "the product binary")
-	rate := fs.Int("rate", 20, "deal changes a second")
-	settle := fs.Duration("settle", 3*time.Minute, "the longest wait for deliveries after the load")
+	rate := fs.Int("rate", 20, "requests a second: deal changes, purchases, auctions, bids")
+	settle := fs.Duration("settle", 3*time.Minute, "the longest wait for auctions to close and deliveries to arrive after the load")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -133,6 +136,17 @@ func runChaos(ctx context.Context, args []string) error {
 		return err
 	}
 	res.Short = *short
+	c.mu.Lock()
+	told := c.told
+	for _, op := range chaosOpOrder {
+		if o := c.ops[op]; o != nil {
+			res.Requests = append(res.Requests, *o)
+		}
+	}
+	c.mu.Unlock()
+	if res.Trading, err = checkTrading(ctx, pool, c.sellerID, told); err != nil {
+		return fmt.Errorf("trading checks: %w", err)
+	}
 	res.print(os.Stdout)
 	b, _ := json.MarshalIndent(res, "", "  ")
 	if err := os.WriteFile(*out, append(b, '\n'), 0o644); err != nil {
@@ -141,6 +155,9 @@ func runChaos(ctx context.Context, args []string) error {
 	fmt.Fprintf(os.Stderr, "chaos: wrote %s\n", *out)
 	if res.Total.Lost > 0 {
 		return fmt.Errorf("%d (event, endpoint) pairs lost", res.Total.Lost)
+	}
+	if n := res.Trading.Violations.total(); n > 0 {
+		return fmt.Errorf("%d violations of the trading checks", n)
 	}
 	return nil
 }
@@ -157,20 +174,25 @@ type chaos struct {
 	recv      *chaosReceiver
 	sellerID  string
 	sellerTok string
+	buyers    []chaosBuyer
 	next      atomic.Uint64 // round robin over the APIs
 
 	mu      sync.Mutex
-	deals   []*chaosDeal
-	acks    []time.Time // each change acknowledged with 2xx
-	retries []time.Time // each request retried after a connection error or 5xx
+	idle    []*chaosDeal    // available deals no request or auction holds
+	live    []*chaosAuction // auctions not yet seen ended
+	acks    []time.Time     // each change acknowledged with 2xx
+	retries []time.Time     // each request retried after a connection error or 5xx
 	windows []chaosWindow
+	ops     map[string]*chaosOps
+	told    chaosTold
 }
 
 type chaosDeal struct {
 	id      string
 	version int
-	busy    bool
 }
+
+type chaosBuyer struct{ id, token string }
 
 type chaosWindow struct {
 	Name       string    `json:"name"`
@@ -403,6 +425,7 @@ func (c *chaos) setup(ctx context.Context, n int) error {
 			return err
 		}
 		tok, _ := auth.Mint(c.jwtSecret, store.RoleBuyer, buyer.ID, 2*time.Hour, auth.MintOptions{})
+		c.buyers = append(c.buyers, chaosBuyer{id: buyer.ID, token: tok})
 		path := fmt.Sprintf("/buyer-%d", i)
 		if _, err := c.call(ctx, http.MethodPost, "/v1/webhook-endpoints", tok, map[string]string{"url": c.recv.url + path}, &ep); err != nil {
 			return err
@@ -412,8 +435,8 @@ func (c *chaos) setup(ctx context.Context, n int) error {
 	return nil
 }
 
-// load makes rate changes a second until ctx ends: a new deal one time in
-// four, otherwise a price change of an idle deal.
+// load makes rate requests a second until ctx ends: deal creates and
+// price changes, purchases, auctions and bids (step).
 func (c *chaos) load(ctx context.Context) {
 	tick := time.NewTicker(time.Second / time.Duration(c.rate))
 	defer tick.Stop()
@@ -433,27 +456,32 @@ func (c *chaos) load(ctx context.Context) {
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if d := c.idleDeal(); d != nil && rand.IntN(4) != 0 {
-				c.reprice(ctx, d)
-			} else {
-				c.create(ctx)
-			}
+			c.step(ctx, &wg)
 		})
 	}
 }
 
-func (c *chaos) idleDeal() *chaosDeal {
+// takeIdle removes a random idle deal from the pool for one request or
+// auction; nil when none is idle.
+func (c *chaos) takeIdle() *chaosDeal {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.deals) == 0 {
+	if len(c.idle) == 0 {
 		return nil
 	}
-	d := c.deals[rand.IntN(len(c.deals))]
-	if d.busy {
-		return nil
-	}
-	d.busy = true
+	i := rand.IntN(len(c.idle))
+	d := c.idle[i]
+	c.idle[i] = c.idle[len(c.idle)-1]
+	c.idle = c.idle[:len(c.idle)-1]
 	return d
+}
+
+// release puts a deal back in the idle pool: it is available and nothing
+// holds it.
+func (c *chaos) release(d *chaosDeal) {
+	c.mu.Lock()
+	c.idle = append(c.idle, d)
+	c.mu.Unlock()
 }
 
 func (c *chaos) ack() {
@@ -471,21 +499,20 @@ func (c *chaos) create(ctx context.Context) {
 		ID      string
 		Version int
 	}
-	if c.retry(ctx, func() (int, error) {
+	if ok2xx(c.retry(ctx, opCreate, func() (int, error) {
 		return c.call(ctx, http.MethodPost, "/v1/deals", c.sellerTok, body, &deal, "Idempotency-Key", key)
-	}) {
-		c.mu.Lock()
-		c.acks = append(c.acks, time.Now())
-		c.deals = append(c.deals, &chaosDeal{id: deal.ID, version: deal.Version})
-		c.mu.Unlock()
+	})) {
+		c.ack()
+		c.release(&chaosDeal{id: deal.ID, version: deal.Version})
 	}
 }
 
+// reprice changes an idle deal's price and puts it back.
 func (c *chaos) reprice(ctx context.Context, d *chaosDeal) {
-	defer func() { c.mu.Lock(); d.busy = false; c.mu.Unlock() }()
+	defer c.release(d)
 	price := 1000 + rand.IntN(9000)
 	var deal struct{ Version int }
-	ok := c.retry(ctx, func() (int, error) {
+	ok := ok2xx(c.retry(ctx, opReprice, func() (int, error) {
 		code, err := c.call(ctx, http.MethodPatch, "/v1/deals/"+d.id, c.sellerTok,
 			map[string]any{"total_price": price, "items": []map[string]any{{"id": "a", "name": "A", "price": price}}},
 			&deal, "If-Match", fmt.Sprintf(`"%d"`, d.version))
@@ -500,33 +527,42 @@ func (c *chaos) reprice(ctx context.Context, d *chaosDeal) {
 			return http.StatusServiceUnavailable, err
 		}
 		return code, err
-	})
+	}))
 	if ok {
 		d.version = deal.Version
 		c.ack()
 	}
 }
 
-// retry calls try until it succeeds, fails for good (4xx) or a minute
-// passes, alternating the APIs on connection errors and 5xx.
-func (c *chaos) retry(ctx context.Context, try func() (int, error)) bool {
+// retry calls try until it answers 2xx or 4xx (other than 408 and 429)
+// or a minute passes, alternating the APIs on connection errors and 5xx.
+// It counts the outcome under op and returns the final status, or 0 when
+// it gave up: then the change may or may not have been made.
+func (c *chaos) retry(ctx context.Context, op string, try func() (int, error)) int {
 	deadline := time.Now().Add(time.Minute)
 	for wait := 250 * time.Millisecond; ctx.Err() == nil && time.Now().Before(deadline); wait = min(2*wait, 2*time.Second) {
 		code, err := try()
 		if err == nil {
-			return true
+			c.count(op, code)
+			return code
 		}
 		if code >= 400 && code < 500 && code != http.StatusTooManyRequests && code != http.StatusRequestTimeout {
-			fmt.Fprintf(os.Stderr, "chaos: change refused: %v\n", err)
-			return false
+			if code != http.StatusConflict && code != http.StatusUnprocessableEntity {
+				fmt.Fprintf(os.Stderr, "chaos: %s refused: %v\n", op, err)
+			}
+			c.count(op, code)
+			return code
 		}
 		c.mu.Lock()
 		c.retries = append(c.retries, time.Now())
 		c.mu.Unlock()
 		sleepCtx(ctx, wait)
 	}
-	return false
+	c.count(op, 0)
+	return 0
 }
+
+func ok2xx(code int) bool { return code >= 200 && code < 300 }
 
 // call sends a JSON request to the next API and decodes its answer; it
 // returns the status (0 without an answer) and an error unless it is 2xx.
@@ -612,22 +648,32 @@ type chaosResults struct {
 	SettledIn  string       `json:"settled_in"`
 	Windows    []chaosCount `json:"windows"`
 	Total      chaosCount   `json:"total"`
+	ByType     []chaosCount `json:"by_event_type"`
 	Unexpected int          `json:"unexpected_deliveries"`
+	Requests   []chaosOps   `json:"requests"`
+	Trading    chaosTrading `json:"trading"`
 }
 
 // chaosPair is one (event, endpoint) pair the database says must arrive.
 type chaosPair struct {
 	key string
 	at  time.Time
+	typ string
+}
+
+// chaosEvent is one committed event of the run.
+type chaosEvent struct {
+	at  time.Time
+	typ string
 }
 
 // expectedPairs reads every committed event of the seller, each with every
 // endpoint it must reach: the endpoints of the buyers the seller authorises
 // for deal events, those of the named recipients for the others. Disabled
 // endpoints count too: nothing in the run disables one.
-func (c *chaos) expectedPairs(ctx context.Context, pool *pgxpool.Pool) (pairs []chaosPair, events map[string]time.Time, err error) {
+func (c *chaos) expectedPairs(ctx context.Context, pool *pgxpool.Pool) (pairs []chaosPair, events map[string]chaosEvent, err error) {
 	rows, err := pool.Query(ctx, `
-		SELECT ev.id, ev.created_at, we.id::TEXT
+		SELECT ev.id, ev.created_at, ev.type, we.id::TEXT
 		FROM events ev
 		LEFT JOIN (
 		  SELECT ev.id AS event_id, we.id, we.event_types
@@ -645,30 +691,37 @@ func (c *chaos) expectedPairs(ctx context.Context, pool *pgxpool.Pool) (pairs []
 		return nil, nil, err
 	}
 	defer rows.Close()
-	events = map[string]time.Time{}
+	events = map[string]chaosEvent{}
 	for rows.Next() {
-		var id string
+		var id, typ string
 		var at time.Time
 		var endpoint *string
-		if err := rows.Scan(&id, &at, &endpoint); err != nil {
+		if err := rows.Scan(&id, &at, &typ, &endpoint); err != nil {
 			return nil, nil, err
 		}
-		events[id] = at
+		events[id] = chaosEvent{at: at, typ: typ}
 		if endpoint != nil {
-			pairs = append(pairs, chaosPair{key: id + " " + *endpoint, at: at})
+			pairs = append(pairs, chaosPair{key: id + " " + *endpoint, at: at, typ: typ})
 		}
 	}
 	return pairs, events, rows.Err()
 }
 
-// settle waits up to max for every expected pair to arrive, then counts
-// per window.
+// settle waits up to max for every auction to end and every expected
+// pair to arrive, then counts per window and per event type.
 func (c *chaos) settle(ctx context.Context, pool *pgxpool.Pool, max time.Duration) (*chaosResults, error) {
 	start := time.Now()
 	fmt.Fprintf(os.Stderr, "chaos: %s: settling (up to %v)\n", start.Format("15:04:05"), max)
 	var pairs []chaosPair
-	var events map[string]time.Time
+	var events map[string]chaosEvent
 	for {
+		// An auction still open will write its auction.closed (and maybe
+		// a sale): count pairs once none is.
+		var live int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM auctions WHERE seller_id = $1 AND status IN ('scheduled', 'open')`,
+			c.sellerID).Scan(&live); err != nil {
+			return nil, err
+		}
 		var err error
 		if pairs, events, err = c.expectedPairs(ctx, pool); err != nil {
 			return nil, err
@@ -681,7 +734,7 @@ func (c *chaos) settle(ctx context.Context, pool *pgxpool.Pool, max time.Duratio
 			}
 		}
 		c.recv.mu.Unlock()
-		if missing == 0 || time.Since(start) > max || ctx.Err() != nil {
+		if missing == 0 && live == 0 || time.Since(start) > max || ctx.Err() != nil {
 			break
 		}
 		sleepCtx(ctx, 2*time.Second)
@@ -714,20 +767,32 @@ func (c *chaos) settle(ctx context.Context, pool *pgxpool.Pool, max time.Duratio
 	for _, at := range c.recv.refused {
 		rows[window(at)].Refused++
 	}
-	for _, at := range events {
-		rows[window(at)].Events++
+	byType := map[string]*chaosCount{}
+	typeRow := func(typ string) *chaosCount {
+		if byType[typ] == nil {
+			byType[typ] = &chaosCount{Window: typ}
+		}
+		return byType[typ]
+	}
+	for _, ev := range events {
+		rows[window(ev.at)].Events++
+		typeRow(ev.typ).Events++
 	}
 	expected := map[string]bool{}
 	for _, p := range pairs {
 		expected[p.key] = true
-		row := &rows[window(p.at)]
-		row.Expected++
-		if n := c.recv.seen[p.key]; n > 0 {
-			row.Delivered++
-			row.Duplicates += n - 1
-		} else {
-			row.Lost++
+		for _, row := range []*chaosCount{&rows[window(p.at)], typeRow(p.typ)} {
+			row.Expected++
+			if n := c.recv.seen[p.key]; n > 0 {
+				row.Delivered++
+				row.Duplicates += n - 1
+			} else {
+				row.Lost++
+			}
 		}
+	}
+	for _, typ := range slices.Sorted(maps.Keys(byType)) {
+		res.ByType = append(res.ByType, *byType[typ])
 	}
 	for k := range c.recv.seen {
 		if !expected[k] {
@@ -757,4 +822,10 @@ func (r *chaosResults) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "retried: API requests repeated after a connection error or 5xx; refused: deliveries a receiver answered 503 or held\n")
 	fmt.Fprintf(w, "settled %s after the load; deliveries of no expected pair: %d\n", r.SettledIn, r.Unexpected)
+	fmt.Fprintf(w, "\n%-22s %6s %8s %9s %5s %4s\n", "event type", "events", "expected", "delivered", "dupes", "lost")
+	for _, row := range r.ByType {
+		fmt.Fprintf(w, "%-22s %6d %8d %9d %5d %4d\n", row.Window, row.Events, row.Expected, row.Delivered, row.Duplicates, row.Lost)
+	}
+	printOps(w, r.Requests)
+	r.Trading.print(w)
 }

@@ -27,7 +27,8 @@ Commands:
             dealcast-dev temporal [--port 7233] [--data-dir ./.data]
   chaos     a fault run against separate api, worker and Temporal processes on
             this machine (kills, restarts, a PostgreSQL restart, failing
-            receivers); counts lost and duplicate webhooks:
+            receivers) under deal and trading load; counts lost and duplicate
+            webhooks and checks sales, invoices, auctions and bids:
             dealcast-dev chaos [--short] [--out chaos/results.json]
 
 Settings come from the same environment as dealcast's (see README.md).
