@@ -69,6 +69,22 @@ func TestCreateAuctionRules(t *testing.T) {
 		t.Errorf("created %+v", a)
 	}
 	m.e.do(http.MethodPost, "/v1/deals/"+d.ID+"/auctions", m.sellerToken, auctionDraft(time.Hour)).wantProblem(http.StatusConflict)
+
+	// A retry after closes_at replays the auction its key made; a new key
+	// with the same body is refused by the time rule.
+	short := auctionDraft(300 * time.Millisecond)
+	other := m.deal()
+	var first, again auction.Auction
+	m.e.do(http.MethodPost, "/v1/deals/"+other.ID+"/auctions", m.sellerToken, short, "Idempotency-Key", "a1").want(http.StatusCreated).decode(&first)
+	time.Sleep(400 * time.Millisecond)
+	r := m.e.do(http.MethodPost, "/v1/deals/"+other.ID+"/auctions", m.sellerToken, short, "Idempotency-Key", "a1").want(http.StatusCreated)
+	if r.decode(&again); again.ID != first.ID || r.Header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("a retry after closes_at: auction %s (replayed %q), first %s", again.ID, r.Header.Get("Idempotent-Replayed"), first.ID)
+	}
+	p = m.e.do(http.MethodPost, "/v1/deals/"+other.ID+"/auctions", m.sellerToken, short, "Idempotency-Key", "a2").wantProblem(http.StatusUnprocessableEntity)
+	if !slices.Contains(p.locations(), "body.closes_at") {
+		t.Errorf("a new key after closes_at: %v", p.locations())
+	}
 }
 
 // While the auction is live the deal is held: purchase 409, a PATCH of

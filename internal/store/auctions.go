@@ -71,8 +71,10 @@ func scanAuction(row pgx.Row, extra ...any) (auction.Auction, error) {
 const dbNow = "date_trunc('microseconds', now())"
 
 // CreateAuction auctions a deal of the seller's, in one serializable
-// transaction: ErrNotForSale when the deal is sold, ErrAuctionLive when it
-// already has a scheduled or open auction. auction.created goes to the
+// transaction: a repeated Idempotency-Key returns the auction it made; a
+// draft breaking a rule at the database's time is a
+// *deal.ValidationError; ErrNotForSale when the deal is sold,
+// ErrAuctionLive when it already has a scheduled or open auction. auction.created goes to the
 // buyers the seller authorises and to the seller.
 func (s *Store) CreateAuction(ctx context.Context, n NewAuction) (AuctionChange, error) {
 	var out AuctionChange
@@ -100,6 +102,10 @@ func (s *Store) CreateAuction(ctx context.Context, n NewAuction) (AuctionChange,
 				out.Replayed = true
 				return json.Unmarshal(first, &out.Auction)
 			}
+		}
+		// By the database's clock; a refusal rolls the key's claim back.
+		if err := n.Draft.Validate(now); err != nil {
+			return err
 		}
 		switch {
 		case cur.Status != deal.StatusAvailable, invoiced:
