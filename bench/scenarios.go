@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
@@ -242,11 +241,7 @@ func (r *runner) concurrency(ctx context.Context, res *Result) error {
 func (r *runner) hotAuction(ctx context.Context, res *Result) error {
 	bidders, hc := r.cfg.AuctionBidders, newClient(r.cfg.AuctionBidders)
 	defer hc.CloseIdleConnections()
-	sd, err := r.st.seed(ctx, 1, bidders, 1, nil)
-	var ids []string
-	if err == nil {
-		ids, err = r.auctions(ctx, sd, time.Now().Add(r.cfg.duration()+time.Hour), false)
-	}
+	sd, ids, err := r.auctions(ctx, bidders, 1, time.Now().Add(r.cfg.duration()+time.Hour), false)
 	if err != nil {
 		return err
 	}
@@ -278,49 +273,31 @@ func (r *runner) hotAuction(ctx context.Context, res *Result) error {
 // each by its workflow, each with one invoice.
 func (r *runner) auctionClose(ctx context.Context, res *Result) error {
 	n := r.cfg.AuctionCloses
-	// Time to create and bid on every auction first, and for the webhooks
-	// of that set-up to go out, so the closes are measured on their own:
-	// at a whole second.
+	// At a whole second, after time to create and bid on every auction and
+	// for the set-up's webhooks to go out, so the closes are measured alone.
 	closesAt := time.Now().Add(10*time.Second + time.Duration(n)*60*time.Millisecond).Truncate(time.Second)
-	sd, err := r.st.seed(ctx, 1, 1, n, nil)
-	var ids []string
-	if err == nil {
-		ids, err = r.auctions(ctx, sd, closesAt, true)
-	}
+	_, ids, err := r.auctions(ctx, 1, n, closesAt, true)
 	if err != nil || time.Now().After(closesAt) {
 		return fmt.Errorf("creating %d auctions before their closes_at: %v", n, err)
 	}
 	setup := r.st.drain(ctx, time.Until(closesAt)-time.Second)
-	// How late each close became visible: first seen closed by a poll
-	// every closePoll (its commit, not the transaction's start that
-	// updated_at holds).
+	// How late each close became visible (its commit, not the
+	// transaction's start that updated_at holds), by a poll every closePoll.
 	const closePoll = 20 * time.Millisecond
 	seen := map[string]time.Time{}
 	var invoices int
-	err = phase(r, ctx, res, func() error {
-		for deadline := closesAt.Add(r.cfg.Grace); len(seen) < n || invoices < n; time.Sleep(closePoll) {
-			if time.Now().After(deadline) || ctx.Err() != nil {
-				return nil
-			}
-			rows, err := r.st.pool.Query(ctx, `SELECT id::TEXT FROM auctions WHERE id = ANY($1) AND status = 'closed'`, ids)
-			if err != nil {
-				return err
-			}
-			closedIDs, err := pgx.CollectRows(rows, pgx.RowTo[string])
-			if err != nil {
-				return err
-			}
-			at := time.Now()
-			for _, id := range closedIDs {
+	err = phase(r, ctx, res, func() (err error) {
+		for end := closesAt.Add(r.cfg.Grace); err == nil && (len(seen) < n || invoices < n) && time.Now().Before(end); time.Sleep(closePoll) {
+			var closed []string
+			err = r.st.pool.QueryRow(ctx, `SELECT array_agg(id::TEXT) FILTER (WHERE status = 'closed'),
+				(SELECT count(*) FROM invoices WHERE auction_id = ANY($1)) FROM auctions WHERE id = ANY($1)`, ids).Scan(&closed, &invoices)
+			for _, id := range closed {
 				if _, ok := seen[id]; !ok {
-					seen[id] = at
+					seen[id] = time.Now()
 				}
 			}
-			if err := r.st.pool.QueryRow(ctx, `SELECT count(*) FROM invoices WHERE auction_id = ANY($1)`, ids).Scan(&invoices); err != nil {
-				return err
-			}
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return err
@@ -331,15 +308,18 @@ func (r *runner) auctionClose(ctx context.Context, res *Result) error {
 	}
 	lags.Close()
 	res.latency(lags.Latencies)
-	closed := len(seen)
-	res.set("auctions", n, "closed", closed, "invoices", invoices, "closes_at", closesAt.UTC().Format(time.RFC3339),
+	res.set("auctions", n, "closed", len(seen), "invoices", invoices, "closes_at", closesAt.UTC().Format(time.RFC3339),
 		"setup_drained", setup.drained(), "poll_ms", closePoll.Milliseconds())
-	res.Met = closed == n && invoices == n && res.P99Ms <= 1000
+	res.Met = len(seen) == n && invoices == n && res.P99Ms <= 1000
 	return nil
 }
 
-// auctions opens an auction on each deal and, with bid, bids on it.
-func (r *runner) auctions(ctx context.Context, sd seeded, closesAt time.Time, bid bool) (ids []string, err error) {
+// auctions seeds one seller with buyers and n deals, opens an auction on
+// each deal and, with bid, bids on it.
+func (r *runner) auctions(ctx context.Context, buyers, n int, closesAt time.Time, bid bool) (sd seeded, ids []string, err error) {
+	if sd, err = r.st.seed(ctx, 1, buyers, n, nil); err != nil {
+		return sd, nil, err
+	}
 	body := fmt.Sprintf(`{"start_price":100,"min_increment":1,"closes_at":%q}`, closesAt.UTC().Format(time.RFC3339Nano))
 	for i := 0; i < len(sd.deals) && err == nil; i++ {
 		var a struct{ ID string }
@@ -348,7 +328,7 @@ func (r *runner) auctions(ctx context.Context, sd seeded, closesAt time.Time, bi
 		}
 		ids = append(ids, a.ID)
 	}
-	return ids, err
+	return sd, ids, err
 }
 
 // post sends one POST of a set-up and decodes its 2xx answer into out.
