@@ -236,7 +236,7 @@ func (h *handlers) registerAuctions(a huma.API) {
 			return nil, err
 		}
 		v := viewer(ctx)
-		ch, err := h.store.CloseAuction(ctx, in.ID, &v, h.invoiceTerms)
+		ch, err := h.store.CloseAuction(ctx, in.ID, v, h.invoiceTerms)
 		if err != nil {
 			return nil, h.failTrade(ctx, err)
 		}

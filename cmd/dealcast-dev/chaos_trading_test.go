@@ -81,7 +81,7 @@ func newTradingWorld(t *testing.T, s *store.Store) *tradingWorld {
 		return ch.Auction.ID
 	}
 	closeNow := func(id string) {
-		_, err := s.CloseAuction(ctx, id, &store.Viewer{Role: store.RoleSeller, ID: seller.ID}, time.Hour)
+		_, err := s.CloseAuction(ctx, id, store.Viewer{Role: store.RoleSeller, ID: seller.ID}, time.Hour)
 		must(err)
 	}
 	w.bought, w.won, w.idle = newDeal(), newDeal(), newDeal()

@@ -247,28 +247,22 @@ func bidEvents(ctx context.Context, tx pgx.Tx, prev, next auction.Auction, bid a
 	return append(refs, updated...), err
 }
 
-// CloseAuction closes an auction in one serializable transaction. by is
-// the seller closing it now; nil is the auction's clock, which closes it
-// only once closes_at has passed by the database's clock (otherwise it
-// returns the auction unchanged, still live). The best bid wins if it
-// meets the reserve: the deal is sold to its buyer through the path of a
-// purchase (invoice, invoice.issued); otherwise the deal stays available.
-// auction.closed goes to every authorised buyer and the seller. Closing a
-// closed auction again returns it as it is (the clock) or
-// ErrAuctionNotOpen (a seller).
-func (s *Store) CloseAuction(ctx context.Context, id string, by *Viewer, terms time.Duration) (AuctionChange, error) {
+// CloseAuction is the seller by closing its auction now, in one
+// serializable transaction: the best bid wins if it meets the reserve
+// (the deal is sold to its buyer through the path of a purchase: invoice,
+// invoice.issued); otherwise the deal stays available. auction.closed goes
+// to every authorised buyer and the seller. An auction that is not live
+// is ErrAuctionNotOpen. The auction's clock closes through
+// CloseDueAuctions.
+func (s *Store) CloseAuction(ctx context.Context, id string, by Viewer, terms time.Duration) (AuctionChange, error) {
 	defer s.lockSales(ctx, "auctions", id)()
 	var out AuctionChange
 	err := s.inSerializableTx(ctx, func(tx pgx.Tx) error {
-		cond, args := "true", []any(nil)
-		if by != nil {
-			cond, args = "a.seller_id = $2", []any{by.ID}
-		}
-		a, now, err := lockAuction(ctx, tx, id, cond, args...)
+		a, now, err := lockAuction(ctx, tx, id, "a.seller_id = $2", by.ID)
 		if err != nil {
 			return err
 		}
-		out, err = s.closeLocked(ctx, tx, a, now, by != nil, terms)
+		out, err = s.closeLocked(ctx, tx, a, now, true, terms)
 		return err
 	})
 	return out, err
@@ -277,8 +271,10 @@ func (s *Store) CloseAuction(ctx context.Context, id string, by *Viewer, terms t
 // maxClosesPerTx bounds how many due auctions one close takes with it.
 const maxClosesPerTx = 64
 
-// CloseDueAuctions is the auction's clock closing auction id, as
-// CloseAuction with no seller does, and in the same transaction every
+// CloseDueAuctions is the auction's clock closing auction id once its
+// closes_at has passed by the database's clock (otherwise it returns the
+// auction unchanged, still live; a closed one as it is), and in the same
+// transaction every
 // other auction of its seller whose closes_at has passed by the
 // database's clock (up to maxClosesPerTx): when many close in the same
 // second, the first workflow to wake closes them all in one commit, and

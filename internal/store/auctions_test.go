@@ -28,7 +28,7 @@ func (f tradingFixture) bid(auctionID, buyer string, amount int64, key string) (
 
 func (f tradingFixture) close(t *testing.T, id string) AuctionChange {
 	t.Helper()
-	ch, err := f.s.CloseAuction(context.Background(), id, &Viewer{Role: RoleSeller, ID: f.seller}, time.Hour)
+	ch, err := f.s.CloseAuction(context.Background(), id, Viewer{Role: RoleSeller, ID: f.seller}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestBidAtTheDeadlineCountsOrIsRefused(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for {
-				closed, clsErr = f.s.CloseAuction(context.Background(), a.ID, nil, time.Hour)
+				closed, _, clsErr = f.s.CloseDueAuctions(context.Background(), a.ID, time.Hour)
 				if clsErr != nil || !closed.Auction.Status.Live() {
 					return
 				}
@@ -340,11 +340,11 @@ func TestCloseOutcomesAndViews(t *testing.T) {
 	if d, _ := f.s.DealForSeller(ctx, a.DealID, f.seller); d.Status != deal.StatusSold {
 		t.Errorf("the won deal is %s", d.Status)
 	}
-	if _, err := f.s.CloseAuction(ctx, a.ID, &Viewer{Role: RoleSeller, ID: f.seller}, time.Hour); !errors.Is(err, ErrAuctionNotOpen) {
+	if _, err := f.s.CloseAuction(ctx, a.ID, Viewer{Role: RoleSeller, ID: f.seller}, time.Hour); !errors.Is(err, ErrAuctionNotOpen) {
 		t.Errorf("closing twice: %v", err)
 	}
-	again, err := f.s.CloseAuction(ctx, a.ID, nil, time.Hour)
-	if err != nil || len(again.Events) != 0 || *again.Auction.InvoiceID != *ch.Auction.InvoiceID {
+	again, events, err := f.s.CloseDueAuctions(ctx, a.ID, time.Hour)
+	if err != nil || len(events) != 0 || *again.Auction.InvoiceID != *ch.Auction.InvoiceID {
 		t.Errorf("the clock closing a closed auction: %v, %d events", err, len(again.Events))
 	}
 }
