@@ -152,7 +152,7 @@ func (s *Store) CreateAuction(ctx context.Context, n NewAuction) (AuctionChange,
 // when set, is the auction before the change. The seller's copy carries
 // the auction's ID in its reference when the auction's workflow must hear
 // of it (created, or ended by a request).
-func announce(ctx context.Context, tx pgx.Tx, t auction.EventType, a auction.Auction, previous *auction.Auction, now time.Time) ([]EventRef, error) {
+func announce(ctx context.Context, tx execer, t auction.EventType, a auction.Auction, previous *auction.Auction, now time.Time) ([]EventRef, error) {
 	var refs []EventRef
 	for _, forSeller := range []bool{false, true} {
 		copyOf := auction.Auction.Public
@@ -220,7 +220,7 @@ type PlaceBidRequest struct {
 // bidEvents writes what an accepted bid announces: bid.placed (with the
 // bidder) to the seller, bid.outbid to the buyer that lost the lead, and
 // auction.updated to every authorised buyer and the seller.
-func bidEvents(ctx context.Context, tx pgx.Tx, prev, next auction.Auction, bid auction.Bid, buyer string, now time.Time) ([]EventRef, error) {
+func bidEvents(ctx context.Context, tx execer, prev, next auction.Auction, bid auction.Bid, buyer string, now time.Time) ([]EventRef, error) {
 	placed := auction.NewEvent(auction.EventBidPlaced, next.SellerCopy(), now)
 	withBuyer := bid
 	withBuyer.Buyer = buyer

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/dealcast/dealcast/internal/auction"
 )
@@ -121,6 +122,14 @@ func (s *Store) leadBids(ctx context.Context, auctionID string) {
 // serializable transaction. A bid's own refusal is its err; an error
 // returned fails them all (nothing was written).
 func (s *Store) decideBids(ctx context.Context, auctionID string, batch []*queuedBid) error {
+	err := errKeyRaced
+	for attempt := 0; attempt < 3 && errors.Is(err, errKeyRaced); attempt++ {
+		err = s.decideBidsOnce(ctx, auctionID, batch)
+	}
+	return err
+}
+
+func (s *Store) decideBidsOnce(ctx context.Context, auctionID string, batch []*queuedBid) error {
 	return s.inSerializableTx(ctx, func(tx pgx.Tx) error {
 		s.bidTxs.Add(1)
 		a, now, err := lockAuction(ctx, tx, auctionID, "TRUE")
@@ -226,18 +235,6 @@ func (s *Store) decideBid(ctx context.Context, tx pgx.Tx, a auction.Auction, now
 	if err != nil {
 		return a, err
 	}
-	first, claimed, err := claimIdempotencyKey(ctx, tx, r.Buyer, &r.Idem, response, now)
-	if errors.Is(err, ErrIdempotencyConflict) {
-		b.err = err
-		return a, nil
-	}
-	if err != nil {
-		return a, err
-	}
-	if !claimed {
-		b.res.Replayed = true
-		return a, json.Unmarshal(first, &b.res.Bid)
-	}
 	next := a
 	next.BidCount++
 	next.BestBid, next.Leader = &r.Amount, &r.Buyer
@@ -246,12 +243,16 @@ func (s *Store) decideBid(ctx context.Context, tx pgx.Tx, a auction.Auction, now
 	next.Version++
 	next.UpdatedAt = placed
 	next.Refresh()
-	if _, err := tx.Exec(ctx, `INSERT INTO bids (id, auction_id, buyer_id, seq, amount, placed_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-		bid.ID, a.ID, r.Buyer, next.BidCount, r.Amount, placed); err != nil {
+	// The key, the bid and its events in one round trip under the lock.
+	writes := &pgx.Batch{}
+	writes.Queue(claimKeySQL, r.Buyer, r.Idem.Key, hash[:], response, now, now.Add(-IdempotencyTTL))
+	writes.Queue(`INSERT INTO bids (id, auction_id, buyer_id, seq, amount, placed_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+		bid.ID, a.ID, r.Buyer, next.BidCount, r.Amount, placed)
+	events, err := bidEvents(ctx, queued{writes}, a, next, bid, r.Buyer, placed)
+	if err != nil {
 		return a, err
 	}
-	events, err := bidEvents(ctx, tx, a, next, bid, r.Buyer, placed)
-	if err != nil {
+	if err := sendClaiming(ctx, tx, writes); err != nil {
 		return a, err
 	}
 	b.res.Bid, b.res.Events = bid, events
@@ -323,4 +324,35 @@ func recordedResponse(ctx context.Context, tx pgx.Tx, account string, idem *Idem
 		return nil, false, ErrIdempotencyConflict
 	}
 	return response, true, nil
+}
+
+// queued is an execer that queues each statement on a batch, to be sent
+// in one round trip; its results are read by sendClaiming.
+type queued struct{ *pgx.Batch }
+
+func (q queued) Exec(_ context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	q.Queue(sql, args...)
+	return pgconn.CommandTag{}, nil
+}
+
+// errKeyRaced is a bid's key claimed by another transaction after this one
+// read the keys: the batch's writes must not stand, so the transaction is
+// run again and reads the claim. Under SERIALIZABLE that claim is a 40001
+// instead; this keeps a weaker isolation from storing a bid under another
+// request's key.
+var errKeyRaced = errors.New("idempotency key claimed concurrently")
+
+// sendClaiming sends writes, whose first statement claims a key with
+// claimKeySQL, in one round trip, and fails with errKeyRaced unless it
+// claimed it.
+func sendClaiming(ctx context.Context, tx pgx.Tx, writes *pgx.Batch) error {
+	results := tx.SendBatch(ctx, writes)
+	tag, err := results.Exec()
+	if err == nil && tag.RowsAffected() != 1 {
+		err = errKeyRaced
+	}
+	for i := 1; i < writes.Len() && err == nil; i++ {
+		_, err = results.Exec()
+	}
+	return errors.Join(err, results.Close())
 }

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -125,5 +127,52 @@ func waitFor(t *testing.T, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatal("timed out")
 		}
+	}
+}
+
+// A bid whose key another transaction is claiming at the same moment
+// waits for it and then answers as that request did: here a replay of the
+// stored response, with no second bid.
+func TestBidRacingAClaimOfItsKeyReplays(t *testing.T) {
+	t.Parallel()
+	f := newTradingFixture(t, 1)
+	a := f.auction(t, f.deal(t), draftClosingIn(time.Hour))
+	ctx := context.Background()
+	first, err := f.bid(a.ID, f.buyers[0], 1000, "raced")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Take the key back out and hold a claim of it, uncommitted, with the
+	// first bid's response.
+	if _, err := testDB.Pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE seller_id = $1 AND key = 'raced'`, f.buyers[0]); err != nil {
+		t.Fatal(err)
+	}
+	claim, err := testDB.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = claim.Rollback(ctx) })
+	response, _ := json.Marshal(first.Bid)
+	request := fmt.Appendf(nil, "%s/%d", a.ID, 1200)
+	hash := sha256.Sum256(request)
+	if _, err := claim.Exec(ctx, claimKeySQL, f.buyers[0], "raced", hash[:], response, time.Now(), time.Now().Add(-IdempotencyTTL)); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var res BidResult
+	go func() {
+		defer close(done)
+		res, err = f.bid(a.ID, f.buyers[0], 1200, "raced")
+	}()
+	time.Sleep(200 * time.Millisecond) // the bid's claim now waits on the held one
+	if err := claim.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if err != nil || !res.Replayed || res.Bid.ID != first.Bid.ID {
+		t.Fatalf("the raced bid: %+v, %v", res, err)
+	}
+	if got := acceptedAmounts(t, a.ID); len(got) != 1 {
+		t.Errorf("bids stored: %v", got)
 	}
 }

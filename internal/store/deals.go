@@ -136,6 +136,17 @@ func refOf(ev deal.Event) *EventRef {
 	return &EventRef{ID: ev.ID, Type: string(ev.Type), DealID: ev.Data.Deal.ID}
 }
 
+// claimKeySQL records a key ($1 account, $2 key, $3 request hash, $4
+// response, $5 now), taking over one expired before $6: one row affected
+// when claimed.
+const claimKeySQL = `
+		INSERT INTO idempotency_keys (seller_id, key, request_hash, status_code, response, created_at)
+		VALUES ($1, $2, $3, 201, $4, $5)
+		ON CONFLICT (seller_id, key) DO UPDATE
+		SET request_hash = excluded.request_hash, status_code = excluded.status_code,
+		    response = excluded.response, created_at = excluded.created_at
+		WHERE idempotency_keys.created_at < $6`
+
 // claimIdempotencyKey records key for account's request, with response as
 // the answer to replay. When a live record of the key already exists it
 // returns that record's response and claimed false, or
@@ -144,14 +155,7 @@ func refOf(ev deal.Event) *EventRef {
 // simultaneous requests exactly one claims it.
 func claimIdempotencyKey(ctx context.Context, tx pgx.Tx, account string, idem *Idempotency, response []byte, now time.Time) (first []byte, claimed bool, err error) {
 	hash := sha256.Sum256(idem.Request)
-	tag, err := tx.Exec(ctx, `
-		INSERT INTO idempotency_keys (seller_id, key, request_hash, status_code, response, created_at)
-		VALUES ($1, $2, $3, 201, $4, $5)
-		ON CONFLICT (seller_id, key) DO UPDATE
-		SET request_hash = excluded.request_hash, status_code = excluded.status_code,
-		    response = excluded.response, created_at = excluded.created_at
-		WHERE idempotency_keys.created_at < $6`,
-		account, idem.Key, hash[:], response, now, now.Add(-IdempotencyTTL))
+	tag, err := tx.Exec(ctx, claimKeySQL, account, idem.Key, hash[:], response, now, now.Add(-IdempotencyTTL))
 	if err != nil {
 		return nil, false, err
 	}

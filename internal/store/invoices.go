@@ -223,7 +223,7 @@ type outboxEvent struct {
 
 // insertEvent writes ev to the outbox in one statement: for the named
 // recipients only, or, with none, for every buyer the seller authorises.
-func insertEvent(ctx context.Context, tx pgx.Tx, ev outboxEvent, recipients ...string) error {
+func insertEvent(ctx context.Context, tx execer, ev outboxEvent, recipients ...string) error {
 	_, err := tx.Exec(ctx, `
 		WITH ev AS (
 			INSERT INTO events (id, type, deal_id, seller_id, payload, created_at, named)
