@@ -68,6 +68,13 @@ type BidResult struct {
 // whose answer is lost, the buyer learns the outcome by repeating the
 // request with its Idempotency-Key.
 func (s *Store) PlaceBid(ctx context.Context, r PlaceBidRequest) (BidResult, error) {
+	// The bidder in the form the database returns IDs, so the batch's
+	// lookups match it as it is; anything else is no grant's buyer.
+	if u, err := uuid.Parse(r.Buyer); err == nil {
+		r.Buyer = u.String()
+	} else {
+		return BidResult{}, ErrNotFound
+	}
 	b := &queuedBid{req: r, lead: make(chan struct{}, 1), done: make(chan struct{})}
 	q := &s.bids
 	q.mu.Lock()
@@ -170,12 +177,9 @@ func (s *Store) decideBidsOnce(ctx context.Context, auctionID string, batch []*q
 
 // grantedBuyers returns which of the batch's bidders the seller authorises.
 func grantedBuyers(ctx context.Context, tx pgx.Tx, seller string, batch []*queuedBid) (map[string]bool, error) {
-	var ids []string
-	for _, b := range batch {
-		// Not an ID: a buyer no grant names (and no bad UUID for the query).
-		if _, err := uuid.Parse(b.req.Buyer); err == nil {
-			ids = append(ids, b.req.Buyer)
-		}
+	ids := make([]string, len(batch))
+	for i, b := range batch {
+		ids[i] = b.req.Buyer
 	}
 	granted := map[string]bool{}
 	rows, err := tx.Query(ctx, `SELECT buyer_id::TEXT FROM grants WHERE seller_id = $1 AND buyer_id = ANY($2::UUID[])`, seller, ids)
@@ -189,12 +193,6 @@ func grantedBuyers(ctx context.Context, tx pgx.Tx, seller string, batch []*queue
 			return nil, err
 		}
 		granted[id] = true
-	}
-	// The IDs come back in canonical form; the bidders' as they sent them.
-	for _, b := range batch {
-		if u, err := uuid.Parse(b.req.Buyer); err == nil && granted[u.String()] {
-			granted[b.req.Buyer] = true
-		}
 	}
 	return granted, rows.Err()
 }
@@ -281,29 +279,20 @@ func recordedResponses(ctx context.Context, tx pgx.Tx, batch []*queuedBid, grant
 	if len(keys) == 0 {
 		return recorded, nil
 	}
-	// Every pair of the two lists matches; the bids' own pairs are picked below.
+	// Every pair of the two lists matches; a bid looks up its own pair only.
 	rows, err := tx.Query(ctx, `SELECT seller_id::TEXT, key, request_hash, response::TEXT FROM idempotency_keys
 		WHERE seller_id = ANY($1::UUID[]) AND key = ANY($2::TEXT[]) AND created_at >= $3`, accounts, keys, now.Add(-IdempotencyTTL))
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	found := map[recordKey]record{}
 	for rows.Next() {
 		var k recordKey
 		var hash, response []byte
 		if err := rows.Scan(&k.account, &k.key, &hash, &response); err != nil {
 			return nil, err
 		}
-		found[k] = record{hash: string(hash), response: response}
-	}
-	for _, b := range batch {
-		// The bidder's ID as it sent it, which the query returns canonical.
-		if u, err := uuid.Parse(b.req.Buyer); err == nil && granted[b.req.Buyer] {
-			if rec, ok := found[recordKey{u.String(), b.req.Idem.Key}]; ok {
-				recorded[recordKey{b.req.Buyer, b.req.Idem.Key}] = rec
-			}
-		}
+		recorded[k] = record{hash: string(hash), response: response}
 	}
 	return recorded, rows.Err()
 }
