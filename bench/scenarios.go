@@ -78,6 +78,7 @@ func (r *runner) write(ctx context.Context, res *Result) error {
 	if b := r.st.drain(ctx, r.cfg.DrainTimeout); !b.drained() {
 		r.note("write: %d events and %d workflows of the warm-up still undelivered (%v)", b.undispatched, b.running, b.err)
 	}
+	r.st.analyze(ctx)
 	// The floors first: after the writes their backlog would drain beside them.
 	res.set("http_floor", r.httpFloor(ctx, hc, conns, tps))
 	if err := r.workflowFloor(ctx); err != nil {
@@ -216,6 +217,7 @@ func (r *runner) concurrency(ctx context.Context, res *Result) error {
 	if err := count(ctx, hc, len(warm), 8, targets(warm...)); err != nil {
 		return err
 	}
+	r.st.analyze(ctx)
 	var sent, writes atomic.Int64
 	tr := func(t *vegeta.Target) error {
 		*t = r.st.target(http.MethodGet, "/v1/deals/"+pick(sd.deals), pick(sd.buyerTokens), nil)
@@ -368,6 +370,7 @@ func (r *runner) webhookStack(ctx context.Context, sellers, buyers, deals, recei
 			err = fmt.Errorf("warm-up: %d of %d deliveries did not arrive within %v (%v)", d.Lost, d.Expected, r.cfg.Grace, d.err)
 		}
 		r.st.drain(ctx, r.cfg.DrainTimeout)
+		r.st.analyze(ctx)
 	}
 	return w, err // the caller closes w, even on an error
 }
