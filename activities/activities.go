@@ -6,7 +6,6 @@ package activities
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -84,25 +83,104 @@ type RoundResult struct {
 // outcomes. Sending is concurrent; the results are written in one statement.
 // An activity retry resumes: recipients already reached are skipped.
 func (a *Activities) DeliverRound(ctx context.Context, in RoundInput) (RoundResult, error) {
-	ev, err := a.Store.Event(ctx, in.EventID)
-	if errors.Is(err, store.ErrNotFound) {
-		return RoundResult{}, temporal.NewNonRetryableApplicationError("event not found", "EventNotFound", err)
-	}
+	out, found, err := a.deliver(ctx, []RoundInput{in})
 	if err != nil {
 		return RoundResult{}, err
 	}
-	if in.Limit <= 0 {
-		return RoundResult{}, temporal.NewNonRetryableApplicationError("limit must be positive", "BadInput", nil)
+	if !found[0] {
+		return RoundResult{}, temporal.NewNonRetryableApplicationError("event not found", "EventNotFound", store.ErrNotFound)
 	}
-	var targets []store.Target
-	if in.Retry {
-		targets, err = a.Store.PendingTargets(ctx, ev, in.After, in.Limit)
-	} else {
-		targets, err = a.Store.Recipients(ctx, ev, in.After, in.Limit)
+	return out[0], nil
+}
+
+// DeliverPages runs DeliverRound for several events at once (a batch
+// workflow's first pages) and returns their results in the same order,
+// with three database round trips for them all: the events, their
+// targets, and every outcome in one statement. An event deleted since it
+// was committed has nothing to deliver. Any failure fails the whole call,
+// whose retry resumes every event: the recipients already reached are
+// skipped.
+func (a *Activities) DeliverPages(ctx context.Context, pages []RoundInput) ([]RoundResult, error) {
+	out, _, err := a.deliver(ctx, pages)
+	return out, err
+}
+
+// deliver runs pages, reporting which of their events exist. A page of an
+// event that an earlier page of the call names shares that page's result:
+// a batch names each event once, and sending it twice would be a duplicate.
+func (a *Activities) deliver(ctx context.Context, pages []RoundInput) ([]RoundResult, []bool, error) {
+	ids := make([]string, len(pages))
+	for i, p := range pages {
+		if p.Limit <= 0 {
+			return nil, nil, temporal.NewNonRetryableApplicationError("limit must be positive", "BadInput", nil)
+		}
+		ids[i] = p.EventID
 	}
+	evs, err := a.Store.Events(ctx, ids)
 	if err != nil {
-		return RoundResult{}, err
+		return nil, nil, err
 	}
+	byID := make(map[string]store.EventRecord, len(evs))
+	for _, ev := range evs {
+		byID[ev.ID] = ev
+	}
+	first := map[string]int{} // event ID → its page in runs
+	var (
+		runs    []int // indexes in pages of the pages run
+		queries []store.PageQuery
+	)
+	for i, p := range pages {
+		ev, ok := byID[p.EventID]
+		if _, dup := first[p.EventID]; !ok || dup {
+			continue
+		}
+		first[p.EventID] = len(runs)
+		runs = append(runs, i)
+		queries = append(queries, store.PageQuery{Event: ev, Retry: p.Retry, After: p.After, Limit: p.Limit})
+	}
+	results, err := a.run(ctx, pages, runs, queries)
+	if err != nil {
+		return nil, nil, err
+	}
+	out, found := make([]RoundResult, len(pages)), make([]bool, len(pages))
+	for i, p := range pages {
+		if j, ok := first[p.EventID]; ok {
+			out[i], found[i] = results[j], true
+		}
+	}
+	return out, found, nil
+}
+
+// run sends each page of queries (pages[runs[i]] asked for queries[i]) and
+// records every outcome in one statement.
+func (a *Activities) run(ctx context.Context, pages []RoundInput, runs []int, queries []store.PageQuery) ([]RoundResult, error) {
+	if len(queries) == 0 {
+		return nil, nil
+	}
+	targets, err := a.Store.Pages(ctx, queries)
+	if err != nil {
+		return nil, err
+	}
+	results := make([]RoundResult, len(queries))
+	rounds := make([]store.Round, len(queries))
+	var g errgroup.Group
+	g.SetLimit(pagesInFlight)
+	for j, q := range queries {
+		g.Go(func() error {
+			in := pages[runs[j]]
+			results[j], rounds[j] = a.page(ctx, q.Event, targets[j], in)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	if err := a.Store.RecordRounds(ctx, rounds); err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// page sends ev to one page of targets and sums up the round.
+func (a *Activities) page(ctx context.Context, ev store.EventRecord, targets []store.Target, in RoundInput) (RoundResult, store.Round) {
 	outcomes := a.send(ctx, ev, targets, in)
 	var res RoundResult
 	for _, o := range outcomes {
@@ -130,40 +208,14 @@ func (a *Activities) DeliverRound(ctx context.Context, in RoundInput) (RoundResu
 			res.Pending++
 		}
 	}
-	if err := a.Store.RecordAttempts(ctx, ev, attempts); err != nil {
-		return RoundResult{}, err
-	}
-	if in.Limit > 0 && len(targets) == in.Limit {
+	if len(targets) == in.Limit {
 		if last := targets[len(targets)-1]; in.Retry {
 			res.Next = last.EndpointID
 		} else {
 			res.Next = store.RecipientsCursor(last)
 		}
 	}
-	return res, nil
-}
-
-// DeliverPages runs DeliverRound for several events at once (a batch
-// workflow's first pages) and returns their results in the same order. An
-// event deleted since it was committed has nothing to deliver. Any other
-// failure fails the whole call, whose retry resumes every event: the
-// recipients already reached are skipped. A failing event does not cut
-// the others short, so their outcomes are recorded and not sent again.
-func (a *Activities) DeliverPages(ctx context.Context, pages []RoundInput) ([]RoundResult, error) {
-	out := make([]RoundResult, len(pages))
-	var g errgroup.Group
-	g.SetLimit(pagesInFlight)
-	for i, p := range pages {
-		g.Go(func() error {
-			res, err := a.DeliverRound(ctx, p)
-			if errors.Is(err, store.ErrNotFound) {
-				return nil
-			}
-			out[i] = res
-			return err
-		})
-	}
-	return out, g.Wait()
+	return res, store.Round{Event: ev, Attempts: attempts}
 }
 
 // pagesInFlight bounds the events of one DeliverPages call handled at

@@ -17,8 +17,9 @@ import (
 
 // A batch's first pages go out in one call: each event reaches every
 // entitled endpoint once and its outcome is recorded; an event that no
-// longer exists has nothing to deliver and does not fail the others; a
-// second call (the activity retried) sends nothing again.
+// longer exists has nothing to deliver and does not fail the others; an
+// event named twice is sent once; a second call (the activity retried)
+// sends nothing again.
 func TestDeliverPagesServesEveryEventOfTheBatch(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
@@ -33,6 +34,7 @@ func TestDeliverPagesServesEveryEventOfTheBatch(t *testing.T) {
 		{EventID: "evt_" + uuid.NewString(), Limit: 100, NextAttemptIn: time.Minute}, // never committed
 		{EventID: events[1].ID, Limit: 100, NextAttemptIn: time.Minute},
 		{EventID: events[2].ID, Limit: 100, NextAttemptIn: time.Minute},
+		{EventID: events[0].ID, Limit: 100, NextAttemptIn: time.Minute}, // named again
 	}
 
 	var suite testsuite.WorkflowTestSuite
@@ -55,7 +57,7 @@ func TestDeliverPagesServesEveryEventOfTheBatch(t *testing.T) {
 	if len(res) != len(pages) || res[1] != (activities.RoundResult{}) {
 		t.Fatalf("results %+v, want one per page and nothing for the missing event", res)
 	}
-	for _, i := range []int{0, 2, 3} {
+	for _, i := range []int{0, 2, 3, 4} {
 		if want := (activities.RoundResult{Sent: 2, Succeeded: 1, Pending: 1}); res[i] != want {
 			t.Errorf("page %d: %+v, want %+v", i, res[i], want)
 		}

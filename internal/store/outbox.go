@@ -57,11 +57,29 @@ type Attempt struct {
 
 // Event returns the outbox row with id.
 func (s *Store) Event(ctx context.Context, id string) (EventRecord, error) {
-	var e EventRecord
-	err := s.pool.QueryRow(ctx, `SELECT id, type, deal_id::TEXT, seller_id::TEXT, named, payload::TEXT, created_at FROM events WHERE id = $1`, id).
-		Scan(&e.ID, &e.Type, &e.DealID, &e.SellerID, &e.Named, &e.Payload, &e.CreatedAt)
-	e.CreatedAt = e.CreatedAt.UTC()
-	return e, translate(err)
+	evs, err := s.Events(ctx, []string{id})
+	if err != nil {
+		return EventRecord{}, err
+	}
+	if len(evs) == 0 {
+		return EventRecord{}, ErrNotFound
+	}
+	return evs[0], nil
+}
+
+// Events returns the outbox rows of ids that exist, in no set order.
+func (s *Store) Events(ctx context.Context, ids []string) ([]EventRecord, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, type, deal_id::TEXT, seller_id::TEXT, named, payload::TEXT, created_at FROM events WHERE id = ANY ($1::TEXT[])`, ids)
+	if err != nil {
+		return nil, translate(err)
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (EventRecord, error) {
+		var e EventRecord
+		err := r.Scan(&e.ID, &e.Type, &e.DealID, &e.SellerID, &e.Named, &e.Payload, &e.CreatedAt)
+		e.CreatedAt = e.CreatedAt.UTC()
+		return e, err
+	})
+	return list, translate(err)
 }
 
 // Recipients returns up to limit enabled endpoints subscribed to ev's type
@@ -70,8 +88,13 @@ func (s *Store) Event(ctx context.Context, id string) (EventRecord, error) {
 // page; empty for the first), leaving out endpoints this event already
 // reached or gave up on (a repeated round resumes rather than resends).
 func (s *Store) Recipients(ctx context.Context, ev EventRecord, after string, limit int) ([]Target, error) {
+	return s.targets(ctx, s.recipientsQuery(ev, after, limit))
+}
+
+// recipientsQuery is the query of Recipients.
+func (s *Store) recipientsQuery(ev EventRecord, after string, limit int) targetsQuery {
 	if ev.Named {
-		return s.namedRecipients(ctx, ev, after, limit)
+		return s.namedRecipientsQuery(ev, after, limit)
 	}
 	// A cursor without a buyer was written when pages went by endpoint ID
 	// alone: the listing starts again, and only the deliveries still
@@ -90,7 +113,7 @@ func (s *Store) Recipients(ctx context.Context, ev EventRecord, after string, li
 	// left out before the per-buyer limit, so a page never skips any; the
 	// one probe of an endpoint's delivery row both leaves it out and reads
 	// the attempts of a pending one.
-	rows, err := s.pool.Query(ctx, `
+	return targetsQuery{sql: `
 		SELECT e.id::TEXT, e.buyer_id::TEXT, 'buyer', e.url, e.secret,
 		       CASE WHEN e.previous_secret_expires_at > $5 THEN e.previous_secret END, e.previous_secret_expires_at,
 		       e.attempts
@@ -109,22 +132,18 @@ func (s *Store) Recipients(ctx context.Context, ev EventRecord, after string, li
 		WHERE g.seller_id = $1 AND g.buyer_id >= $4
 		ORDER BY g.buyer_id, e.id
 		LIMIT $6`,
-		ev.SellerID, ev.ID, ev.Type, afterBuyer, s.timestamp(), limit, afterEndpoint)
-	if err != nil {
-		return nil, translate(err)
-	}
-	return collectTargets(rows, false)
+		args: []any{ev.SellerID, ev.ID, ev.Type, afterBuyer, s.timestamp(), limit, afterEndpoint}}
 }
 
-// namedRecipients are Recipients of an event addressed to named accounts:
+// namedRecipientsQuery lists the Recipients of an event addressed to named accounts:
 // the enabled, subscribed endpoints of each, whatever the grants say (an
 // invoice reaches its buyer even after the seller revoked the grant).
-func (s *Store) namedRecipients(ctx context.Context, ev EventRecord, after string, limit int) ([]Target, error) {
+func (s *Store) namedRecipientsQuery(ev EventRecord, after string, limit int) targetsQuery {
 	afterOwner, afterEndpoint, ok := strings.Cut(after, "/")
 	if !ok {
 		afterOwner, afterEndpoint = zeroUUID, zeroUUID
 	}
-	rows, err := s.pool.Query(ctx, `
+	return targetsQuery{sql: `
 		SELECT e.id::TEXT, r.account_id::TEXT, e.role, e.url, e.secret,
 		       CASE WHEN e.previous_secret_expires_at > $4 THEN e.previous_secret END, e.previous_secret_expires_at,
 		       COALESCE(d.attempts, 0)
@@ -140,11 +159,60 @@ func (s *Store) namedRecipients(ctx context.Context, ev EventRecord, after strin
 		  AND (r.account_id, e.id) > ($3::UUID, $6::UUID)
 		ORDER BY r.account_id, e.id
 		LIMIT $5`,
-		ev.ID, ev.Type, afterOwner, s.timestamp(), limit, afterEndpoint)
+		args: []any{ev.ID, ev.Type, afterOwner, s.timestamp(), limit, afterEndpoint}}
+}
+
+// targetsQuery is a query of Recipients or PendingTargets; cancelled marks
+// the latter, whose rows end with their cancellation reason.
+type targetsQuery struct {
+	sql       string
+	args      []any
+	cancelled bool
+}
+
+func (s *Store) targets(ctx context.Context, q targetsQuery) ([]Target, error) {
+	rows, err := s.pool.Query(ctx, q.sql, q.args...)
 	if err != nil {
 		return nil, translate(err)
 	}
-	return collectTargets(rows, false)
+	return collectTargets(rows, q.cancelled)
+}
+
+// PageQuery asks for one page of one delivery round of an event: its
+// pending deliveries when Retry is set, else its recipients.
+type PageQuery struct {
+	Event EventRecord
+	Retry bool
+	After string
+	Limit int
+}
+
+// Pages returns the targets of several pages (PendingTargets or
+// Recipients of each), in their order, in one round trip.
+func (s *Store) Pages(ctx context.Context, pages []PageQuery) ([][]Target, error) {
+	b := &pgx.Batch{}
+	qs := make([]targetsQuery, len(pages))
+	for i, p := range pages {
+		if p.Retry {
+			qs[i] = s.pendingQuery(p.Event, p.After, p.Limit)
+		} else {
+			qs[i] = s.recipientsQuery(p.Event, p.After, p.Limit)
+		}
+		b.Queue(qs[i].sql, qs[i].args...)
+	}
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
+	out := make([][]Target, len(pages))
+	for i, q := range qs {
+		rows, err := br.Query()
+		if err != nil {
+			return nil, translate(err)
+		}
+		if out[i], err = collectTargets(rows, q.cancelled); err != nil {
+			return nil, err
+		}
+	}
+	return out, translate(br.Close())
 }
 
 // collectTargets reads the rows of Recipients and PendingTargets, the
@@ -170,10 +238,15 @@ func RecipientsCursor(t Target) string { return t.OwnerID + "/" + t.EndpointID }
 // deliveries still pending, each re-checked against the grant and the
 // endpoint as they are now.
 func (s *Store) PendingTargets(ctx context.Context, ev EventRecord, after string, limit int) ([]Target, error) {
+	return s.targets(ctx, s.pendingQuery(ev, after, limit))
+}
+
+// pendingQuery is the query of PendingTargets.
+func (s *Store) pendingQuery(ev EventRecord, after string, limit int) targetsQuery {
 	if after == "" {
 		after = zeroUUID
 	}
-	rows, err := s.pool.Query(ctx, `
+	return targetsQuery{cancelled: true, sql: `
 		SELECT d.endpoint_id::TEXT, COALESCE(d.buyer_id, d.seller_id)::TEXT,
 		       CASE WHEN d.seller_id IS NULL THEN 'buyer' ELSE 'seller' END, COALESCE(e.url, ''), e.secret,
 		       CASE WHEN e.previous_secret_expires_at > $4 THEN e.previous_secret END, e.previous_secret_expires_at,
@@ -189,57 +262,69 @@ func (s *Store) PendingTargets(ctx context.Context, ev EventRecord, after string
 		LEFT JOIN webhook_endpoints e ON e.id = d.endpoint_id
 		WHERE d.event_id = $1 AND d.status = 'pending' AND d.endpoint_id > $3
 		ORDER BY d.endpoint_id LIMIT $6`,
-		ev.ID, ev.SellerID, after, s.timestamp(), ev.Type, limit, ev.Named)
-	if err != nil {
-		return nil, translate(err)
-	}
-	return collectTargets(rows, true)
+		args: []any{ev.ID, ev.SellerID, after, s.timestamp(), ev.Type, limit, ev.Named}}
 }
 
 // RecordAttempts writes the outcomes of one delivery round in one
 // statement, and disables the endpoints that answered 410 Gone.
 func (s *Store) RecordAttempts(ctx context.Context, ev EventRecord, attempts []Attempt) error {
-	if len(attempts) == 0 {
-		return nil
-	}
+	return s.RecordRounds(ctx, []Round{{Event: ev, Attempts: attempts}})
+}
+
+// Round is the outcomes of one page of an event's delivery round.
+type Round struct {
+	Event    EventRecord
+	Attempts []Attempt
+}
+
+// RecordRounds writes the outcomes of several events' pages as
+// RecordAttempts does, in one statement for them all. No endpoint may
+// appear twice for one event.
+func (s *Store) RecordRounds(ctx context.Context, rounds []Round) error {
 	now := s.timestamp()
 	var (
-		endpoints, statuses []string
-		buyers, sellers     []*string
-		codes               []*int32
-		errs                []*string
-		next, delivered     []*time.Time
-		counted             []int32
-		gone                []string
+		events, types, endpoints, statuses []string
+		buyers, sellers                    []*string
+		codes                              []*int32
+		errs                               []*string
+		next, delivered                    []*time.Time
+		counted                            []int32
+		gone                               []string
 	)
-	for _, a := range attempts {
-		endpoints = append(endpoints, a.EndpointID)
-		buyer, seller := ownerColumns(Viewer{Role: a.OwnerRole, ID: a.OwnerID})
-		buyers, sellers = append(buyers, buyer), append(sellers, seller)
-		statuses = append(statuses, a.Status)
-		codes = append(codes, a.StatusCode)
-		errs = append(errs, a.Error)
-		next = append(next, a.NextAttemptAt)
-		var at *time.Time
-		if a.Status == DeliverySucceeded {
-			at = &now
+	for _, r := range rounds {
+		for _, a := range r.Attempts {
+			events, types = append(events, r.Event.ID), append(types, r.Event.Type)
+			endpoints = append(endpoints, a.EndpointID)
+			buyer, seller := ownerColumns(Viewer{Role: a.OwnerRole, ID: a.OwnerID})
+			buyers, sellers = append(buyers, buyer), append(sellers, seller)
+			statuses = append(statuses, a.Status)
+			codes = append(codes, a.StatusCode)
+			errs = append(errs, a.Error)
+			next = append(next, a.NextAttemptAt)
+			var at *time.Time
+			if a.Status == DeliverySucceeded {
+				at = &now
+			}
+			delivered = append(delivered, at)
+			c := int32(0)
+			if a.Counted {
+				c = 1
+			}
+			counted = append(counted, c)
+			if a.Gone {
+				gone = append(gone, a.EndpointID)
+			}
 		}
-		delivered = append(delivered, at)
-		c := int32(0)
-		if a.Counted {
-			c = 1
-		}
-		counted = append(counted, c)
-		if a.Gone {
-			gone = append(gone, a.EndpointID)
-		}
+	}
+	if len(endpoints) == 0 {
+		return nil
 	}
 	// One statement: one round trip, atomic without a transaction (the
 	// outcomes and the disabling of gone endpoints commit together), and
 	// on CockroachDB retried by the server itself; a transaction would add
 	// four round trips (BEGIN, the retry savepoint, RELEASE, COMMIT) to
 	// every page of every change.
-	query, args := recordOutcomes, []any{ev.ID, ev.Type, now, endpoints, buyers, statuses, codes, errs, next, delivered, counted, sellers}
+	query, args := recordOutcomes, []any{events, types, now, endpoints, buyers, statuses, codes, errs, next, delivered, counted, sellers}
 	if len(gone) > 0 {
 		query, args = disableGone+recordOutcomes, append(args, gone)
 	}
@@ -249,15 +334,15 @@ func (s *Store) RecordAttempts(ctx context.Context, ev EventRecord, attempts []A
 	}))
 }
 
-// recordOutcomes upserts a page's outcomes: a repeated round (an activity
+// recordOutcomes upserts pages' outcomes: a repeated round (an activity
 // retry) updates the rows its first try wrote.
 const recordOutcomes = `
 	INSERT INTO webhook_deliveries (id, event_id, endpoint_id, buyer_id, seller_id, event_type, status, attempts,
 	                                last_status_code, last_error, next_attempt_at, delivered_at, created_at, updated_at)
-	SELECT gen_random_uuid(), $1, u.endpoint_id, u.buyer_id, u.seller_id, $2, u.status, u.counted,
+	SELECT gen_random_uuid(), u.event_id, u.endpoint_id, u.buyer_id, u.seller_id, u.event_type, u.status, u.counted,
 	       u.code, u.err, u.next_at, u.delivered_at, $3, $3
-	FROM unnest($4::UUID[], $5::UUID[], $6::TEXT[], $7::INT[], $8::TEXT[], $9::TIMESTAMPTZ[], $10::TIMESTAMPTZ[], $11::INT[], $12::UUID[])
-	     AS u (endpoint_id, buyer_id, status, code, err, next_at, delivered_at, counted, seller_id)
+	FROM unnest($1::TEXT[], $2::TEXT[], $4::UUID[], $5::UUID[], $6::TEXT[], $7::INT[], $8::TEXT[], $9::TIMESTAMPTZ[], $10::TIMESTAMPTZ[], $11::INT[], $12::UUID[])
+	     AS u (event_id, event_type, endpoint_id, buyer_id, status, code, err, next_at, delivered_at, counted, seller_id)
 	ON CONFLICT (event_id, endpoint_id) DO UPDATE SET
 	    status = excluded.status,
 	    attempts = webhook_deliveries.attempts + excluded.attempts,
