@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/dealcast/dealcast/internal/delivery"
 	"github.com/dealcast/dealcast/internal/store"
@@ -150,4 +152,70 @@ func (s *stack) workflowIDs(t *testing.T, query string) map[string]string {
 		found[e.GetExecution().GetWorkflowId()] = e.GetType().GetName()
 	}
 	return found
+}
+
+// A steady stream of changes above delivery.BusyRate makes the dispatcher
+// linger, so changes share workflows beyond those that queue behind a
+// start; a change after a quiet second is started at once, in a workflow
+// of its own.
+func TestSteadyStreamLingersAndALoneChangeDoesNot(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	seller, sellerTok := s.account(store.RoleSeller)
+	r := s.buyers(seller, sellerTok, 1)[0].r
+	// A linger far longer than a start, so that only lingering can fill a
+	// batch: without it, a batch holds what queued behind one start.
+	d := delivery.NewDispatcher(s.client, s.store, quietLogger(), delivery.Options{TaskQueue: s.taskQueue, Eager: true, Linger: 3 * time.Second})
+	s.swapDelivery(d)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx, 1); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	const changes = 120
+	tick := time.NewTicker(8 * time.Millisecond)
+	for i := range changes {
+		<-tick.C
+		s.createDeal(sellerTok, int64(1000+i))
+	}
+	tick.Stop()
+	eventually(t, 20*time.Second, "every change delivered", func() bool { return len(r.Arrivals()) >= changes })
+	eventually(t, 5*time.Second, "a full batch", func() bool {
+		return slices.Contains(s.batchSizes(t), delivery.MaxBatch)
+	})
+
+	time.Sleep(1100 * time.Millisecond) // the starter's window forgets the stream
+	lone := s.createDeal(sellerTok, 5000).ID
+	eventually(t, 2*time.Second, "the lone change's own workflow", func() bool {
+		for _, typ := range s.workflowIDs(t, fmt.Sprintf("DealIds = %q", lone)) {
+			if typ == delivery.WorkflowType {
+				return true
+			}
+		}
+		return false
+	})
+	if n := len(r.Arrivals()); n != changes+1 {
+		t.Errorf("receiver got %d requests for %d changes", n, changes+1)
+	}
+}
+
+// batchSizes returns how many deals each batch workflow on s's task queue
+// names in DealIds.
+func (s *stack) batchSizes(t *testing.T) []int {
+	t.Helper()
+	resp, err := s.client.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{
+		Query: fmt.Sprintf("TaskQueue = %q AND WorkflowType = %q", s.taskQueue, delivery.BatchWorkflowType),
+	})
+	if err != nil {
+		t.Fatalf("list batch workflows: %v", err)
+	}
+	var sizes []int
+	for _, e := range resp.GetExecutions() {
+		var deals []string
+		if err := converter.GetDefaultDataConverter().FromPayload(e.GetSearchAttributes().GetIndexedFields()["DealIds"], &deals); err != nil {
+			t.Fatalf("DealIds of %s: %v", e.GetExecution().GetWorkflowId(), err)
+		}
+		sizes = append(sizes, len(deals))
+	}
+	return sizes
 }

@@ -59,6 +59,7 @@ type Dispatcher struct {
 	eager     bool
 	taskQueue string
 	queue     chan queued
+	linger    time.Duration
 
 	mu      sync.Mutex
 	started []string // event IDs started but not yet marked dispatched
@@ -83,7 +84,21 @@ type Options struct {
 	Queue int
 	// TaskQueue overrides TaskQueue (tests run isolated workers).
 	TaskQueue string
+	// Linger is how long a starter under load waits for a batch to fill
+	// (DefaultLinger when zero; negative: never).
+	Linger time.Duration
 }
+
+// DefaultLinger bounds what a change waits, under load only, for others
+// to share its workflow: a workflow per 100 ms at most while the batch is
+// not full, where starting at once would make a workflow of every few
+// changes.
+const DefaultLinger = 100 * time.Millisecond
+
+// BusyRate is the rate of changes, per starter and second, above which a
+// starter lingers. Below it every change is started at once: the latency
+// of a quiet platform is what a workflow per change gives.
+const BusyRate = 50
 
 // NewDispatcher returns a dispatcher; call Run to start its goroutines.
 func NewDispatcher(c client.Client, st *store.Store, log *slog.Logger, o Options) *Dispatcher {
@@ -93,7 +108,10 @@ func NewDispatcher(c client.Client, st *store.Store, log *slog.Logger, o Options
 	if o.TaskQueue == "" {
 		o.TaskQueue = TaskQueue
 	}
-	return &Dispatcher{client: c, store: st, log: log, eager: o.Eager, taskQueue: o.TaskQueue, queue: make(chan queued, o.Queue)}
+	if o.Linger == 0 {
+		o.Linger = DefaultLinger
+	}
+	return &Dispatcher{client: c, store: st, log: log, eager: o.Eager, taskQueue: o.TaskQueue, queue: make(chan queued, o.Queue), linger: o.Linger}
 }
 
 // Dispatch queues ev for a workflow start without blocking. When the queue
@@ -272,12 +290,17 @@ func (d *Dispatcher) Run(ctx context.Context, workers int) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var recent rateWindow
 			for {
 				select {
 				case <-ctx.Done():
 					return
 				case q := <-d.queue:
 					batch := d.take(q)
+					if d.linger > 0 && len(batch) < MaxBatch && recent.count(time.Now()) >= BusyRate {
+						batch = d.fill(ctx, batch, time.After(d.linger))
+					}
+					recent.add(time.Now(), len(batch))
 					evs := make([]store.EventRef, len(batch))
 					for i, b := range batch {
 						evs[i] = b.ev
@@ -325,6 +348,50 @@ func (d *Dispatcher) take(first queued) []queued {
 		}
 	}
 	return batch
+}
+
+// fill adds events to batch as they arrive, until it is full or timeout
+// fires.
+func (d *Dispatcher) fill(ctx context.Context, batch []queued, timeout <-chan time.Time) []queued {
+	for len(batch) < MaxBatch {
+		select {
+		case q := <-d.queue:
+			batch = append(batch, q)
+		case <-timeout:
+			return batch
+		case <-ctx.Done():
+			return batch
+		}
+	}
+	return batch
+}
+
+// rateWindow counts the events a starter handed over in the last second.
+type rateWindow struct {
+	starts []rateStart
+}
+
+type rateStart struct {
+	at     time.Time
+	events int
+}
+
+func (w *rateWindow) add(at time.Time, events int) {
+	w.starts = append(w.starts, rateStart{at, events})
+}
+
+// count drops the starts older than a second and sums the events of the rest.
+func (w *rateWindow) count(now time.Time) int {
+	old := 0
+	for old < len(w.starts) && now.Sub(w.starts[old].at) > time.Second {
+		old++
+	}
+	w.starts = w.starts[old:]
+	n := 0
+	for _, s := range w.starts {
+		n += s.events
+	}
+	return n
 }
 
 // flush marks started events dispatched in one statement. If it fails the
