@@ -75,7 +75,10 @@ func TestQueuedBidsShareTransactionsAndActAlone(t *testing.T) {
 	}
 	<-done
 
-	if n := f.s.bidTxs.Load(); n > 2 {
+	// Other tests' serializable transactions can make an attempt fail with
+	// 40001 (predicate locks cover index pages, not rows) and retry the
+	// same batch: count batches, not attempts.
+	if n := f.s.bidTxs.Load() - f.s.retried.Load(); n > 2 {
 		t.Errorf("the first bid and %d queued behind it took %d transactions; queued bids should share one", len(results), n)
 	}
 	if !errors.Is(results[2*buyers].err, ErrNotFound) {
