@@ -56,8 +56,7 @@ func (r *runner) read(ctx context.Context, res *Result) error {
 	return nil
 }
 
-// write: POST /v1/deals by sellers each with one buyer whose endpoint is on a
-// receiver, beside pgbench -N; then again without delivery.
+// write: POST /v1/deals by sellers with one buyer's endpoint each, beside pgbench -N; then without delivery.
 func (r *runner) write(ctx context.Context, res *Result) error {
 	conns, hc := r.cfg.WriteConns, newClient(r.cfg.WriteConns)
 	defer hc.CloseIdleConnections()
@@ -144,8 +143,7 @@ func (r *runner) withoutDelivery(ctx context.Context, pgbenchTPS float64, run fu
 	return out
 }
 
-// list: one buyer, authorised by many sellers, pages through all their
-// deals, newest first, from several connections, round and round.
+// list: a buyer authorised by many sellers pages through their deals, newest first, round and round.
 func (r *runner) list(ctx context.Context, res *Result) error {
 	limit, conns, hc := r.cfg.ListLimit, r.cfg.ListConns, newClient(r.cfg.ListConns)
 	defer hc.CloseIdleConnections()
@@ -191,8 +189,7 @@ func msIn(plan, label string) float64 {
 	return v
 }
 
-// concurrency: many keep-alive connections held open and an open-loop rate
-// over them, 9 reads to 1 write; then the same without delivery.
+// concurrency: an open-loop rate over many held connections, 9 reads to 1 write; then without delivery.
 func (r *runner) concurrency(ctx context.Context, res *Result) error {
 	conns, rate, hc := r.cfg.ConcurrencyConns, r.cfg.ConcurrencyRate, newClient(r.cfg.ConcurrencyConns)
 	defer hc.CloseIdleConnections()
@@ -238,8 +235,7 @@ func (r *runner) concurrency(ctx context.Context, res *Result) error {
 	return nil
 }
 
-// hotAuction: every buyer bids as fast as it can on one auction, each bid
-// one more than the last sent, beside pgbench updating one row.
+// hotAuction: buyers bid on one auction as fast as they can, beside pgbench updating one row.
 func (r *runner) hotAuction(ctx context.Context, res *Result) error {
 	bidders, hc := r.cfg.AuctionBidders, newClient(r.cfg.AuctionBidders)
 	defer hc.CloseIdleConnections()
@@ -271,8 +267,7 @@ func (r *runner) hotAuction(ctx context.Context, res *Result) error {
 	return nil
 }
 
-// auctionClose: auctions with one bid each, all closing in the same second,
-// each by its workflow, each with one invoice.
+// auctionClose: auctions with one bid each, closing in the same second by their workflows.
 func (r *runner) auctionClose(ctx context.Context, res *Result) error {
 	n := r.cfg.AuctionCloses
 	// At a whole second, after time to create and bid on every auction and
@@ -316,8 +311,7 @@ func (r *runner) auctionClose(ctx context.Context, res *Result) error {
 	return nil
 }
 
-// auctions seeds one seller with buyers and n deals, opens an auction on
-// each deal and, with bid, bids on it.
+// auctions seeds a seller with buyers and n deals, an auction on each and, with bid, one bid on it.
 func (r *runner) auctions(ctx context.Context, buyers, n int, closesAt time.Time, bid bool) (sd seeded, ids []string, err error) {
 	if sd, err = r.st.seed(ctx, 1, buyers, n, nil); err != nil {
 		return sd, nil, err
