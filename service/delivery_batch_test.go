@@ -163,6 +163,23 @@ func TestSteadyStreamLingersAndALoneChangeDoesNot(t *testing.T) {
 	s := newStack(t)
 	seller, sellerTok := s.account(store.RoleSeller)
 	r := s.buyers(seller, sellerTok, 1)[0].r
+	// The changes are committed first, behind a dispatcher that never
+	// runs, and then handed over one every 8 ms (125 a second) whatever
+	// the machine's load.
+	s.swapDelivery(delivery.NewDispatcher(s.client, s.store, quietLogger(), delivery.Options{TaskQueue: s.taskQueue}))
+	const changes = 120
+	deals := map[string]bool{}
+	for i := range changes {
+		deals[s.createDeal(sellerTok, int64(1000+i)).ID] = true
+	}
+	pending, err := s.store.Undispatched(context.Background(), time.Now().Add(time.Hour), 10_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending = slices.DeleteFunc(pending, func(ev store.EventRef) bool { return !deals[ev.DealID] })
+	if len(pending) != changes {
+		t.Fatalf("%d undispatched events of this test's deals, want %d", len(pending), changes)
+	}
 	// A linger far longer than a start, so that only lingering can fill a
 	// batch: without it, a batch holds what queued behind one start.
 	d := delivery.NewDispatcher(s.client, s.store, quietLogger(), delivery.Options{TaskQueue: s.taskQueue, Eager: true, Linger: 3 * time.Second})
@@ -171,12 +188,10 @@ func TestSteadyStreamLingersAndALoneChangeDoesNot(t *testing.T) {
 	done := make(chan struct{})
 	go func() { d.Run(ctx, 1); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-
-	const changes = 120
 	tick := time.NewTicker(8 * time.Millisecond)
-	for i := range changes {
+	for _, ev := range pending {
 		<-tick.C
-		s.createDeal(sellerTok, int64(1000+i))
+		d.Dispatch(ctx, ev)
 	}
 	tick.Stop()
 	eventually(t, 20*time.Second, "every change delivered", func() bool { return len(r.Arrivals()) >= changes })
