@@ -6,6 +6,7 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -57,6 +58,9 @@ type RoundInput struct {
 	Retry bool
 	// After is the previous page's Next.
 	After string
+	// Upto ends a first round's page at that recipient (a cut of
+	// PlanPages); empty for no end.
+	Upto  string
 	Limit int
 	// NextAttemptIn is when the workflow will try again after this round,
 	// recorded on pending deliveries for buyers to see.
@@ -136,7 +140,7 @@ func (a *Activities) deliver(ctx context.Context, pages []RoundInput) ([]RoundRe
 		}
 		first[p.EventID] = len(runs)
 		runs = append(runs, i)
-		queries = append(queries, store.PageQuery{Event: ev, Retry: p.Retry, After: p.After, Limit: p.Limit})
+		queries = append(queries, store.PageQuery{Event: ev, Retry: p.Retry, After: p.After, Upto: p.Upto, Limit: p.Limit})
 	}
 	results, err := a.run(ctx, pages, runs, queries)
 	if err != nil {
@@ -221,6 +225,27 @@ func (a *Activities) page(ctx context.Context, ev store.EventRecord, targets []s
 // pagesInFlight bounds the events of one DeliverPages call handled at
 // once, each with up to Concurrency requests in flight.
 const pagesInFlight = 16
+
+// PlanInput asks where a first round's pages after After begin.
+type PlanInput struct {
+	EventID string
+	After   string
+	Limit   int
+}
+
+// PlanPages returns the cursors that split the event's recipients after
+// in.After into runs of in.Limit: the workflow sends each run's pages
+// alongside the others'. An event deleted since has none.
+func (a *Activities) PlanPages(ctx context.Context, in PlanInput) ([]string, error) {
+	ev, err := a.Store.Event(ctx, in.EventID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return a.Store.RecipientCuts(ctx, ev, in.After, in.Limit)
+}
 
 // PostponeInput moves an event's pending deliveries' next attempt.
 type PostponeInput struct {

@@ -796,6 +796,41 @@ func TestPagesCoverEveryRecipientOnce(t *testing.T) {
 	}
 }
 
+// PlanPages cuts the recipients after a first page into runs of Limit;
+// pages bounded by the cuts, sent in any order, reach every recipient once.
+func TestPlannedRunsCoverEveryRecipientOnce(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ids, hits := f.recipients(7)
+	ev := f.event()
+	first := f.mustDeliver(activities.RoundInput{EventID: ev.ID, Limit: 2, NextAttemptIn: time.Minute})
+	cuts, err := f.acts.PlanPages(f.ctx, activities.PlanInput{EventID: ev.ID, After: first.Next, Limit: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{ids[3].cursor, ids[5].cursor}; !slices.Equal(cuts, want) {
+		t.Fatalf("cuts %v, want %v", cuts, want)
+	}
+	runs := []activities.RoundInput{
+		{After: cuts[1]},
+		{After: cuts[0], Upto: cuts[1]},
+		{After: first.Next, Upto: cuts[0]},
+	}
+	for _, run := range runs {
+		run.EventID, run.Limit, run.NextAttemptIn = ev.ID, 2, time.Minute
+		if res := f.mustDeliver(run); res.Next != "" && res.Next != run.Upto {
+			t.Errorf("run %+v went on past its end: %+v", run, res)
+		}
+	}
+	checkOnce(t, hits)
+	if n := f.deliveryRows(ev.ID); n != 7 {
+		t.Errorf("%d delivery rows, want 7", n)
+	}
+	if none, err := f.acts.PlanPages(f.ctx, activities.PlanInput{EventID: "evt_" + uuid.NewString(), Limit: 2}); err != nil || none != nil {
+		t.Errorf("an event that does not exist: cuts %v, %v", none, err)
+	}
+}
+
 func TestRetriedPageDoesNotResend(t *testing.T) {
 	t.Parallel()
 	f := setup(t)

@@ -2,10 +2,15 @@ package service_test
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -360,5 +365,94 @@ func TestWorkerRestartDeliversEveryPair(t *testing.T) {
 		if len(ids) != deals {
 			t.Fatalf("receiver %d got %d distinct events, want %d", i, len(ids), deals)
 		}
+	}
+}
+
+// A first round of many pages plans runs of pages and sends them alongside
+// each other: the workflow schedules several pages in one task, a receiver
+// that is slow to answer holds only its own run, and each (event,
+// endpoint) pair is delivered once.
+func TestManyPagesGoOutInParallelRuns(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	seller, sellerTok := s.account(store.RoleSeller)
+	const hang = 1500 * time.Millisecond // under the stack's 2 s send timeout
+	var slow atomic.Value
+	slow.Store("")
+	r := webhooktest.NewReceiver(t, webhooktest.WithHandler(func(_ http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == slow.Load() {
+			time.Sleep(hang)
+		}
+	}))
+	var order [][2]string // cursor and path of each recipient
+	for i := range 9 {
+		id, tok := s.account(store.RoleBuyer)
+		s.grant(seller, sellerTok, id)
+		path := fmt.Sprintf("/buyer-%d", i)
+		ep, _ := s.endpoint(tok, r.URL()+path)
+		order = append(order, [2]string{id + "/" + ep, path})
+	}
+	slices.SortFunc(order, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
+	// Pages of two: the third recipient opens the first run after the first page.
+	slow.Store(order[2][1])
+	// No dispatcher hands the change over: the test starts its workflow.
+	s.swapDelivery(delivery.NewDispatcher(s.client, s.store, quietLogger(), delivery.Options{TaskQueue: s.taskQueue}))
+	d := s.createDeal(sellerTok, 700)
+	ctx := context.Background()
+	var eventID string
+	if err := testDB.Pool.QueryRow(ctx, `SELECT id FROM events WHERE deal_id = $1`, d.ID).Scan(&eventID); err != nil {
+		t.Fatal(err)
+	}
+	id := delivery.WorkflowID(eventID)
+	run, err := s.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: s.taskQueue}, delivery.WorkflowType,
+		delivery.WorkflowInput{EventID: eventID, EventType: "deal.created", DealID: d.ID, PageSize: 2, LocalFirstPage: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res workflows.DeliveryResult
+	if err := run.Get(ctx, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Succeeded != len(order) || res.Rounds != 1 {
+		t.Errorf("result %+v, want %d deliveries in one round", res, len(order))
+	}
+	arrived := map[string]time.Time{}
+	for _, a := range r.Arrivals() {
+		if _, twice := arrived[a.Path]; twice || a.ID() != eventID {
+			t.Errorf("%s received %s again or another event", a.Path, a.ID())
+		}
+		arrived[a.Path] = a.At
+	}
+	if len(arrived) != len(order) {
+		t.Fatalf("%d of %d endpoints reached", len(arrived), len(order))
+	}
+	for _, o := range order[4:] { // the other runs' recipients
+		if late := arrived[o[1]].Sub(arrived[order[2][1]]); late > hang*2/3 {
+			t.Errorf("%s arrived %v after the slow receiver was called: held behind it", o[1], late)
+		}
+	}
+	// Pages scheduled by one workflow task ran side by side.
+	pagesPerTask, planned := map[int64]int{}, false
+	iter := s.client.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
+			switch a.GetActivityType().GetName() {
+			case "PlanPages":
+				planned = true
+			case "DeliverRound":
+				pagesPerTask[a.GetWorkflowTaskCompletedEventId()]++
+			}
+		}
+	}
+	if !planned || slices.Max(slices.Collect(maps.Values(pagesPerTask))) < 2 {
+		t.Errorf("planned %v, pages scheduled per task %v: want runs side by side", planned, pagesPerTask)
+	}
+	// The replay tests in package workflows check determinism against it.
+	if path := os.Getenv("WRITE_PARALLEL_PAGES_HISTORY"); path != "" {
+		writeHistory(t, id, path)
 	}
 }

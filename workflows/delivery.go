@@ -41,8 +41,17 @@ type DeliveryResult struct {
 var (
 	deliverRound    = (*activities.Activities)(nil).DeliverRound
 	deliverPages    = (*activities.Activities)(nil).DeliverPages
+	planPages       = (*activities.Activities)(nil).PlanPages
 	postponeRetries = (*activities.Activities)(nil).PostponeRetries
 )
+
+// ParallelPages is how many runs of pages of one first round are sent at
+// once, so that a page held by hanging receivers delays only its own run.
+const ParallelPages = 4
+
+// parallelPagesVersion marks histories whose first rounds, past their
+// first page, send their pages in parallel runs (PlanPages).
+const parallelPagesVersion = "parallel-pages"
 
 // pageOptions are a delivery page's, as a regular activity.
 var pageOptions = workflow.ActivityOptions{
@@ -109,18 +118,14 @@ func DeliverEvent(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error
 	retry := workflow.GetSignalChannel(ctx, RetrySignal)
 	var total DeliveryResult
 
-	// round runs every page of one round and returns how many deliveries
-	// are still pending and the longest Retry-After asked for.
-	round := func(retrying bool, after string, next time.Duration, final bool) (int, time.Duration, error) {
-		total.Rounds++
+	// walk runs the pages of one round from page.After (up to page.Upto)
+	// one after another and returns how many deliveries are still pending,
+	// the longest Retry-After asked for and, with split set, where the round
+	// goes on once its first page is done (empty: the round is done).
+	walk := func(ctx workflow.Context, page activities.RoundInput, local, split bool) (int, time.Duration, string, error) {
 		pending := 0
 		var wait time.Duration
-		local := in.LocalFirstPage && !retrying && total.Rounds == 1
 		for {
-			page := activities.RoundInput{
-				EventID: in.EventID, Retry: retrying, After: after, Limit: pageSize,
-				NextAttemptIn: next, Final: final,
-			}
 			var res activities.RoundResult
 			ok := false
 			if local {
@@ -129,7 +134,7 @@ func DeliverEvent(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error
 			}
 			if !ok {
 				if err := workflow.ExecuteActivity(ctx, deliverRound, page).Get(ctx, &res); err != nil {
-					return 0, 0, err
+					return 0, 0, "", err
 				}
 			}
 			total.Sent += res.Sent
@@ -138,10 +143,75 @@ func DeliverEvent(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error
 			pending += res.Pending
 			wait = max(wait, res.RetryAfter)
 			if res.Next == "" {
-				return pending, wait, nil
+				return pending, wait, "", nil
 			}
-			after = res.Next
+			if split {
+				return pending, wait, res.Next, nil
+			}
+			page.After = res.Next
 		}
+	}
+
+	// inParallel runs the rest of a first round after page.After as runs
+	// bounded by the cuts PlanPages finds, ParallelPages at a time.
+	inParallel := func(page activities.RoundInput) (int, time.Duration, error) {
+		var cuts []string
+		if err := workflow.ExecuteActivity(ctx, planPages, activities.PlanInput{
+			EventID: page.EventID, After: page.After, Limit: page.Limit,
+		}).Get(ctx, &cuts); err != nil {
+			return 0, 0, err
+		}
+		var (
+			pending  int
+			wait     time.Duration
+			firstErr error
+		)
+		slots := workflow.NewBufferedChannel(ctx, ParallelPages)
+		wg := workflow.NewWaitGroup(ctx)
+		for i := 0; i <= len(cuts); i++ {
+			run := page
+			if i > 0 {
+				run.After = cuts[i-1]
+			}
+			if i < len(cuts) {
+				run.Upto = cuts[i]
+			}
+			slots.Send(ctx, struct{}{})
+			wg.Add(1)
+			workflow.Go(ctx, func(ctx workflow.Context) {
+				defer wg.Done()
+				defer slots.Receive(ctx, nil)
+				p, w, _, err := walk(ctx, run, false, false)
+				pending, wait = pending+p, max(wait, w)
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+			})
+		}
+		wg.Wait(ctx)
+		return pending, wait, firstErr
+	}
+
+	// round runs every page of one round and returns how many deliveries
+	// are still pending and the longest Retry-After asked for.
+	round := func(retrying bool, after string, next time.Duration, final bool) (int, time.Duration, error) {
+		total.Rounds++
+		local := in.LocalFirstPage && !retrying && total.Rounds == 1
+		page := activities.RoundInput{
+			EventID: in.EventID, Retry: retrying, After: after, Limit: pageSize,
+			NextAttemptIn: next, Final: final,
+		}
+		pending, wait, rest, err := walk(ctx, page, local, !retrying)
+		if err != nil || rest == "" {
+			return pending, wait, err
+		}
+		page.After = rest
+		if workflow.GetVersion(ctx, parallelPagesVersion, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+			p, w, _, err := walk(ctx, page, false, false)
+			return pending + p, max(wait, w), err
+		}
+		p, w, err := inParallel(page)
+		return pending + p, max(wait, w), err
 	}
 
 	n := in.Round

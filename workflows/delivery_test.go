@@ -3,12 +3,15 @@ package workflows
 import (
 	"context"
 	"errors"
+	"maps"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/dealcast/dealcast/activities"
 )
@@ -16,8 +19,9 @@ import (
 const testEvent = "evt_test"
 
 // rounds scripts the activity: each call returns the next result, and
-// records its input.
+// records its input. Pages of parallel runs call it concurrently.
 type rounds struct {
+	mu      sync.Mutex
 	results []activities.RoundResult
 	inputs  []activities.RoundInput
 	// final, when set, answers the round marked Final.
@@ -28,9 +32,14 @@ type rounds struct {
 	local []bool
 	// failLocal makes every local activity call fail.
 	failLocal bool
+	// cuts answers PlanPages; plans records its inputs.
+	cuts  []string
+	plans []activities.PlanInput
 }
 
 func (r *rounds) call(ctx context.Context, in activities.RoundInput) (activities.RoundResult, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	isLocal := activity.GetInfo(ctx).IsLocalActivity
 	r.local = append(r.local, isLocal)
 	r.inputs = append(r.inputs, in)
@@ -56,6 +65,12 @@ func newEnv(t *testing.T, r *rounds) (*testsuite.TestWorkflowEnvironment, *[]tim
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterActivity(&activities.Activities{})
 	env.OnActivity(deliverRound, mock.Anything, mock.Anything).Return(r.call)
+	env.OnActivity(planPages, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PlanInput) ([]string, error) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.plans = append(r.plans, in)
+		return r.cuts, nil
+	})
 	env.OnActivity(postponeRetries, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PostponeInput) error {
 		r.postponed = append(r.postponed, in)
 		return nil
@@ -180,6 +195,46 @@ func TestPagesLargeRecipientSets(t *testing.T) {
 	}
 	if res.Succeeded != 5 || res.Rounds != 1 {
 		t.Fatalf("result %+v", res)
+	}
+}
+
+// Past its first page, a first round plans runs of pages and sends them
+// alongside each other, each run bounded by the next one's start.
+func TestFirstRoundSendsTheRestInParallelRuns(t *testing.T) {
+	r := &rounds{
+		results: []activities.RoundResult{{Sent: 2, Succeeded: 2, Next: "b/2"}, {Sent: 2, Succeeded: 2}},
+		cuts:    []string{"b/4", "b/6"},
+	}
+	env, _ := newEnv(t, r)
+	res := run(t, env, DeliveryInput{EventID: testEvent, PageSize: 2})
+	if len(r.plans) != 1 || r.plans[0] != (activities.PlanInput{EventID: testEvent, After: "b/2", Limit: 2}) {
+		t.Fatalf("plans %+v, want one after the first page", r.plans)
+	}
+	runs := map[[2]string]bool{}
+	for _, in := range r.inputs[1:] {
+		runs[[2]string{in.After, in.Upto}] = true
+	}
+	want := map[[2]string]bool{{"b/2", "b/4"}: true, {"b/4", "b/6"}: true, {"b/6", ""}: true}
+	if len(r.inputs) != 4 || !maps.Equal(runs, want) {
+		t.Fatalf("pages %+v, want the first and one per run %v", r.inputs, want)
+	}
+	if res.Succeeded != 8 || res.Rounds != 1 {
+		t.Fatalf("result %+v", res)
+	}
+}
+
+// A workflow that began its first round before parallel runs existed
+// goes on sending its pages one after another.
+func TestFirstRoundOfAnOlderVersionPagesInTurn(t *testing.T) {
+	r := &rounds{
+		results: []activities.RoundResult{{Sent: 2, Succeeded: 2, Next: "b/2"}, {Sent: 2, Succeeded: 2, Next: "b/4"}, {Sent: 1, Succeeded: 1}},
+		cuts:    []string{"b/4"},
+	}
+	env, _ := newEnv(t, r)
+	env.OnGetVersion(parallelPagesVersion, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	run(t, env, DeliveryInput{EventID: testEvent, PageSize: 2})
+	if len(r.plans) != 0 || len(r.inputs) != 3 || r.inputs[1].After != "b/2" || r.inputs[2].After != "b/4" || r.inputs[2].Upto != "" {
+		t.Fatalf("plans %+v, pages %+v: want three pages in turn", r.plans, r.inputs)
 	}
 }
 

@@ -40,6 +40,18 @@ func TestReplayRecordedHistory(t *testing.T) {
 	}, "deliver_event_history.json", "deliver_event_local_history.json")
 }
 
+// TestReplayParallelPagesHistories replays first rounds to nine endpoints
+// in pages of two: one recorded before runs of pages existed (the pages
+// one after another), one with them (PlanPages, then runs side by side).
+// Re-record the newer with:
+// WRITE_PARALLEL_PAGES_HISTORY=$PWD/workflows/testdata/deliver_event_parallel_pages_history.json
+// go test -run TestManyPagesGoOutInParallelRuns ./service/
+func TestReplayParallelPagesHistories(t *testing.T) {
+	replay(t, func(r worker.WorkflowReplayer) {
+		r.RegisterWorkflowWithOptions(DeliverEvent, workflow.RegisterOptions{Name: delivery.WorkflowType})
+	}, "deliver_event_pages_in_turn_history.json", "deliver_event_parallel_pages_history.json")
+}
+
 // TestReplayBatchHistories replays recorded runs of the batched design: a
 // DeliverBatch that sent forty events' first pages in one local activity
 // and handed every one to its own workflow (a receiver refused each first

@@ -63,3 +63,6 @@ func pageOf[T any](rows []T, limit int, pos func(T) position) Page[T] {
 
 // zeroUUID is the cursor before every UUID, for lists in ID order.
 const zeroUUID = "00000000-0000-0000-0000-000000000000"
+
+// maxUUID sorts after every UUID: an upper bound that bounds nothing.
+const maxUUID = "ffffffff-ffff-ffff-ffff-ffffffffffff"

@@ -88,13 +88,18 @@ func (s *Store) Events(ctx context.Context, ids []string) ([]EventRecord, error)
 // page; empty for the first), leaving out endpoints this event already
 // reached or gave up on (a repeated round resumes rather than resends).
 func (s *Store) Recipients(ctx context.Context, ev EventRecord, after string, limit int) ([]Target, error) {
-	return s.targets(ctx, s.recipientsQuery(ev, after, limit))
+	return s.targets(ctx, s.recipientsQuery(ev, after, "", limit))
 }
 
 // recipientsQuery is the query of Recipients.
-func (s *Store) recipientsQuery(ev EventRecord, after string, limit int) targetsQuery {
+// With upto (a cursor, empty for none) the page ends at that recipient.
+func (s *Store) recipientsQuery(ev EventRecord, after, upto string, limit int) targetsQuery {
 	if ev.Named {
 		return s.namedRecipientsQuery(ev, after, limit)
+	}
+	uptoBuyer, uptoEndpoint, ok := strings.Cut(upto, "/")
+	if !ok {
+		uptoBuyer, uptoEndpoint = maxUUID, maxUUID
 	}
 	// A cursor without a buyer was written when pages went by endpoint ID
 	// alone: the listing starts again, and only the deliveries still
@@ -124,15 +129,45 @@ func (s *Store) recipientsQuery(ev EventRecord, after string, limit int) targets
 		  FROM webhook_endpoints e
 		  LEFT JOIN webhook_deliveries d ON d.event_id = $2 AND d.endpoint_id = e.id
 		  WHERE e.buyer_id = g.buyer_id AND e.enabled AND $3 = ANY (e.event_types)
-		    AND (g.buyer_id > $4 OR e.id > $7)
+		    AND (g.buyer_id > $4 OR e.id > $7) AND (g.buyer_id < $8 OR e.id <= $9)
 		    AND (d.status IS NULL OR d.status = 'pending')
 		  ORDER BY e.id
 		  LIMIT $6
 		) e
-		WHERE g.seller_id = $1 AND g.buyer_id >= $4
+		WHERE g.seller_id = $1 AND g.buyer_id >= $4 AND g.buyer_id <= $8
 		ORDER BY g.buyer_id, e.id
 		LIMIT $6`,
-		args: []any{ev.SellerID, ev.ID, ev.Type, afterBuyer, s.timestamp(), limit, afterEndpoint}}
+		args: []any{ev.SellerID, ev.ID, ev.Type, afterBuyer, s.timestamp(), limit, afterEndpoint, uptoBuyer, uptoEndpoint}}
+}
+
+// RecipientCuts splits the Recipients of ev after the cursor after into
+// runs of every recipients: it returns the cursor of every every-th one,
+// so pages bounded by them can be sent in parallel. Events to named
+// accounts, which go to a handful, have none.
+func (s *Store) RecipientCuts(ctx context.Context, ev EventRecord, after string, every int) ([]string, error) {
+	if ev.Named || every <= 0 {
+		return nil, nil
+	}
+	afterBuyer, afterEndpoint, ok := strings.Cut(after, "/")
+	if !ok {
+		afterBuyer, afterEndpoint = zeroUUID, zeroUUID
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT c FROM (
+		  SELECT g.buyer_id::TEXT || '/' || e.id::TEXT AS c, row_number() OVER (ORDER BY g.buyer_id, e.id) AS n
+		  FROM grants g
+		  JOIN webhook_endpoints e ON e.buyer_id = g.buyer_id
+		  WHERE g.seller_id = $1 AND g.buyer_id >= $3 AND (g.buyer_id > $3 OR e.id > $4)
+		    AND e.enabled AND $2 = ANY (e.event_types)
+		) r
+		WHERE n % $5 = 0
+		ORDER BY n`,
+		ev.SellerID, ev.Type, afterBuyer, afterEndpoint, every)
+	if err != nil {
+		return nil, translate(err)
+	}
+	cuts, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return cuts, translate(err)
 }
 
 // namedRecipientsQuery lists the Recipients of an event addressed to named accounts:
@@ -184,6 +219,8 @@ type PageQuery struct {
 	Event EventRecord
 	Retry bool
 	After string
+	// Upto ends a page of recipients at that cursor (RecipientCuts).
+	Upto  string
 	Limit int
 }
 
@@ -196,7 +233,7 @@ func (s *Store) Pages(ctx context.Context, pages []PageQuery) ([][]Target, error
 		if p.Retry {
 			qs[i] = s.pendingQuery(p.Event, p.After, p.Limit)
 		} else {
-			qs[i] = s.recipientsQuery(p.Event, p.After, p.Limit)
+			qs[i] = s.recipientsQuery(p.Event, p.After, p.Upto, p.Limit)
 		}
 		b.Queue(qs[i].sql, qs[i].args...)
 	}
