@@ -377,21 +377,28 @@ type rateStart struct {
 }
 
 func (w *rateWindow) add(at time.Time, events int) {
+	w.forget(at)
 	w.starts = append(w.starts, rateStart{at, events})
 }
 
-// count drops the starts older than a second and sums the events of the rest.
+// count sums the events of the starts of the last second.
 func (w *rateWindow) count(now time.Time) int {
-	old := 0
-	for old < len(w.starts) && now.Sub(w.starts[old].at) > time.Second {
-		old++
-	}
-	w.starts = w.starts[old:]
+	w.forget(now)
 	n := 0
 	for _, s := range w.starts {
 		n += s.events
 	}
 	return n
+}
+
+// forget drops the starts older than a second, so the window stays small
+// however long the load lasts.
+func (w *rateWindow) forget(now time.Time) {
+	old := 0
+	for old < len(w.starts) && now.Sub(w.starts[old].at) > time.Second {
+		old++
+	}
+	w.starts = w.starts[old:]
 }
 
 // flush marks started events dispatched in one statement. If it fails the
