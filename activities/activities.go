@@ -128,21 +128,21 @@ func (a *Activities) deliver(ctx context.Context, pages []RoundInput) ([]RoundRe
 	for _, ev := range evs {
 		byID[ev.ID] = ev
 	}
-	first := map[string]int{} // event ID → its page in runs
+	first := map[string]int{} // event ID → its page in run
 	var (
-		runs    []int // indexes in pages of the pages run
+		run     []RoundInput
 		queries []store.PageQuery
 	)
-	for i, p := range pages {
+	for _, p := range pages {
 		ev, ok := byID[p.EventID]
 		if _, dup := first[p.EventID]; !ok || dup {
 			continue
 		}
-		first[p.EventID] = len(runs)
-		runs = append(runs, i)
+		first[p.EventID] = len(run)
+		run = append(run, p)
 		queries = append(queries, store.PageQuery{Event: ev, Retry: p.Retry, After: p.After, Upto: p.Upto, Limit: p.Limit})
 	}
-	results, err := a.run(ctx, pages, runs, queries)
+	results, err := a.run(ctx, run, queries)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -155,9 +155,9 @@ func (a *Activities) deliver(ctx context.Context, pages []RoundInput) ([]RoundRe
 	return out, found, nil
 }
 
-// run sends each page of queries (pages[runs[i]] asked for queries[i]) and
-// records every outcome in one statement.
-func (a *Activities) run(ctx context.Context, pages []RoundInput, runs []int, queries []store.PageQuery) ([]RoundResult, error) {
+// run sends each page (pages[i] read as queries[i]) and records every
+// outcome in one statement.
+func (a *Activities) run(ctx context.Context, pages []RoundInput, queries []store.PageQuery) ([]RoundResult, error) {
 	if len(queries) == 0 {
 		return nil, nil
 	}
@@ -171,8 +171,7 @@ func (a *Activities) run(ctx context.Context, pages []RoundInput, runs []int, qu
 	g.SetLimit(pagesInFlight)
 	for j, q := range queries {
 		g.Go(func() error {
-			in := pages[runs[j]]
-			results[j], rounds[j] = a.page(ctx, q.Event, targets[j], in)
+			results[j], rounds[j] = a.page(ctx, q.Event, targets[j], pages[j])
 			return nil
 		})
 	}
