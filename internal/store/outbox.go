@@ -97,17 +97,11 @@ func (s *Store) recipientsQuery(ev EventRecord, after, upto string, limit int) t
 	if ev.Named {
 		return s.namedRecipientsQuery(ev, after, limit)
 	}
-	uptoBuyer, uptoEndpoint, ok := strings.Cut(upto, "/")
-	if !ok {
-		uptoBuyer, uptoEndpoint = maxUUID, maxUUID
-	}
+	uptoBuyer, uptoEndpoint := recipientCursor(upto, maxUUID)
 	// A cursor without a buyer was written when pages went by endpoint ID
 	// alone: the listing starts again, and only the deliveries still
 	// pending of the pages already done are sent once more.
-	afterBuyer, afterEndpoint, ok := strings.Cut(after, "/")
-	if !ok {
-		afterBuyer, afterEndpoint = zeroUUID, zeroUUID
-	}
+	afterBuyer, afterEndpoint := recipientCursor(after, zeroUUID)
 	// Driven by the seller's grants in buyer order, each buyer's endpoints
 	// read from its index (a LATERAL subquery with a LIMIT is always run per
 	// grant), so a page costs what it returns plus the grants it passes,
@@ -148,10 +142,7 @@ func (s *Store) RecipientCuts(ctx context.Context, ev EventRecord, after string,
 	if ev.Named || every <= 0 {
 		return nil, nil
 	}
-	afterBuyer, afterEndpoint, ok := strings.Cut(after, "/")
-	if !ok {
-		afterBuyer, afterEndpoint = zeroUUID, zeroUUID
-	}
+	afterBuyer, afterEndpoint := recipientCursor(after, zeroUUID)
 	rows, err := s.pool.Query(ctx, `
 		SELECT c FROM (
 		  SELECT g.buyer_id::TEXT || '/' || e.id::TEXT AS c, row_number() OVER (ORDER BY g.buyer_id, e.id) AS n
@@ -174,10 +165,7 @@ func (s *Store) RecipientCuts(ctx context.Context, ev EventRecord, after string,
 // the enabled, subscribed endpoints of each, whatever the grants say (an
 // invoice reaches its buyer even after the seller revoked the grant).
 func (s *Store) namedRecipientsQuery(ev EventRecord, after string, limit int) targetsQuery {
-	afterOwner, afterEndpoint, ok := strings.Cut(after, "/")
-	if !ok {
-		afterOwner, afterEndpoint = zeroUUID, zeroUUID
-	}
+	afterOwner, afterEndpoint := recipientCursor(after, zeroUUID)
 	return targetsQuery{sql: `
 		SELECT e.id::TEXT, r.account_id::TEXT, e.role, e.url, e.secret,
 		       CASE WHEN e.previous_secret_expires_at > $4 THEN e.previous_secret END, e.previous_secret_expires_at,
@@ -265,6 +253,17 @@ func collectTargets(rows pgx.Rows, cancelled bool) ([]Target, error) {
 		return t, err
 	})
 	return list, translate(err)
+}
+
+// recipientCursor splits a RecipientsCursor into its owner and endpoint
+// IDs; a cursor of another form (empty, or of the endpoint-only pages of
+// old) stands for (none, none).
+func recipientCursor(c, none string) (owner, endpoint string) {
+	owner, endpoint, ok := strings.Cut(c, "/")
+	if !ok {
+		return none, none
+	}
+	return owner, endpoint
 }
 
 // RecipientsCursor is where the page of Recipients that ended with t
