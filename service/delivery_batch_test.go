@@ -154,7 +154,7 @@ func (s *stack) workflowIDs(t *testing.T, query string) map[string]string {
 	return found
 }
 
-// A steady stream of changes above delivery.BusyRate makes the dispatcher
+// A steady stream of changes above the busy rate makes the dispatcher
 // linger, so changes share workflows beyond those that queue behind a
 // start; a change after a quiet second is started at once, in a workflow
 // of its own.
@@ -181,8 +181,11 @@ func TestSteadyStreamLingersAndALoneChangeDoesNot(t *testing.T) {
 		t.Fatalf("%d undispatched events of this test's deals, want %d", len(pending), changes)
 	}
 	// A linger far longer than a start, so that only lingering can fill a
-	// batch: without it, a batch holds what queued behind one start.
-	d := delivery.NewDispatcher(s.client, s.store, quietLogger(), delivery.Options{TaskQueue: s.taskQueue, Eager: true, Linger: 3 * time.Second})
+	// batch: without it, a batch holds what queued behind one start. A low
+	// busy rate, so that slow starts on a loaded machine still reach it
+	// with a full batch's worth of events to come.
+	d := delivery.NewDispatcher(s.client, s.store, quietLogger(), delivery.Options{TaskQueue: s.taskQueue, Eager: true,
+		Linger: 3 * time.Second, BusyRate: 10})
 	s.swapDelivery(d)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

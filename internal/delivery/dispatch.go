@@ -60,6 +60,7 @@ type Dispatcher struct {
 	taskQueue string
 	queue     chan queued
 	linger    time.Duration
+	busyRate  int
 
 	mu      sync.Mutex
 	started []string // event IDs started but not yet marked dispatched
@@ -87,6 +88,9 @@ type Options struct {
 	// Linger is how long a starter under load waits for a batch to fill
 	// (DefaultLinger when zero; negative: never).
 	Linger time.Duration
+	// BusyRate is the events per second above which a starter lingers
+	// (BusyRate when zero).
+	BusyRate int
 }
 
 // DefaultLinger bounds what a change waits, under load only, for others
@@ -111,7 +115,11 @@ func NewDispatcher(c client.Client, st *store.Store, log *slog.Logger, o Options
 	if o.Linger == 0 {
 		o.Linger = DefaultLinger
 	}
-	return &Dispatcher{client: c, store: st, log: log, eager: o.Eager, taskQueue: o.TaskQueue, queue: make(chan queued, o.Queue), linger: o.Linger}
+	if o.BusyRate <= 0 {
+		o.BusyRate = BusyRate
+	}
+	return &Dispatcher{client: c, store: st, log: log, eager: o.Eager, taskQueue: o.TaskQueue, queue: make(chan queued, o.Queue),
+		linger: o.Linger, busyRate: o.BusyRate}
 }
 
 // Dispatch queues ev for a workflow start without blocking. When the queue
@@ -297,7 +305,7 @@ func (d *Dispatcher) Run(ctx context.Context, workers int) {
 					return
 				case q := <-d.queue:
 					batch := d.take(q)
-					if d.linger > 0 && len(batch) < MaxBatch && recent.count(time.Now()) >= BusyRate {
+					if d.linger > 0 && len(batch) < MaxBatch && recent.count(time.Now()) >= d.busyRate {
 						batch = d.fill(ctx, batch, time.After(d.linger))
 					}
 					recent.add(time.Now(), len(batch))
